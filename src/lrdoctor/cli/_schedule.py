@@ -1,0 +1,82 @@
+"""``lrdoctor schedule SPEC``: preview a schedule as a table, a plot, CSV and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from rich.table import Table
+
+from lrdoctor.cli._common import CLIError, console, write_json
+from lrdoctor.preview import plot_schedule, summarize
+from lrdoctor.schedules import parse
+
+__all__ = ["register"]
+
+EXAMPLES = """examples:
+  lrdoctor schedule "warmup(500) >> cosine(3e-4, end=3e-6, steps=9500)" --plot lr.png
+  lrdoctor schedule "one_cycle(0.1, steps=1000)" --csv lr.csv --json lr.json
+  lrdoctor schedule "sgdr(0.1, period=100, mult=2)" --steps 1500
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "schedule",
+        help="preview a schedule spec: table, plot, CSV, JSON",
+        description="Evaluate a schedule spec step by step and show where it starts, peaks and ends.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("spec", help='a schedule spec, e.g. "warmup(500) >> cosine(3e-4, steps=9500)"')
+    p.add_argument("--steps", type=int, help="how many optimizer steps to preview (default: the duration + 5%%, or 1000)")
+    p.add_argument("--plot", metavar="PNG", help="write a picture (PNG, SVG or PDF)")
+    p.add_argument("--csv", metavar="CSV", help="write step,lr[,momentum] rows")
+    p.add_argument("--json", metavar="JSON", help="write the summary and the values as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    schedule = parse(args.spec)
+    if args.steps is not None and args.steps < 1:
+        raise CLIError(f"--steps must be >= 1, got {args.steps}")
+    for option in ("plot", "csv", "json"):
+        target = getattr(args, option)
+        if target and not Path(target).resolve().parent.is_dir():
+            raise CLIError(f"--{option} {target}: the folder {Path(target).parent} does not exist")
+    preview = summarize(schedule, args.steps)
+
+    console.print(f"[bold]{preview.spec}[/]", soft_wrap=True)
+    table = Table()
+    table.add_column("point")
+    table.add_column("step", justify="right")
+    table.add_column("lr", justify="right")
+    for row in preview.rows():
+        table.add_row(*row)
+    for mark in preview.marks[:12]:
+        table.add_row(mark.label, str(mark.step), f"{schedule(mark.step):.4g}")
+    console.print(table)
+    duration = "open-ended" if preview.duration is None else f"{preview.duration} steps"
+    console.print(f"duration: {duration}; previewed {preview.steps} steps")
+
+    if args.plot:
+        plot_schedule(schedule, args.plot, preview.steps)
+        console.print(f"plot: {args.plot}")
+    if args.csv or args.json:
+        lrs = schedule.values(preview.steps)
+        moms = [schedule.momentum(k) for k in range(preview.steps)] if preview.has_momentum else None
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["step", "lr", *(["momentum"] if moms else [])])
+            for k, lr in enumerate(lrs):
+                w.writerow([k, repr(float(lr)), *([repr(moms[k])] if moms else [])])
+        console.print(f"csv: {args.csv}")
+    if args.json:
+        data = preview.to_dict() | {"lrs": lrs.tolist()}
+        if moms:
+            data["momentum"] = moms
+        write_json(args.json, data)
+        console.print(f"json: {args.json}")
+    return 0

@@ -1,0 +1,64 @@
+"""Any lrdoctor schedule as a Keras 3 ``LearningRateSchedule``.
+
+Keras calls the schedule with the optimizer's iteration counter. Eagerly (the torch and numpy
+backends, and TensorFlow outside ``tf.function``) the step is read as an integer and the closed
+form is evaluated exactly; on a symbolic step (a traced graph) the schedule is looked up in a
+table of its values over ``horizon`` steps, clamped at the end, so the same spec works there too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from lrdoctor.errors import ScheduleError
+from lrdoctor.schedules import Schedule, parse
+
+__all__ = ["SpecSchedule", "schedule"]
+
+
+@keras.saving.register_keras_serializable(package="lrdoctor")
+class SpecSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A Keras learning-rate schedule defined by an lrdoctor spec; ``get_config`` is the spec.
+
+    ``horizon`` bounds the lookup table used for symbolic steps (default: the schedule's
+    duration, or 100,000 steps for open-ended schedules).
+    """
+
+    def __init__(self, spec: str | Schedule, horizon: int | None = None) -> None:
+        super().__init__()
+        self.schedule = parse(spec)
+        self.spec = self.schedule.to_spec()
+        if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
+            raise ScheduleError(f"horizon must be a whole number of steps >= 1, got {horizon!r}")
+        self.horizon = horizon
+        self._table: Any = None
+
+    def __call__(self, step: Any) -> Any:
+        try:
+            k = int(keras.ops.convert_to_numpy(step))
+        except Exception:  # a symbolic tensor inside a traced function
+            return self._lookup(step)
+        return keras.ops.convert_to_tensor(self.schedule(k), dtype="float32")
+
+    def _lookup(self, step: Any) -> Any:
+        if self._table is None:
+            n = self.horizon or self.schedule.duration or 100_000
+            self._table = keras.ops.convert_to_tensor(self.schedule.values(n + 1), dtype="float32")
+        last = int(self._table.shape[0]) - 1
+        index = keras.ops.minimum(keras.ops.cast(step, "int32"), last)
+        return keras.ops.take(self._table, index)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"spec": self.spec, "horizon": self.horizon}
+
+    def values(self, steps: int) -> np.ndarray:
+        """The first ``steps`` learning rates, for previews."""
+        return self.schedule.values(steps)
+
+
+def schedule(spec: str | Schedule, *, horizon: int | None = None) -> SpecSchedule:
+    """Wrap a spec or schedule for ``keras.optimizers.Adam(learning_rate=schedule("..."))``."""
+    return SpecSchedule(spec, horizon=horizon)
