@@ -30,8 +30,6 @@ from lrdoctor.schedules._parse import parse
 from lrdoctor.schedules._warmup import WSD, Ramp, Warmup, WarmupUntuned
 
 __all__ = [
-    "SGDR",
-    "WSD",
     "Constant",
     "Cosine",
     "Cyclic",
@@ -46,11 +44,13 @@ __all__ = [
     "Polynomial",
     "Product",
     "Ramp",
+    "SGDR",
     "Scaled",
     "Schedule",
     "ScheduleError",
     "Sequence",
     "Step",
+    "WSD",
     "Warmup",
     "WarmupUntuned",
     "from_dict",

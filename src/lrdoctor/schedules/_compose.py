@@ -47,12 +47,19 @@ class Sequence(Schedule):
             offsets.append(total)
             total += part.duration
         offsets.append(total)
+        last = self.parts[-1]
+        if isinstance(last, Ramp) and last.target_lr is None:
+            raise self._error(f"{last.to_spec()} is last, so it has nothing to ramp to")
         targets: list[float | None] = []
         for i, part in enumerate(self.parts):
             if isinstance(part, Ramp) and part.target_lr is None:
-                if i + 1 == len(self.parts):
-                    raise self._error(f"{part.to_spec()} is last, so it has nothing to ramp to")
-                targets.append(self.parts[i + 1](0))
+                target = self.parts[i + 1](0)
+                if getattr(part, "shape", None) == "exponential" and target <= 0:
+                    raise self._error(
+                        f"{part.to_spec()} ramps geometrically, but the next part starts at "
+                        f"{target!r}; use shape=linear, or a next part that starts above 0"
+                    )
+                targets.append(target)
             else:
                 targets.append(None)
         object.__setattr__(self, "_offsets", tuple(offsets))

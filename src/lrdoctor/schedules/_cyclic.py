@@ -7,6 +7,7 @@ as in Smith (2018) and torch's ``cycle_momentum``; adapters apply it where the o
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import KW_ONLY, dataclass
 
@@ -22,7 +23,7 @@ class Cyclic(Schedule):
     With ``up = half_period`` and ``down`` steps (default ``up``), ``T = up + down``:
     ``c = floor(1 + k / T)``, ``x = 1 + k / T - c``, ``s = x / r`` if ``x <= r`` else
     ``(x - 1) / (r - 1)`` where ``r = up / T``; then
-    ``lr(k) = low + (high - low) * s * g`` with ``g = 1`` (triangular), ``1 / 2 ** (c - 1)``
+    ``lr(k) = low + (high - low) * s * g`` with ``g = 1`` (triangular), ``0.5 ** (c - 1)``
     (triangular2) or ``gamma ** k`` (exp_range). Momentum moves the other way, from
     ``max_momentum`` down to ``min_momentum`` and back.
 
@@ -59,7 +60,7 @@ class Cyclic(Schedule):
         if self.mode == "triangular":
             g = 1.0
         elif self.mode == "triangular2":
-            g = 1 / (2.0 ** (cycle - 1))
+            g = 0.5 ** (cycle - 1)  # = 1 / 2 ** (c - 1), without overflow after 1024 cycles
         else:
             g = self.gamma**step
         return scale, g
@@ -92,8 +93,8 @@ class OneCycle(Schedule):
     and ``min_momentum``.
 
     >>> s = OneCycle(0.1, steps=100)
-    >>> s(0), round(s(29), 12), s(99)
-    (0.004, 0.1, 4e-07)
+    >>> [round(s(k), 12) for k in (0, 29, 99)]
+    [0.004, 0.1, 4e-07]
     """
 
     max_lr: float = param(kind="lr")
@@ -109,6 +110,10 @@ class OneCycle(Schedule):
     max_momentum: float = param(0.95, kind="lr")
     name = "one_cycle"
 
+    _segments: tuple[tuple[float, float, float, float, float, float], ...] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+
     def _validate(self) -> None:
         if not 0 < self.peak_at < (0.5 if self.three_phase else 1):
             limit = "0.5 with three_phase" if self.three_phase else "1"
@@ -120,25 +125,33 @@ class OneCycle(Schedule):
                 f"peak_at={self.peak_at!r} there is no room for it; raise steps or peak_at"
             )
 
-    def _phases(self) -> list[tuple[float, str, str]]:
-        """(end step, start key, end key) per phase; keys: initial, max, min."""
+        # (start step, end step, lr from, lr to, momentum from, momentum to) per phase; the
+        # momentum is high where the lr is low.
+        initial = self.max_lr / self.div
+        lr = {"initial": initial, "max": self.max_lr, "min": initial / self.final_div}
+        mom = {"initial": self.max_momentum, "max": self.min_momentum, "min": self.max_momentum}
         first = float(self.peak_at * self.steps) - 1
         last = float(self.steps - 1)
         if self.three_phase:
             second = float(2 * self.peak_at * self.steps) - 2
-            return [(first, "initial", "max"), (second, "max", "initial"), (last, "initial", "min")]
-        return [(first, "initial", "max"), (last, "max", "min")]
-
-    def _locate(self, step: int) -> tuple[int, float]:
-        """(phase index, progress within it) for ``step``, holding the end after ``steps``."""
-        phases = self._phases()
-        step = min(step, self.steps - 1)
-        start = 0.0
-        for i, (end, _, _) in enumerate(phases):
-            if step <= end or i == len(phases) - 1:
-                return i, (step - start) / (end - start)
+            phases = [(first, "initial", "max"), (second, "max", "initial"), (last, "initial", "min")]
+        else:
+            phases = [(first, "initial", "max"), (last, "max", "min")]
+        segments, start = [], 0.0
+        for end, a, b in phases:
+            segments.append((start, end, lr[a], lr[b], mom[a], mom[b]))
             start = end
-        raise AssertionError("unreachable")
+        object.__setattr__(self, "_segments", tuple(segments))
+
+    def _locate(self, step: int) -> tuple[tuple[float, ...], float]:
+        """(the phase's segment, progress within it) for ``step``, holding after ``steps``."""
+        step = min(step, self.steps - 1)
+        for seg in self._segments[:-1]:
+            if step <= seg[1]:
+                break
+        else:
+            seg = self._segments[-1]
+        return seg, (step - seg[0]) / (seg[1] - seg[0])
 
     def _anneal(self, a: float, b: float, p: float) -> float:
         if self.anneal == "cos":
@@ -146,27 +159,21 @@ class OneCycle(Schedule):
         return (b - a) * p + a
 
     def __call__(self, step: int) -> float:
-        initial = self.max_lr / self.div
-        values = {"initial": initial, "max": self.max_lr, "min": initial / self.final_div}
-        i, p = self._locate(step)
-        _, a, b = self._phases()[i]
-        return self._anneal(values[a], values[b], p)
+        seg, p = self._locate(step)
+        return self._anneal(seg[2], seg[3], p)
 
     def momentum(self, step: int) -> float | None:
         if not self.cycle_momentum:
             return None
-        # momentum is high where the lr is low: initial/min -> max_momentum, max -> min_momentum
-        values = {"initial": self.max_momentum, "max": self.min_momentum, "min": self.max_momentum}
-        i, p = self._locate(step)
-        _, a, b = self._phases()[i]
-        return self._anneal(values[a], values[b], p)
+        seg, p = self._locate(step)
+        return self._anneal(seg[4], seg[5], p)
 
     @property
     def duration(self) -> int:
         return self.steps
 
     def marks(self, horizon: int) -> list[Mark]:
-        ends = [math.ceil(end) for end, _, _ in self._phases()[:-1]]
+        ends = [math.ceil(seg[1]) for seg in self._segments[:-1]]
         labels = ["peak", "back to start"]
         return [Mark(e, label) for e, label in zip(ends, labels) if 0 < e < horizon]
 
@@ -193,6 +200,7 @@ class SGDR(Schedule):
     mult: float = param(1.0, kind="positive")
     decay: float = param(1.0, kind="positive")
     cycles: int | None = param(None, kind="opt_steps")
+    _log_mult: float = dataclasses.field(init=False, repr=False, compare=False)
     name = "sgdr"
 
     def _validate(self) -> None:
@@ -200,6 +208,7 @@ class SGDR(Schedule):
             raise self._error(f"mult must be >= 1 (periods never shrink), got {self.mult!r}")
         if self.decay > 1:
             raise self._error(f"decay must be in (0, 1], got {self.decay!r}")
+        object.__setattr__(self, "_log_mult", math.log(self.mult))
 
     def _start(self, i: int) -> float:
         if self.mult == 1:
@@ -208,16 +217,20 @@ class SGDR(Schedule):
 
     def _cycle(self, step: int) -> tuple[int, float, float]:
         """(cycle index, step within it, its length)."""
-        if self.mult == 1:
-            i = math.floor(step / self.period)
-        else:
-            i = math.floor(math.log(step / self.period * (self.mult - 1) + 1, self.mult))
-        # the log can land one off at an exact boundary; settle on integer comparisons
+        period, mult = self.period, self.mult
+        if mult == 1:
+            i = int(step // period)
+            while i > 0 and step < i * period:  # settle float rounding on exact comparisons
+                i -= 1
+            while step >= (i + 1) * period:
+                i += 1
+            return i, step - i * period, period
+        i = int(math.log(step / period * (mult - 1) + 1) / self._log_mult)
         while i > 0 and step < self._start(i):
             i -= 1
         while step >= self._start(i + 1):
             i += 1
-        return i, step - self._start(i), self.period * self.mult**i
+        return i, step - self._start(i), period * mult**i
 
     def __call__(self, step: int) -> float:
         i, t, length = self._cycle(step)

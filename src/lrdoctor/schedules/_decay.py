@@ -112,10 +112,13 @@ class MultiStep(Schedule):
 class Piecewise(Schedule):
     """Piecewise-constant values (Keras ``PiecewiseConstantDecay``, shifted by one step).
 
+    Spelt ``piecewise(values=[...], boundaries=[...])`` in specs (``values_lr`` in Python, as
+    ``values()`` is the evaluation method).
+
     ``lr(k) = values[i]`` where ``i = #{b in boundaries : b <= k}``; a boundary is the first step
     of the next value. Keras' boundary ``b`` (value changes *after* step b) is ours ``b + 1``.
 
-    >>> Piecewise(values=(1.0, 0.5), boundaries=(10,))(10)
+    >>> Piecewise(values_lr=(1.0, 0.5), boundaries=(10,))(10)
     0.5
     """
 

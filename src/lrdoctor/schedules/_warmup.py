@@ -30,9 +30,7 @@ def ramp(start: float, end: float, p: float, shape: str) -> float:
         f = 0.5 * (1.0 - math.cos(math.pi * p))
     elif shape == "sqrt":
         f = 1.0 - math.sqrt(1.0 - p)
-    else:  # exponential
-        if end <= 0:
-            return end if p >= 1 else start
+    else:  # exponential; callers guarantee start > 0 and end > 0
         return start * (end / start) ** p
     return start + (end - start) * f
 
