@@ -1,0 +1,197 @@
+"""JSON readers: HF ``trainer_state.json``, Keras History JSON, and JSON Lines (ours, or generic).
+
+Our JSONL (written by :class:`lrdoctor.torch.Monitor`), one object a line::
+
+    {"type": "meta", "version": 1, "every": 25, ...}
+    {"type": "scalars", "step": 12, "epoch": 0.5, "values": {"train/loss": 2.31, "lr/0": 0.1}}
+    {"type": "event", "step": 0, "code": "loss-activation-mismatch", "message": "...", "data": {}}
+
+A generic JSONL line without ``type`` is read as ``{"step": …, "epoch": …, <metric>: value}``.
+A truncated last line (the run was killed mid-write) is ignored with a warning; a truncated
+``trainer_state.json`` is read up to its last complete ``log_history`` entry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from lrdoctor.errors import LogFormatError
+from lrdoctor.logs._model import Event, LogBuilder, TrainingLog
+from lrdoctor.logs._names import canonical
+
+__all__ = ["read_json", "read_jsonl", "read_hf_state", "read_keras_history"]
+
+_HF_SUMMARY = {"train_runtime", "total_flos"}
+_HF_META = ("global_step", "max_steps", "num_train_epochs", "logging_steps", "eval_steps",
+            "train_batch_size", "best_metric", "best_model_checkpoint")
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str) and v.strip().lower() in {"nan", "inf", "-inf", "infinity", "-infinity"}:
+        return float(v.strip().lower().replace("infinity", "inf"))
+    return None
+
+
+def read_json(path: Path, text: str) -> TrainingLog:
+    """A whole-file JSON log: HF trainer state or Keras History."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        if '"log_history"' in text:
+            return read_hf_state(path, None, text=text)
+        raise LogFormatError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}, "
+                             f"column {err.colno}); if it was cut off, re-save it or pass the "
+                             "run's JSONL/CSV log instead") from None
+    if isinstance(data, dict) and "log_history" in data:
+        return read_hf_state(path, data)
+    if isinstance(data, dict) and _history_like(data.get("history", data)):
+        return read_keras_history(path, data)
+    if isinstance(data, list) and data and all(isinstance(d, dict) for d in data):
+        return _read_records(path, data, fmt="json-records")
+    raise LogFormatError(f"{path}: JSON that is neither a trainer_state.json (log_history) nor a "
+                         "Keras History ({metric: [values per epoch]})")
+
+
+def _history_like(d: Any) -> bool:
+    return (isinstance(d, dict) and bool(d)
+            and all(isinstance(v, list) for v in d.values())
+            and any(v and all(_number(x) is not None for x in v) for v in d.values()))
+
+
+def read_hf_state(path: Path, data: dict | None, *, text: str = "") -> TrainingLog:
+    """Hugging Face ``trainer_state.json``: entries of ``log_history`` keyed by ``step``."""
+    b = LogBuilder()
+    if data is None:
+        history = _salvage_log_history(text)
+        b.warn(f"{path} is cut off; read the {len(history)} complete log_history entries")
+        data = {"log_history": history}
+    history = data.get("log_history")
+    if not isinstance(history, list):
+        raise LogFormatError(f"{path}: log_history is not a list")
+    for entry in history:
+        if not isinstance(entry, dict) or _HF_SUMMARY & entry.keys():
+            continue  # the end-of-training summary repeats an average loss; not a point
+        step = _number(entry.get("step"))
+        if step is None:
+            continue
+        epoch = _number(entry.get("epoch"))
+        for key, value in entry.items():
+            if key in ("step", "epoch"):
+                continue
+            v = _number(value)
+            name = canonical(key)
+            if v is not None and name is not None:
+                b.add(name, step, v, epoch)
+    meta = {k: data[k] for k in _HF_META if k in data}
+    log = b.build(source=str(path), format="hf-trainer-state", step_unit="step", meta=meta)
+    if not len(log):
+        raise LogFormatError(f"{path}: log_history holds no metrics (the Trainer logs every "
+                             "logging_steps; the run may have stopped before the first log)")
+    return log
+
+
+def _salvage_log_history(text: str) -> list[dict]:
+    start = text.find("[", text.find('"log_history"'))
+    decoder = json.JSONDecoder()
+    out, i = [], start + 1
+    while True:
+        while i < len(text) and text[i] in " \t\r\n,":
+            i += 1
+        try:
+            obj, i = decoder.raw_decode(text, i)
+        except (json.JSONDecodeError, ValueError):
+            return out
+        if isinstance(obj, dict):
+            out.append(obj)
+
+
+def read_keras_history(path: Path, data: dict) -> TrainingLog:
+    """Keras ``History.history`` dumped as JSON: ``{metric: [value per epoch]}``."""
+    hist = data.get("history", data)
+    epochs = data.get("epoch") if isinstance(data.get("epoch"), list) else None
+    b = LogBuilder()
+    lengths = {len(v) for v in hist.values() if isinstance(v, list)}
+    if len(lengths) > 1:
+        b.warn(f"{path}: metrics have different lengths {sorted(lengths)}; aligned them at epoch 0")
+    for key, values in hist.items():
+        name = canonical(key)
+        if name is None or not isinstance(values, list):
+            continue
+        for i, value in enumerate(values):
+            e = epochs[i] if epochs and i < len(epochs) else i
+            v = _number(value)
+            if v is not None:
+                b.add(name, e, v, e)
+    return b.build(source=str(path), format="keras-history", step_unit="epoch")
+
+
+def read_jsonl(path: Path, text: str) -> TrainingLog:
+    """JSON Lines: our Monitor log, or generic ``{"step": ..., metric: value}`` lines."""
+    lines = text.splitlines()
+    records, bad = [], []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            bad.append(n)
+            continue
+        if isinstance(obj, dict):
+            records.append(obj)
+    if not records:
+        raise LogFormatError(f"{path}: no JSON objects on any line; expected one JSON object per line")
+    log = _read_records(path, records, fmt="jsonl")
+    if bad:
+        where = "the last line" if bad == [len(lines)] else f"lines {bad[:5]}"
+        msg = f"{path}: {where} could not be parsed (cut off while writing?); ignored"
+        log.warnings.append(msg)
+        import logging
+        logging.getLogger("lrdoctor.logs").warning(msg)
+    return log
+
+
+def _read_records(path: Path, records: list[dict], *, fmt: str) -> TrainingLog:
+    b = LogBuilder()
+    meta: dict[str, Any] = {}
+    ours = False
+    for i, rec in enumerate(records):
+        kind = rec.get("type")
+        if kind == "meta":
+            ours = True
+            meta.update({k: v for k, v in rec.items() if k != "type"})
+            continue
+        if kind == "event":
+            ours = True
+            step = _number(rec.get("step"))
+            b.events.append(Event(str(rec.get("code", "note")), str(rec.get("message", "")),
+                                  None if step is None else int(step),
+                                  rec.get("data") if isinstance(rec.get("data"), dict) else {}))
+            continue
+        step = _number(rec.get("step", rec.get("global_step", rec.get("_step"))))
+        epoch = _number(rec.get("epoch"))
+        if step is None:
+            step = epoch if epoch is not None else float(i)
+        if not math.isfinite(step):
+            continue
+        values = rec.get("values") if isinstance(rec.get("values"), dict) else rec
+        for key, value in values.items():
+            if key in ("type", "step", "epoch", "global_step", "_step"):
+                continue
+            v = _number(value)
+            name = canonical(str(key))
+            if v is not None and name is not None:
+                b.add(name, step, v, epoch)
+    fmt = "lrdoctor-jsonl" if ours else fmt
+    log = b.build(source=str(path), format=fmt, step_unit=str(meta.get("step_unit", "step")),
+                  meta=meta)
+    if not len(log) and not log.events:
+        raise LogFormatError(f"{path}: the records hold no numeric metrics")
+    return log

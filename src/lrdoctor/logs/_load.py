@@ -1,0 +1,111 @@
+"""``load(path)``: open a training log of any supported format, detected from its content."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from lrdoctor.errors import LogFormatError
+from lrdoctor.logs._csv import read_csv
+from lrdoctor.logs._json import read_json, read_jsonl
+from lrdoctor.logs._model import TrainingLog, logger
+from lrdoctor.logs._tensorboard import is_event_file, read_tensorboard
+
+__all__ = ["load", "FORMATS"]
+
+#: Accepted values of ``load(path, format=...)``.
+FORMATS = ("auto", "lrdoctor-jsonl", "jsonl", "csv", "keras-csv", "lightning-csv",
+           "hf-trainer-state", "keras-history", "tensorboard")
+
+
+def load(path: str | os.PathLike[str], *, format: str = "auto") -> TrainingLog:
+    """Read a training log (a file or a run directory); the format is detected from the content.
+
+    Files: our JSONL, Keras CSVLogger / any CSV with a header, Lightning ``metrics.csv``, HF
+    ``trainer_state.json``, Keras History JSON, TensorBoard ``events.out.tfevents.*``.
+    Directories: the newest ``trainer_state.json`` / ``metrics.csv`` / JSONL found, or the event
+    files under it. Raises :class:`~lrdoctor.errors.LogFormatError` with the reason and what to do.
+    """
+    p = Path(path)
+    if format not in FORMATS:
+        raise LogFormatError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if not p.exists():
+        raise FileNotFoundError(2, "No such file or directory", str(p))
+    if p.is_dir():
+        return _load_dir(p, format)
+    if format == "tensorboard" or (format == "auto" and is_event_file(p)):
+        return read_tensorboard(p)
+    raw = p.read_bytes()
+    if format == "auto" and _looks_binary(raw):
+        if _looks_like_tfrecord(raw):
+            return read_tensorboard(p)
+        raise LogFormatError(f"{p} is a binary file, not a training log (expected CSV, JSON, "
+                             "JSONL or TensorBoard events)")
+    text = raw.decode("utf-8", errors="replace").lstrip("\ufeff")
+    if not text.strip():
+        raise LogFormatError(f"{p} is empty: nothing was logged yet, or the wrong file was given")
+    if format in ("csv", "keras-csv", "lightning-csv"):
+        return read_csv(p, text=text)
+    if format in ("jsonl", "lrdoctor-jsonl"):
+        return read_jsonl(p, text)
+    if format in ("hf-trainer-state", "keras-history"):
+        return read_json(p, text)
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        first = stripped.split("\n", 1)[0].strip()
+        if first.endswith("}") and len(stripped.splitlines()) > 1 and _one_object(first):
+            return read_jsonl(p, text)
+        return read_json(p, text)
+    if stripped.startswith("["):
+        return read_json(p, text)
+    return read_csv(p, text=text)
+
+
+def _one_object(line: str) -> bool:
+    import json
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _looks_binary(raw: bytes) -> bool:
+    return b"\x00" in raw[:4096]
+
+
+def _looks_like_tfrecord(raw: bytes) -> bool:
+    return b"brain.Event" in raw[:256] or b"tfevents" in raw[:1024] or raw[12:16] == b"\t\x00\x00"
+
+
+def _newest(paths: list[Path]) -> Path:
+    def key(q: Path) -> tuple:
+        nums = [int(n) for n in re.findall(r"\d+", str(q))]
+        return (nums, q.stat().st_mtime)
+    return max(paths, key=key)
+
+
+def _load_dir(p: Path, format: str) -> TrainingLog:
+    if format == "tensorboard":
+        return read_tensorboard(p)
+    candidates = [
+        sorted(p.rglob("*.jsonl")),
+        [q for q in p.rglob("trainer_state.json")],
+        [q for q in p.rglob("metrics.csv")],
+    ]
+    for group in candidates:
+        if group:
+            chosen = group[0] if len(group) == 1 else _newest(group)
+            if len(group) > 1:
+                logger.warning("%s holds %d candidate logs; reading %s", p, len(group), chosen)
+            return load(chosen, format=format)
+    if any(q.is_file() for q in p.rglob("*tfevents*")):
+        return read_tensorboard(p)
+    others = sorted(q for q in p.rglob("*") if q.suffix in (".csv", ".log", ".json") and q.is_file())
+    if len(others) == 1:
+        return load(others[0], format=format)
+    raise LogFormatError(
+        f"{p}: found no training log (looked for *.jsonl, trainer_state.json, metrics.csv, "
+        f"events.out.tfevents.*{', and one CSV/JSON file' if not others else ''}); "
+        + (f"{len(others)} CSV/JSON files are here, pass one of them" if others else
+           "pass the log file itself"))
