@@ -28,8 +28,9 @@ import re
 __all__ = ["canonical", "CANONICAL_PREFIXES"]
 
 CANONICAL_PREFIXES = ("train/", "val/", "test/", "lr/", "grad_norm/", "update_ratio/",
-                      "dead_frac/", "saturation/", "input/", "batch/", "nonfinite/", "param_norm/")
-_CANONICAL_EXACT = {"lr", "grad_norm", "param_norm"}
+                      "dead_frac/", "saturation/", "act_std/", "input/", "batch/", "nonfinite/",
+                      "param_norm/")
+_CANONICAL_EXACT = {"lr", "grad_norm", "param_norm", "noise_scale"}
 
 _SKIP = {
     "epoch", "step", "global_step", "created_at", "epoch_time", "time", "timestamp", "wall_time",
