@@ -1,0 +1,197 @@
+"""Benchmark P1: how good is the LR finder's suggestion? Regret against a grid-search oracle.
+
+For each example task x {SGD momentum 0.9, Adam}: the oracle is the best mean validation metric
+(over 3 seeds) among a half-decade grid of 7 constant LRs, trained for the task's fixed epoch
+budget. Each rule's suggestion (from a range test run with seed s) is trained with seed s under
+the same budget; regret = oracle - mean metric (accuracy in percentage points; charlm:
+validation loss in nats, lower is better, so regret = mean loss - oracle loss).
+
+Rules compared on the same tasks and seeds:
+- lrdoctor ``steepest``, ``valley``, ``minimum``: 3 repeats, median (``find_lr`` defaults);
+- lrdoctor rules on the first repeat only (what 1 repeat would give);
+- torch-lr-finder (the real package): its own range test over the same range and step count,
+  the suggestion of ``plot(suggest_lr=True)``;
+- fastai ``valley`` and Lightning's ``suggestion()`` (re-implemented in ``lrdoctor.finder._rules``)
+  applied to the first repeat's losses smoothed as those projects record them (causal
+  bias-corrected EMA, beta 0.98).
+
+Set ``LRDOCTOR_BENCH_QUICK=1`` for a smoke run (1 seed, 2 tasks). Raw numbers go to
+``out/bench_finder.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _results import record  # noqa: E402
+
+from lrdoctor import examples  # noqa: E402
+from lrdoctor.finder import DEFAULT_RULE, RULES, analyze, ema  # noqa: E402
+from lrdoctor.finder._rules import fastai_valley, lightning  # noqa: E402
+from lrdoctor.torch import find_lr  # noqa: E402
+
+QUICK = os.environ.get("LRDOCTOR_BENCH_QUICK") == "1"
+TASKS = ("digits-mlp", "mnist1d-conv") if QUICK else examples.names()
+OPTS = ("sgd", "adam")
+SEEDS = (0,) if QUICK else (0, 1, 2)
+GRID = {"sgd": 10 ** np.arange(-3.0, 0.01, 0.5), "adam": 10 ** np.arange(-4.5, -1.49, 0.5)}
+FINDER = {"start_lr": 1e-6, "end_lr": 10.0, "num_steps": 200, "repeats": 3}
+OUT = Path(__file__).resolve().parent.parent / "out"  # ignored by git
+
+torch.set_num_threads(int(os.environ.get("LRDOCTOR_BENCH_THREADS", "1")))
+_cache: dict[tuple, float] = {}
+
+
+def score(task, opt: str, lr: float, seed: int) -> float:
+    """Validation metric after the fixed budget at a constant ``lr`` (accuracy in %, or nats)."""
+    key = (task.name, opt, float(f"{lr:.4g}"), seed)
+    if key not in _cache:
+        t = task.replace(seed=seed)
+        res = examples.train(t, opt, lr=float(f"{lr:.4g}"))
+        if t.metric == "accuracy":
+            value = 100.0 * res.metrics["val_accuracy"] if not res.diverged else 100.0 / t.data.n_classes
+        else:
+            value = res.metrics.get("val_loss", math.inf)
+            cap = math.log(t.data.n_classes)  # a uniform predictor's loss
+            value = cap if (res.diverged or not math.isfinite(value)) else min(value, cap)
+        _cache[key] = value
+    return _cache[key]
+
+
+def tlf_suggestion(task, opt: str, seed: int) -> tuple[float | None, int]:
+    """torch-lr-finder's own range test and plot suggestion (steepest gradient)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torch_lr_finder import LRFinder
+
+    t = task.replace(seed=seed)
+    model = t.build_model()
+    optimizer = examples.make_optimizer(opt, model, FINDER["start_lr"])
+    finder = LRFinder(model, optimizer, t.loss_fn, device="cpu")
+    loader = t.train_loader.to_dataloader()
+    finder.range_test(loader, start_lr=FINDER["start_lr"], end_lr=FINDER["end_lr"],
+                      num_iter=FINDER["num_steps"])
+    fig, ax = plt.subplots()
+    try:
+        _, lr = finder.plot(ax=ax, suggest_lr=True)
+    except (RuntimeError, ValueError, IndexError):
+        lr = None
+    plt.close(fig)
+    steps = len(finder.history["lr"])
+    finder.reset()
+    return (float(lr) if lr is not None else None), steps
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    raw: dict[str, dict] = {}
+    started = time.perf_counter()
+    rule_names = [*(f"lrdoctor {r}" for r in RULES), *(f"lrdoctor {r} (1 repeat)" for r in RULES),
+                  "torch-lr-finder", "fastai valley", "lightning"]
+    regrets: dict[str, dict[str, float]] = {r: {} for r in rule_names}
+    costs: dict[str, list[float]] = {"lrdoctor": [], "torch-lr-finder": [], "peers (1 repeat)": []}
+    for name in TASKS:
+        base = examples.get(name)
+        run_steps = base.epochs * base.steps_per_epoch
+        for opt in OPTS:
+            cell = f"{name}/{opt}"
+            t0 = time.perf_counter()
+            grid = {float(lr): [score(base, opt, lr, s) for s in SEEDS] for lr in GRID[opt]}
+            means = {lr: float(np.mean(v)) for lr, v in grid.items()}
+            better = max if base.metric == "accuracy" else min
+            oracle_lr = better(means, key=means.get)
+            oracle = means[oracle_lr]
+            picks: dict[str, list[float | None]] = {r: [] for r in rule_names}
+            curves_out = []
+            for s in SEEDS:
+                t = base.replace(seed=s)
+                model = t.build_model()
+                optimizer = examples.make_optimizer(opt, model, 1e-3)
+                res = find_lr(model, optimizer, t.train_loader, t.loss_fn, **FINDER)
+                costs["lrdoctor"].append(res.settings["steps_run"] / run_steps)
+                first = res.curves[0]
+                one = analyze([first])
+                for r in RULES:
+                    full = analyze(res.curves, rule=r)
+                    picks[f"lrdoctor {r}"].append(full.suggestion)
+                    picks[f"lrdoctor {r} (1 repeat)"].append(
+                        analyze([first], rule=r).suggestion if one.suggestion is not None else None)
+                causal = ema(first.losses, 0.98)
+                fv = fastai_valley(first.lrs, causal)
+                lt = lightning(first.lrs, causal)
+                picks["fastai valley"].append(fv.lr if fv else None)
+                picks["lightning"].append(lt.lr if lt else None)
+                costs["peers (1 repeat)"].append(len(first) / run_steps)
+                lr_t, steps_t = tlf_suggestion(base, opt, s)
+                picks["torch-lr-finder"].append(lr_t)
+                costs["torch-lr-finder"].append(steps_t / run_steps)
+                curves_out.append([c.to_dict() for c in res.curves])
+            for r in rule_names:
+                vals = []
+                for s, lr in zip(SEEDS, picks[r]):
+                    if lr is None:  # no suggestion: the user keeps the optimizer's habitual LR
+                        lr = 0.01 if opt == "sgd" else 1e-3
+                    vals.append(score(base, opt, lr, s))
+                got = float(np.mean(vals))
+                regrets[r][cell] = (oracle - got) if base.metric == "accuracy" else (got - oracle)
+            raw[cell] = {"oracle_lr": oracle_lr, "oracle": oracle, "grid": grid,
+                         "picks": picks, "curves": curves_out, "metric": base.metric,
+                         "run_steps": run_steps}
+            print(f"{cell}: oracle {oracle:.4g} at lr {oracle_lr:.3g}; "
+                  + ", ".join(f"{r}: {regrets[r][cell]:+.3g}" for r in rule_names)
+                  + f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
+            (OUT / "bench_finder.json").write_text(json.dumps(raw, default=float))
+
+    acc_cells = [c for c in regrets[rule_names[0]] if not c.startswith("charlm")]
+    lm_cells = [c for c in regrets[rule_names[0]] if c.startswith("charlm")]
+    rows = []
+    for r in rule_names:
+        acc = [regrets[r][c] for c in acc_cells]
+        lm = [regrets[r][c] for c in lm_cells]
+        cost = costs["lrdoctor"] if r.startswith("lrdoctor") and "1 repeat" not in r else \
+            costs["torch-lr-finder"] if r == "torch-lr-finder" else costs["peers (1 repeat)"]
+        if "1 repeat" in r:
+            cost = costs["peers (1 repeat)"]
+        rows.append([r, float(np.mean(acc)), float(np.max(acc)),
+                     float(np.mean(lm)) if lm else "-", float(np.max(lm)) if lm else "-",
+                     float(np.mean(cost))])
+    ours = [row for row in rows if row[0].startswith("lrdoctor") and "1 repeat" not in row[0]]
+    best = min(ours, key=lambda row: row[1] + (row[3] * 25 if isinstance(row[3], float) else 0))
+    peers = [row for row in rows if not row[0].startswith("lrdoctor")]
+    met = best[1] <= 0.5 and (not lm_cells or best[3] <= 0.02)
+    beats = all(best[1] < p[1] for p in peers) and (
+        not lm_cells or all(best[3] < p[3] for p in peers))
+    notes = (
+        f"Tasks: {', '.join(TASKS)}; optimizers SGD(momentum 0.9) and Adam; seeds {list(SEEDS)}. "
+        f"Oracle: best mean validation metric over 7 constant LRs (half-decade grid; SGD 1e-3..1, "
+        f"Adam 3e-5..3e-2) at each task's fixed epoch budget. Range test: {FINDER}. "
+        f"Regret in accuracy percentage points (mean / worst over the {len(acc_cells)} "
+        f"classification cells) and charlm validation nats; negative = better than the grid's best. "
+        f"A missing suggestion counts as training at the habitual LR (SGD 0.01, Adam 1e-3). "
+        f"Finder cost = optimizer steps of the range test / steps of one training run. "
+        f"Best lrdoctor rule: {best[0]} (current default: {DEFAULT_RULE}). "
+        f"Goal (mean <= 0.5 pp, charlm <= 0.02 nats): {'met' if met else 'NOT met'}; "
+        f"lower than every peer: {'yes' if beats else 'no'}. "
+        f"Wall time {time.perf_counter() - started:.0f}s."
+    )
+    record("LR finder regret vs grid oracle (P1)",
+           ["rule", "mean regret pp", "worst pp", "charlm mean nats", "charlm worst nats",
+            "finder cost / run"], rows, notes)
+    per_cell = [[c, *[regrets[r][c] for r in rule_names]] for c in acc_cells + lm_cells]
+    record("LR finder regret per task (P1 detail)", ["task/opt", *rule_names], per_cell,
+           "pp of accuracy (charlm: nats); oracle LRs and raw picks in out/bench_finder.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The LR range test ("LR finder"), framework-free: ramps, smoothing, stop rule, suggestion rules.
+
+Train for a few hundred steps while the LR ramps up (:func:`ramp`), record the loss
+(:class:`RangeTest` smooths it and stops on divergence or NaN/Inf), then read a learning rate
+off the curve with a rule (:data:`RULES`). :func:`analyze` combines repeats on different batches
+into a median suggestion, an interval, a grade and Leslie-Smith schedule specs
+(:class:`FinderResult`). ``lrdoctor.torch.find_lr`` runs the whole thing on a PyTorch model.
+
+>>> import numpy as np
+>>> lrs = np.logspace(-5, 0, 100)
+>>> loss = 2 - np.tanh(3 * (np.log10(lrs) + 2.5)) + np.where(lrs > 0.1, 40 * (lrs - 0.1), 0)
+>>> result = analyze([Curve.from_losses(lrs, loss)])
+>>> 1e-3 < result.picks["steepest"] < 1e-2, result.rule in RULES
+(True, True)
+"""
+
+from lrdoctor.finder._curve import Curve, RangeTest, default_beta, ema, ramp, zero_lag
+from lrdoctor.finder._result import DEFAULT_RULE, GRADES, SPEC_KINDS, FinderResult, analyze
+from lrdoctor.finder._rules import PEER_RULES, RULES, Pick, descent, minimum, steepest, valley
+
+__all__ = [
+    "DEFAULT_RULE",
+    "GRADES",
+    "PEER_RULES",
+    "RULES",
+    "SPEC_KINDS",
+    "Curve",
+    "FinderResult",
+    "Pick",
+    "RangeTest",
+    "analyze",
+    "default_beta",
+    "descent",
+    "ema",
+    "minimum",
+    "ramp",
+    "steepest",
+    "valley",
+    "zero_lag",
+]

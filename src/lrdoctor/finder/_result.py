@@ -1,0 +1,249 @@
+"""``FinderResult``: the range test's curves, the suggestion with its interval and grade, specs."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrdoctor.errors import FinderError
+from lrdoctor.finder._curve import Curve, default_beta
+from lrdoctor.finder._rules import RULES, Pick, descent, noise
+
+__all__ = ["DEFAULT_RULE", "GRADES", "SPEC_KINDS", "FinderResult", "analyze"]
+
+#: The rule ``find_lr`` uses unless told otherwise; chosen by benchmarks/bench_finder.py.
+DEFAULT_RULE = "edge"
+#: Grades, best first: the interval spans <= 0.5 decade, <= 1 decade, more; or no descent.
+GRADES = ("good", "fair", "poor", "none")
+#: Schedule kinds :meth:`FinderResult.spec_for` writes.
+SPEC_KINDS = ("constant", "cosine", "one_cycle", "cyclic")
+#: A clear descent: the smoothed loss falls by at least this fraction of its start ...
+MIN_DESCENT = 0.01
+#: ... and by at least this many standard deviations of the smoothed curve's noise.
+MIN_DESCENT_SIGMAS = 8.0
+
+
+def descent_sigmas(curve: Curve) -> float:
+    """The smoothed loss's fall before its minimum in units of the smoothed curve's noise.
+
+    The noise of the raw losses (:func:`~lrdoctor.finder._rules.noise`, before the minimum)
+    times ``sqrt((1 - beta) / (1 + beta))``, the factor by which an EMA shrinks white noise.
+    """
+    if len(curve) < 5:
+        return 0.0
+    i = int(np.nanargmin(curve.smoothed))
+    beta = curve.beta if curve.beta is not None else default_beta(len(curve))
+    sigma = noise(curve.losses[: i + 1]) * math.sqrt((1 - beta) / (1 + beta))
+    head = float(np.median(curve.smoothed[: max(3, len(curve) // 20)]))
+    fall = head - float(curve.smoothed[i])
+    return math.inf if sigma == 0 and fall > 0 else (fall / sigma if sigma > 0 else 0.0)
+
+
+def _median_lr(values: Sequence[float]) -> float:
+    """Median in log space (a geometric median of LRs; the middle one for odd counts)."""
+    return float(10 ** np.median(np.log10(np.asarray(values, float))))
+
+
+def _stack(curves: Sequence[Curve], attr: str) -> np.ndarray:
+    n = max(len(c) for c in curves)
+    out = np.full((len(curves), n), np.nan)
+    for i, c in enumerate(curves):
+        out[i, : len(c)] = getattr(c, attr)
+    return out
+
+
+@dataclass(frozen=True)
+class FinderResult:
+    """The outcome of an LR range test (one or more repeats on different batches).
+
+    ``suggestion`` is the median over repeats of the ``rule``'s pick, ``None`` when the curve
+    shows no clear descent (``grade == 'none'``; ``notes`` say why). ``interval`` is
+    ``(low, high)``: the spread of the picks over repeats, or for a single repeat the steep part
+    of the curve (where the slope against log LR is at least half the steepest); it always
+    contains the suggestion. ``grade`` says how sure: ``good`` (the interval spans at most half a
+    decade), ``fair`` (a decade), ``poor`` (more). ``lrs``, ``losses`` and ``smoothed`` are the
+    step-wise median over repeats (``curves`` holds each one). ``picks`` maps every rule's name
+    to its median pick on the same curves.
+    """
+
+    curves: tuple[Curve, ...]
+    rule: str
+    suggestion: float | None
+    interval: tuple[float, float] | None
+    grade: str
+    picks: dict[str, float | None] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    # ---- curves --------------------------------------------------------------------------------
+    @property
+    def lrs(self) -> np.ndarray:
+        return max(self.curves, key=len).lrs
+
+    @property
+    def losses(self) -> np.ndarray:
+        return np.nanmedian(_stack(self.curves, "losses"), axis=0)
+
+    @property
+    def smoothed(self) -> np.ndarray:
+        return np.nanmedian(_stack(self.curves, "smoothed"), axis=0)
+
+    @property
+    def min_loss_lr(self) -> float | None:
+        """Median over repeats of the LR at the lowest smoothed loss."""
+        lrs = [float(c.lrs[int(np.nanargmin(c.smoothed))]) for c in self.curves if len(c)]
+        return _median_lr(lrs) if lrs else None
+
+    @property
+    def divergence_lr(self) -> float | None:
+        """The lowest LR at which a repeat diverged (or hit NaN/Inf), if any did."""
+        lrs = [float(c.lrs[-1]) for c in self.curves if c.stop in ("diverged", "nonfinite") and len(c)]
+        return min(lrs) if lrs else None
+
+    # ---- schedules ---------------------------------------------------------------------------
+    def bounds(self) -> tuple[float, float]:
+        """Leslie Smith's bounds: ``high`` = max(suggestion, min-loss LR / 3), ``low`` = high / 4."""
+        if self.suggestion is None:
+            raise FinderError("the range test found no clear descent, so there is no LR to "
+                              "build a schedule from; " + (self.notes[0] if self.notes else ""))
+        high = self.suggestion
+        if self.min_loss_lr is not None:
+            high = max(high, self.min_loss_lr / 3)
+        return high / 4, high
+
+    def spec_for(self, kind: str = "constant", *, steps: int = 1000,
+                 half_period: int | None = None) -> str:
+        """A ready spec string for ``lrdoctor.schedules.parse``.
+
+        ``constant`` and ``cosine`` use the suggestion; ``one_cycle`` peaks at the high bound of
+        :meth:`bounds` (Smith 2018), ``cyclic`` runs between low and high (Smith 2017) with a
+        half period of ``half_period`` (default ``steps // 8``, at least 1).
+        """
+        if kind not in SPEC_KINDS:
+            raise FinderError(f"kind must be one of {', '.join(SPEC_KINDS)}, got {kind!r}")
+        if int(steps) != steps or steps < 2:
+            raise FinderError(f"steps must be an integer >= 2, got {steps!r}")
+        low, high = self.bounds()
+        if kind == "constant":
+            return f"constant({_fmt(self.suggestion)})"
+        if kind == "cosine":
+            return f"cosine({_fmt(self.suggestion)}, end=0, steps={int(steps)})"
+        if kind == "one_cycle":
+            return f"one_cycle({_fmt(high)}, steps={int(steps)})"
+        hp = max(1, int(steps) // 8) if half_period is None else int(half_period)
+        return f"cyclic({_fmt(low)}, {_fmt(high)}, half_period={hp})"
+
+    def specs(self, *, steps: int = 1000) -> dict[str, str]:
+        """Every kind's spec string (empty when there is no suggestion)."""
+        if self.suggestion is None:
+            return {}
+        return {kind: self.spec_for(kind, steps=steps) for kind in SPEC_KINDS}
+
+    # ---- output --------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suggestion": self.suggestion,
+            "interval": list(self.interval) if self.interval else None,
+            "rule": self.rule,
+            "grade": self.grade,
+            "picks": dict(self.picks),
+            "min_loss_lr": self.min_loss_lr,
+            "divergence_lr": self.divergence_lr,
+            "notes": list(self.notes),
+            "specs": self.specs(),
+            "settings": dict(self.settings),
+            "lrs": self.lrs.tolist(),
+            "losses": self.losses.tolist(),
+            "smoothed": self.smoothed.tolist(),
+            "curves": [c.to_dict() for c in self.curves],
+        }
+
+    def summary(self) -> str:
+        """One line: the suggestion, interval, grade and rule."""
+        if self.suggestion is None:
+            return f"no suggestion (grade none): {' '.join(self.notes)}"
+        lo, hi = self.interval or (self.suggestion, self.suggestion)
+        return (f"suggested lr {_fmt(self.suggestion)} (interval {_fmt(lo)} .. {_fmt(hi)}, "
+                f"grade {self.grade}, rule {self.rule})")
+
+    def plot(self, path: str | os.PathLike[str] | None = None, *, ax: Any = None) -> Any:
+        """Raw and smoothed loss against log LR, each rule's pick, the interval, the divergence.
+
+        Saves to ``path`` when given; returns the matplotlib ``Figure``.
+        """
+        from lrdoctor.finder._plot import plot_result
+
+        fig = plot_result(self, ax=ax)
+        if path is not None:
+            target = Path(path)
+            if not target.parent.exists():
+                raise FinderError(f"cannot write {target}: the folder {target.parent} does not exist")
+            fig.savefig(target, dpi=120, bbox_inches="tight")
+        return fig
+
+
+def _fmt(lr: float | None) -> str:
+    return "none" if lr is None else f"{lr:.3g}"
+
+
+def analyze(curves: Sequence[Curve], *, rule: str = DEFAULT_RULE,
+            settings: dict[str, Any] | None = None) -> FinderResult:
+    """Apply the rules to the repeats' curves: median suggestion, interval, grade, notes."""
+    if rule not in RULES:
+        raise FinderError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    curves = tuple(curves)
+    if not curves or not any(len(c) for c in curves):
+        raise FinderError("the range test recorded no losses")
+    notes: list[str] = []
+    per_rule: dict[str, list[Pick]] = {name: [] for name in RULES}
+    drops, sigmas = [], []
+    for c in curves:
+        drops.append(descent(c.lrs, c.smoothed))
+        sigmas.append(descent_sigmas(c))
+        for name, fn in RULES.items():
+            pick = fn(c.lrs, c.smoothed)
+            if pick is not None:
+                per_rule[name].append(pick)
+    picks = {name: (_median_lr([p.lr for p in ps]) if ps else None) for name, ps in per_rule.items()}
+    drop = float(np.median(drops))
+    sig = float(np.median(sigmas))
+    chosen = per_rule[rule]
+    unclear = drop < MIN_DESCENT or sig < MIN_DESCENT_SIGMAS
+    if unclear or 2 * len(chosen) < len(curves):
+        if unclear:
+            notes.append(
+                f"no clear descent: the smoothed loss fell by {100 * drop:.1f}% "
+                f"({sig:.1f} noise sigmas; needs >= {100 * MIN_DESCENT:.0f}% and >= "
+                f"{MIN_DESCENT_SIGMAS:.0f} sigmas); widen the LR range, run more steps, or "
+                "check the model and the data")
+        else:
+            notes.append(f"the {rule!r} rule found no descent on most repeats")
+        return FinderResult(curves, rule, None, None, "none", picks, tuple(notes), settings or {})
+    suggestion = _median_lr([p.lr for p in chosen])
+    if len(chosen) >= 2:
+        interval = (min(p.lr for p in chosen), max(p.lr for p in chosen))
+    else:  # one repeat: the steep part of the curve (slope at least half the steepest)
+        steep = per_rule["steepest"][0] if per_rule["steepest"] else chosen[0]
+        interval = (steep.low, steep.high)
+    interval = (min(interval[0], suggestion), max(interval[1], suggestion))
+    width = math.log10(interval[1] / interval[0]) if interval[0] > 0 else math.inf
+    grade = "good" if width <= 0.5 else "fair" if width <= 1.0 else "poor"
+    if all(c.stop in ("end", "data") for c in curves):
+        last = [int(np.nanargmin(c.smoothed)) >= len(c) - max(2, len(c) // 20) for c in curves]
+        if all(last):
+            notes.append("the loss was still falling at the end of the ramp: raise end_lr")
+            if grade == "good":
+                grade = "fair"
+    if any(c.stop == "data" for c in curves):
+        notes.append("the loader ran out before the ramp ended: use more data or fewer steps")
+    if sig < 2 * MIN_DESCENT_SIGMAS:
+        notes.append(f"shallow descent ({sig:.1f} noise sigmas): treat the suggestion with care")
+        grade = "poor"
+    return FinderResult(curves, rule, suggestion, interval, grade, picks, tuple(notes),
+                        settings or {})

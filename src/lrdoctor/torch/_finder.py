@@ -1,0 +1,402 @@
+"""``find_lr``: the LR range test on a PyTorch model, leaving every bit of state as it found it.
+
+The loop: for each of ``repeats`` runs (each on the next batches of the loader), restore the
+snapshot, then for ``num_steps`` optimizer steps set every param group's LR to the ramp's value
+times the group's original ratio to group 0, run ``accumulation_steps`` forward/backward passes,
+step (through the ``GradScaler`` if any: a skipped step does not advance the ramp), and record
+the mean loss — or, with ``val_loader``, the validation loss every ``val_every`` steps. Under
+``torch.distributed`` the recorded loss is all-reduced (mean over ranks), so every rank follows
+the same curve; rank 0's result is broadcast. Afterwards — also on an exception or
+``KeyboardInterrupt`` — parameters, gradients, buffers (BatchNorm statistics included), train/eval
+modes, the optimizer's state and hyperparameters, the scaler and the CPU/CUDA (and Python,
+numpy) RNG states are restored bit-exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrdoctor.errors import FinderError
+from lrdoctor.finder import DEFAULT_RULE, RULES, FinderResult, RangeTest, analyze
+from lrdoctor.finder._curve import check_range
+
+__all__ = ["FinderResult", "find_lr"]
+
+log = logging.getLogger("lrdoctor.finder")
+
+_X_KEYS = ("x", "input", "inputs", "features", "image", "images", "input_ids")
+_Y_KEYS = ("y", "target", "targets", "label", "labels")
+
+
+# ---- state snapshot ------------------------------------------------------------------------------
+
+
+def _clone(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.detach().clone()
+    return copy.deepcopy(v)
+
+
+class _Snapshot:
+    """Everything the test changes, copied so :meth:`restore` puts it back bit-exactly."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 scaler: Any = None):
+        self.model, self.optimizer, self.scaler = model, optimizer, scaler
+        seen: set[int] = set()
+        params = []
+        for p in [*model.parameters(), *(q for g in optimizer.param_groups for q in g["params"])]:
+            if id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+        self.params = [(p, p.detach().clone(), None if p.grad is None else p.grad.detach().clone())
+                       for p in params]
+        self.buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        self.modes = [(m, m.training) for m in model.modules()]
+        self.opt_state = {p: {k: _clone(v) for k, v in s.items()} for p, s in optimizer.state.items()}
+        self.opt_groups = [{k: _clone(v) for k, v in g.items() if k != "params"}
+                           for g in optimizer.param_groups]
+        self.scaler_attrs = None
+        if scaler is not None:
+            self.scaler_attrs = {k: _clone(v) for k, v in vars(scaler).items()
+                                 if k != "_per_optimizer_states"}
+        self.rng_cpu = torch.get_rng_state()
+        self.rng_cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        self.rng_py = random.getstate()
+        self.rng_np = np.random.get_state()
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for p, value, grad in self.params:
+                p.copy_(value)
+                if grad is None:
+                    p.grad = None
+                elif p.grad is not None and p.grad.shape == grad.shape:
+                    p.grad.copy_(grad)
+                else:
+                    p.grad = grad.clone()
+            for b, value in self.buffers:
+                b.copy_(value)
+        for m, mode in self.modes:
+            m.training = mode
+        state = self.optimizer.state
+        state.clear()
+        for p, s in self.opt_state.items():
+            state[p] = {k: _clone(v) for k, v in s.items()}
+        for g, saved in zip(self.optimizer.param_groups, self.opt_groups):
+            for k in [k for k in g if k != "params" and k not in saved]:
+                del g[k]
+            for k, v in saved.items():
+                g[k] = _clone(v)
+        if self.scaler is not None and self.scaler_attrs is not None:
+            from collections import defaultdict
+
+            for k, v in self.scaler_attrs.items():
+                setattr(self.scaler, k, _clone(v))
+            if hasattr(self.scaler, "_per_optimizer_states"):
+                self.scaler._per_optimizer_states = defaultdict(_scaler_default_state)
+        torch.set_rng_state(self.rng_cpu)
+        if self.rng_cuda is not None:
+            torch.cuda.set_rng_state_all(self.rng_cuda)
+        random.setstate(self.rng_py)
+        np.random.set_state(self.rng_np)
+
+
+def _scaler_default_state() -> dict[str, Any]:
+    from torch.amp.grad_scaler import OptState
+
+    return {"stage": OptState.READY, "found_inf_per_device": {}}
+
+
+# ---- batches -------------------------------------------------------------------------------------
+
+
+class _Batches:
+    """Endless batches: restarts the loader when it runs out (unless it yields nothing)."""
+
+    def __init__(self, loader: Iterable[Any]):
+        self.loader = loader
+        self.it: Iterator[Any] = iter(loader)
+        self.since_restart = 0
+        self.total = 0
+
+    def next(self) -> Any:
+        try:
+            batch = next(self.it)
+        except StopIteration:
+            if self.since_restart == 0:
+                raise
+            self.it = iter(self.loader)
+            self.since_restart = 0
+            batch = next(self.it)  # StopIteration again: a one-shot iterator ran dry
+        self.since_restart += 1
+        self.total += 1
+        return batch
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return type(batch)({k: _to_device(v, device) for k, v in batch.items()}) \
+            if not hasattr(batch, "to") else batch.to(device)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(_to_device(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _pick_key(batch: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    return next((k for k in keys if k in batch), None)
+
+
+def _default_step(model: torch.nn.Module, batch: Any, loss_fn: Callable[..., Any] | None,
+                  device: torch.device) -> torch.Tensor:
+    batch = _to_device(batch, device)
+    if isinstance(batch, Mapping):
+        if loss_fn is None:
+            out = model(**batch)
+            loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
+            if loss is None:
+                raise FinderError(
+                    "the model, called with the dict batch as keyword arguments, returned no "
+                    "'loss'; pass loss_fn= (with 'x'/'y' style keys) or step_fn=")
+            return loss
+        xk, yk = _pick_key(batch, _X_KEYS), _pick_key(batch, _Y_KEYS)
+        if xk is None or yk is None:
+            raise FinderError(
+                f"cannot tell inputs from targets in a dict batch with keys {sorted(batch)}; "
+                f"use keys like {_X_KEYS[:3]} / {_Y_KEYS[:3]} or pass step_fn=(model, batch) -> loss")
+        return loss_fn(model(batch[xk]), batch[yk])
+    if isinstance(batch, (list, tuple)) and len(batch) >= 2:
+        if loss_fn is None:
+            raise FinderError("find_lr needs loss_fn= (or step_fn=) for (inputs, targets) batches")
+        return loss_fn(model(batch[0]), batch[1])
+    raise FinderError(f"find_lr cannot read batches of type {type(batch).__name__}; pass "
+                      "step_fn=(model, batch) -> loss")
+
+
+# ---- the test ------------------------------------------------------------------------------------
+
+
+def _distributed() -> tuple[bool, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size() > 1, dist.get_rank()
+    return False, 0
+
+
+def _check(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, start_lr: float,
+           end_lr: float, num_steps: int, mode: str, repeats: int, accumulation_steps: int,
+           amp: str | None, val_every: int, rule: str, loss_fn: Any, step_fn: Any) -> None:
+    check_range(start_lr, end_lr, num_steps, mode)
+    if int(repeats) != repeats or repeats < 1:
+        raise FinderError(f"repeats must be an integer >= 1, got {repeats!r}")
+    if int(accumulation_steps) != accumulation_steps or accumulation_steps < 1:
+        raise FinderError(f"accumulation_steps must be an integer >= 1, got {accumulation_steps!r}")
+    if int(val_every) != val_every or val_every < 1:
+        raise FinderError(f"val_every must be an integer >= 1, got {val_every!r}")
+    if amp not in (None, "bf16", "fp16"):
+        raise FinderError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+    if rule not in RULES:
+        raise FinderError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    if step_fn is not None and not callable(step_fn):
+        raise FinderError("step_fn must be a callable (model, batch) -> loss")
+    if loss_fn is not None and not callable(loss_fn):
+        raise FinderError("loss_fn must be a callable (output, target) -> loss")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise FinderError("the model has no trainable parameters (all requires_grad=False): "
+                          "unfreeze some before the range test")
+    if not any(p.requires_grad for g in optimizer.param_groups for p in g["params"]):
+        raise FinderError("the optimizer holds no trainable parameters")
+
+
+def _ratios(optimizer: torch.optim.Optimizer) -> list[float]:
+    lrs = [float(g["lr"]) for g in optimizer.param_groups]
+    if lrs[0] == 0:
+        if any(lrs):
+            raise FinderError("param group 0 has lr=0 while others do not: the ramp keeps the "
+                              "groups' ratios to group 0, so give group 0 a nonzero lr")
+        return [1.0] * len(lrs)
+    return [lr / lrs[0] for lr in lrs]
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float, ratios: list[float]) -> None:
+    for g, r in zip(optimizer.param_groups, ratios):
+        if isinstance(g["lr"], torch.Tensor):
+            g["lr"].fill_(lr * r)
+        else:
+            g["lr"] = lr * r
+
+
+def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            train_loader: Iterable[Any], loss_fn: Callable[..., Any] | None = None, *,
+            step_fn: Callable[[torch.nn.Module, Any], torch.Tensor] | None = None,
+            start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100,
+            repeats: int = 3, mode: str = "exponential", rule: str = DEFAULT_RULE,
+            accumulation_steps: int = 1, amp: str | None = None, grad_scaler: Any = None,
+            val_loader: Iterable[Any] | None = None, val_every: int = 1,
+            diverge_factor: float | None = 4.0, beta: float | None = None,
+            progress: Callable[[int, int], None] | None = None) -> FinderResult:
+    """Run the LR range test and return a :class:`~lrdoctor.finder.FinderResult`.
+
+    ``train_loader`` is any iterable of batches: ``(inputs, targets, ...)`` tuples and dicts
+    are read with ``loss_fn(model(inputs), targets)`` (dicts: keys ``x``/``input``/... and
+    ``y``/``target``/``labels``...; with no ``loss_fn``, ``model(**batch).loss``), anything else
+    through ``step_fn(model, batch) -> loss`` (scalar tensor; do not call ``backward``).
+    ``repeats`` runs continue through the loader, each from the restored state, and the rule's
+    picks are combined into a median and an interval. ``accumulation_steps`` micro-batches make
+    one optimizer step (the ramp advances per optimizer step). ``amp='bf16'|'fp16'`` runs the
+    forward pass under ``torch.autocast``; pass the training's ``grad_scaler`` for fp16 (one
+    is made on CUDA if missing). ``progress(done, total)`` is called after every step.
+
+    Raises :class:`~lrdoctor.errors.FinderError` on bad input (an empty loader, a NaN/Inf loss
+    at the first step, ``start_lr >= end_lr``, no trainable parameters), with every piece of
+    state restored.
+    """
+    _check(model, optimizer, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode,
+           repeats=repeats, accumulation_steps=accumulation_steps, amp=amp, val_every=val_every,
+           rule=rule, loss_fn=loss_fn, step_fn=step_fn)
+    params = list(model.parameters())
+    device = params[0].device if params else torch.device("cpu")
+    if amp == "fp16" and grad_scaler is None and device.type == "cuda":
+        grad_scaler = torch.amp.GradScaler("cuda")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "")
+    distributed, rank = _distributed()
+
+    def autocast() -> Any:
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
+    def compute_loss(batch: Any) -> torch.Tensor:
+        with autocast():
+            loss = step_fn(model, batch) if step_fn is not None else \
+                _default_step(model, batch, loss_fn, device)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise FinderError(f"the loss must be a scalar tensor, got {type(loss).__name__}"
+                              + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""))
+        return loss.reshape(())
+
+    def reduce(value: torch.Tensor) -> float:
+        if distributed:
+            import torch.distributed as dist
+
+            value = value.detach().clone()
+            dist.all_reduce(value, op=dist.ReduceOp.SUM)
+            value /= dist.get_world_size()
+        return float(value)
+
+    def val_loss() -> torch.Tensor:
+        was = [(m, m.training) for m in model.modules()]
+        model.eval()
+        total = torch.zeros((), device=device)
+        count = 0
+        try:
+            with torch.no_grad():
+                for batch in val_loader:  # type: ignore[union-attr]
+                    total += compute_loss(batch).detach().float()
+                    count += 1
+        finally:
+            for m, mode_ in was:
+                m.training = mode_
+        if count == 0:
+            raise FinderError("val_loader yielded no batches")
+        return total / count
+
+    snapshot = _Snapshot(model, optimizer, grad_scaler)
+    ratios = _ratios(optimizer)
+    total_steps = repeats * num_steps
+    done = 0
+    curves = []
+    skipped_total = 0
+    steps_run = 0
+    started = time.perf_counter()
+    try:
+        batches = _Batches(train_loader)
+        for r in range(repeats):
+            if r:
+                snapshot.restore()
+            model.train()
+            test = RangeTest(start_lr, end_lr, num_steps, mode, beta=beta,
+                             diverge_factor=diverge_factor)
+            skipped_in_row = 0
+            while test.running:
+                _set_lr(optimizer, test.lr(), ratios)
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum = torch.zeros((), device=device)
+                try:
+                    for _ in range(accumulation_steps):
+                        loss = compute_loss(batches.next())
+                        loss_sum += loss.detach().float()
+                        scaled = loss / accumulation_steps
+                        (grad_scaler.scale(scaled) if grad_scaler is not None else scaled).backward()
+                except StopIteration:
+                    if batches.total == 0:
+                        raise FinderError("train_loader yielded no batches") from None
+                    test.end_of_data()
+                    break
+                train_loss = loss_sum / accumulation_steps
+                if grad_scaler is not None:
+                    before = float(grad_scaler.get_scale())
+                    grad_scaler.step(optimizer)
+                    grad_scaler.update()
+                    if float(grad_scaler.get_scale()) < before:  # inf/NaN grads: step skipped
+                        skipped_total += 1
+                        skipped_in_row += 1
+                        if skipped_in_row >= 50:
+                            log.warning("the GradScaler skipped 50 steps in a row; stopping")
+                            test.end_of_data()
+                        continue
+                    skipped_in_row = 0
+                else:
+                    optimizer.step()
+                record = val_loader is None or (test.step + 1) % val_every == 0 or \
+                    test.step == num_steps - 1
+                if record:
+                    value = reduce(val_loss() if val_loader is not None else train_loss)
+                    if test.recorded == 0 and not math.isfinite(value):
+                        raise FinderError(
+                            f"the loss is {value} at the first step (lr={test.lr():.3g}), before "
+                            "the LR could matter: check the model, the data and the loss function")
+                    test.record(value)
+                else:
+                    test.advance()
+                done += 1
+                steps_run += 1
+                if progress is not None:
+                    progress(done, total_steps)
+            curves.append(test.curve())
+            done = (r + 1) * num_steps
+            if progress is not None:
+                progress(done, total_steps)
+    finally:
+        snapshot.restore()
+    settings = {"start_lr": start_lr, "end_lr": end_lr, "num_steps": num_steps,
+                "repeats": repeats, "mode": mode, "accumulation_steps": accumulation_steps,
+                "amp": amp, "validation": val_loader is not None, "skipped_steps": skipped_total,
+                "seconds": round(time.perf_counter() - started, 3),
+                "steps_run": steps_run}
+    if all(len(c) == 0 for c in curves):
+        raise FinderError("the range test recorded no losses (every step was skipped or the "
+                          "loader ran dry)")
+    result = analyze(curves, rule=rule, settings=settings)
+    if distributed:
+        import torch.distributed as dist
+
+        box = [result if rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        result = box[0]
+    return result
