@@ -1,0 +1,81 @@
+"""The training doctor: pure rules that turn a :class:`~lrdoctor.logs.TrainingLog` into findings.
+
+``diagnose(log)`` (also ``lrdoctor.diagnose(log)``: this package is callable) runs every rule
+and returns a :class:`Diagnosis` whose ``findings`` are ranked worst first. Each rule is one
+small function ``(Context) -> list[Finding]`` in ``_curves`` (what any log shows: loss, accuracy,
+learning rate) or ``_internals`` (what only the live Monitor records: gradients per layer,
+activations, inputs, setup). When a log lacks what a rule needs, the rule records the reason in
+``Diagnosis.not_checked`` instead of guessing. Finding codes and thresholds: docs/doctor.md.
+
+>>> import numpy as np
+>>> from lrdoctor.logs import Series, TrainingLog
+>>> steps = np.arange(100)
+>>> log = TrainingLog({"train/loss": Series(steps, 2.3 * np.exp(-steps / 20) + 0.05)})
+>>> diagnose(log).codes
+['plateau']
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from typing import Any
+
+from lrdoctor.diagnose._context import Context
+from lrdoctor.diagnose._finding import CODES, SEVERITIES, Diagnosis, Finding, rank
+from lrdoctor.errors import LogFormatError
+from lrdoctor.logs import TrainingLog, load
+
+__all__ = ["CODES", "SEVERITIES", "Diagnosis", "Finding", "RULES", "diagnose"]
+
+
+def _rules() -> tuple:
+    from lrdoctor.diagnose import _curves, _internals
+    return _curves.RULES + _internals.RULES
+
+
+RULES = _rules()
+
+
+def diagnose(log: TrainingLog | str | os.PathLike[str], *, rules: Any = None) -> Diagnosis:
+    """Run every rule on ``log`` (a TrainingLog or a path for :func:`lrdoctor.logs.load`).
+
+    Findings are ranked: critical before warning before info, then by score; one per code.
+    When nothing of severity warning or above is found, a ``healthy`` finding says so.
+    """
+    if not isinstance(log, TrainingLog):
+        log = load(log)
+    if len(log) == 0 and not log.events:
+        raise LogFormatError("the log holds no series to diagnose")
+    ctx = Context(log)
+    findings: list[Finding] = []
+    for rule in rules if rules is not None else RULES:
+        findings.extend(rule(ctx))
+    if ctx.train is None:
+        ctx.skip("healthy", "no training loss in the log: only partial checks ran")
+    if not any(f.severity != "info" for f in findings) and ctx.train is not None:
+        findings.append(Finding("healthy", CODES["healthy"], "info",
+                                "no rule found a problem"
+                                + (f" ({len(ctx.not_checked)} checks could not run)"
+                                   if ctx.not_checked else ""),
+                                "Nothing to fix; see the info findings for what to try next.",
+                                (), 0.1))
+    seen, not_checked = set(), []
+    codes = {f.code for f in findings}
+    for code, reason in ctx.not_checked:
+        if code not in seen and code not in codes:
+            seen.add(code)
+            not_checked.append((code, reason))
+    return Diagnosis(rank(findings), tuple(not_checked), log.source, log.format, log.step_unit,
+                     tuple(log.warnings))
+
+
+class _CallableModule(types.ModuleType):
+    """Makes ``lrdoctor.diagnose(log)`` work although ``lrdoctor.diagnose`` is a package."""
+
+    def __call__(self, log: Any, **kwargs: Any) -> Diagnosis:
+        return diagnose(log, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,254 @@
+"""Rules on what only a live monitor records: gradients per layer, activations, inputs, setup.
+
+Each rule says in ``Diagnosis.not_checked`` why it could not run when its series are missing
+(a Keras CSV has no gradients). Thresholds are module constants, documented in docs/doctor.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lrdoctor.diagnose._context import Context, head
+from lrdoctor.diagnose._curves import _f, _levels
+from lrdoctor.diagnose._finding import Finding
+
+__all__ = ["RULES"]
+
+EXPLODE_FACTOR = 100.0      # grad norm above 100x its early median
+VANISH_RATIO = 1e-2         # first-layer / last-layer gradient norm below this
+VANISH_ABS = 1e-7           # or the global gradient norm below this
+DEAD_FRAC = 0.5             # a ReLU layer with more than half its units dead for whole batches
+SATURATED = 0.5             # more than half of a sigmoid/tanh layer's outputs within 1% of a limit
+INPUT_ABSMAX = 20.0         # input magnitude that says "not normalized"
+INPUT_STD = 5.0
+INPUT_MEAN = 5.0
+LABEL_PURITY = 0.8          # batches made of mostly one label
+NOISE_SCALE_FACTOR = 30.0   # gradient noise scale this far from the batch size
+INIT_LOSS_FACTOR = 3.0      # first loss above 3 * ln(classes)
+INIT_ACT_STD = (1e-3, 50.0)
+
+
+def _needs_monitor(ctx: Context, code: str, what: str) -> None:
+    ctx.skip(code, f"needs {what}, which lrdoctor.torch.Monitor records and this "
+                   f"{ctx.log.format} log does not hold")
+
+
+def exploding_gradients(ctx: Context) -> list[Finding]:
+    g = ctx.grad
+    if g is None or len(g) < 5:
+        _needs_monitor(ctx, "exploding-gradients", "the gradient norm (grad_norm)")
+        return []
+    gv = g.values
+    finite = np.isfinite(gv)
+    early = float(np.median(head(g.finite, 0.1, minimum=3))) if finite.any() else 0.0
+    if not finite.all():
+        i = int(np.argmax(~finite))
+        return [_f("exploding-gradients", "critical",
+                   f"the gradient norm became NaN/Inf at {ctx.fmt_step(g.steps[i])} "
+                   f"(early median {early:.3g})",
+                   "Clip gradients (clip_grad_norm_(…, 1.0)) and lower the learning rate.",
+                   [g.steps[i]], 0.8)]
+    peak_i = int(np.argmax(gv))
+    if early > 0 and gv[peak_i] > EXPLODE_FACTOR * early:
+        return [_f("exploding-gradients", "warning",
+                   f"the gradient norm reached {gv[peak_i]:.3g} at {ctx.fmt_step(g.steps[peak_i])}, "
+                   f"{gv[peak_i] / early:.0f}x its early median {early:.3g}",
+                   "Clip gradients (clip_grad_norm_(…, 1.0)), lower the learning rate or add "
+                   "normalization layers.", [g.steps[peak_i]], 0.7)]
+    return []
+
+
+def vanishing_gradients(ctx: Context) -> list[Finding]:
+    layers = ctx.log.group("grad_norm")
+    order = ctx.meta.get("layers") or []
+    if len(layers) >= 2:
+        names = [n for n in order if n in layers] or sorted(layers)
+        med = {n: float(np.median(layers[n].finite.values)) if len(layers[n].finite) else math.nan
+               for n in names}
+        weights = [n for n in names if math.isfinite(med[n])]
+        if len(weights) >= 2:
+            first, last = weights[0], weights[-1]
+            ratio = med[first] / max(med[last], 1e-30)
+            if ratio < VANISH_RATIO and len(weights) >= 3:
+                return [_f("vanishing-gradients", "warning",
+                           f"the first layer ({first}) gets {ratio:.2g}x the gradient of the last "
+                           f"({last}): median norms {med[first]:.2g} vs {med[last]:.2g}",
+                           "Use ReLU-family activations, a He/Xavier initialisation, "
+                           "normalization layers or residual connections.",
+                           [ctx.start], 0.7, ratio=ratio)]
+            return []
+    g = ctx.grad
+    if g is None:
+        _needs_monitor(ctx, "vanishing-gradients", "per-layer gradient norms")
+        return []
+    late = g.finite.values[len(g.finite) // 2:]
+    if len(late) and float(np.median(late)) < VANISH_ABS:
+        return [_f("vanishing-gradients", "warning",
+                   f"the gradient norm is {float(np.median(late)):.2g} over the second half",
+                   "Check the activations and the initialisation.", [ctx.start], 0.5)]
+    return []
+
+
+def _layer_stat(ctx: Context, prefix: str) -> dict[str, float]:
+    out = {}
+    for name, s in ctx.log.group(prefix).items():
+        v = s.finite.values
+        if len(v):
+            out[name] = float(np.median(v[len(v) // 2:])) if len(v) > 2 else float(v[-1])
+    return out
+
+
+def dead_relu(ctx: Context) -> list[Finding]:
+    stats = _layer_stat(ctx, "dead_frac")
+    if not stats:
+        if ctx.log.format == "lrdoctor-jsonl":
+            ctx.skip("dead-relu", "the model has no ReLU-family activation modules "
+                     "(functional activations cannot be hooked)")
+        else:
+            _needs_monitor(ctx, "dead-relu", "activation statistics (dead_frac/<layer>)")
+        return []
+    worst = max(stats, key=stats.get)
+    if stats[worst] > DEAD_FRAC:
+        s = ctx.log.get(f"dead_frac/{worst}")
+        over = s.values > DEAD_FRAC
+        step = float(s.steps[np.argmax(over)]) if over.any() else ctx.start
+        return [_f("dead-relu", "warning",
+                   f"{stats[worst]:.0%} of the units of {worst} output zero for whole batches"
+                   + (f" (also {', '.join(f'{k} {v:.0%}' for k, v in stats.items() if k != worst and v > DEAD_FRAC)})"
+                      if sum(v > DEAD_FRAC for v in stats.values()) > 1 else ""),
+                   "Lower the learning rate, use LeakyReLU/GELU, and initialise biases at zero "
+                   "(He init for the weights).", [step], 0.5 + 0.4 * stats[worst])]
+    return []
+
+
+def saturated_activations(ctx: Context) -> list[Finding]:
+    stats = _layer_stat(ctx, "saturation")
+    if not stats:
+        if ctx.log.format == "lrdoctor-jsonl":
+            ctx.skip("saturated-activations", "the model has no sigmoid/tanh activation modules")
+        else:
+            _needs_monitor(ctx, "saturated-activations",
+                           "activation statistics (saturation/<layer>)")
+        return []
+    worst = max(stats, key=stats.get)
+    if stats[worst] > SATURATED:
+        s = ctx.log.get(f"saturation/{worst}")
+        return [_f("saturated-activations", "warning",
+                   f"{stats[worst]:.0%} of the outputs of {worst} sit within 1% of the "
+                   "activation's limits",
+                   "Normalize the inputs, scale the initialisation down, add normalization "
+                   "layers, or switch sigmoid/tanh to ReLU-family activations.",
+                   [float(s.steps[0])], 0.5 + 0.4 * stats[worst])]
+    return []
+
+
+def unnormalized_input(ctx: Context) -> list[Finding]:
+    log = ctx.log
+    if not (log.has("input/absmax") or log.has("input/std")):
+        _needs_monitor(ctx, "unnormalized-input", "input statistics (pass inputs= to step)")
+        return []
+    amax = float(np.median(log.get("input/absmax").values)) if log.has("input/absmax") else 0.0
+    std = float(np.median(log.get("input/std").values)) if log.has("input/std") else 0.0
+    mean = float(np.median(log.get("input/mean").values)) if log.has("input/mean") else 0.0
+    if amax > INPUT_ABSMAX or std > INPUT_STD or abs(mean) > INPUT_MEAN:
+        return [_f("unnormalized-input", "warning",
+                   f"input batches have mean {mean:.3g}, std {std:.3g}, max |x| {amax:.3g}",
+                   "Standardize the inputs (subtract the training mean, divide by the std; "
+                   "images: divide by 255).", [0.0], 0.75)]
+    return []
+
+
+def unshuffled_labels(ctx: Context) -> list[Finding]:
+    log = ctx.log
+    if not log.has("batch/label_purity"):
+        return []  # the loss-periodicity rule still runs; say nothing here
+    purity = log.get("batch/label_purity").values
+    modes = log.get("batch/label_mode").values if log.has("batch/label_mode") else np.array([])
+    med = float(np.median(purity))
+    if med > LABEL_PURITY and len(purity) >= 3:
+        return [_f("unshuffled-data", "critical" if med > 0.95 else "warning",
+                   f"the first {len(purity)} batches are {med:.0%} one label (median), "
+                   + (f"labels seen in order: {', '.join(str(int(m)) for m in _dedupe(modes)[:6])}"
+                      if len(modes) else ""),
+                   "Shuffle the training data every epoch (DataLoader(shuffle=True)).", [0.0],
+                   0.9)]
+    return []
+
+
+def _dedupe(values: np.ndarray) -> list[float]:
+    out: list[float] = []
+    for v in values:
+        if not out or out[-1] != v:
+            out.append(float(v))
+    return out
+
+
+def setup_events(ctx: Context) -> list[Finding]:
+    """loss-activation-mismatch and bad-initialization: the Monitor's inspections, and the loss."""
+    out = []
+    events = [e for e in ctx.log.events if e.code in ("loss-activation-mismatch",
+                                                      "bad-initialization")]
+    for e in events:
+        if e.code == "loss-activation-mismatch":
+            out.append(_f(e.code, "critical", e.message,
+                          "Feed raw logits to CrossEntropyLoss (remove the final softmax/sigmoid) "
+                          "and make the targets 0..classes-1.", [e.step or 0], 0.95))
+        else:
+            out.append(_f(e.code, "warning", e.message,
+                          "Use the default (Kaiming/Xavier) initialisation, or scale it to "
+                          "std ~ 1/sqrt(fan_in).", [e.step or 0], 0.7))
+    c = ctx.n_classes
+    lv = _levels(ctx)
+    if c and lv is not None and ctx.train is not None:
+        first = float(ctx.train.values[0])
+        if first > INIT_LOSS_FACTOR * math.log(c) and not any(f.code == "bad-initialization"
+                                                                for f in out):
+            out.append(_f("bad-initialization", "warning",
+                          f"the first loss {first:.4g} is {first / math.log(c):.1f}x ln({c}) = "
+                          f"{math.log(c):.3g}, the loss of a fresh classifier",
+                          "Initialise the last layer small (default init) so the first loss is "
+                          "near ln(classes).", [float(ctx.train.steps[0])], 0.6))
+    stds = {n: s for n, s in ctx.log.group("act_std").items() if len(s)}
+    if stds:
+        bad = {n: float(s.values[0]) for n, s in stds.items()
+               if not (INIT_ACT_STD[0] < s.values[0] < INIT_ACT_STD[1])}
+        if bad and not any(f.code == "bad-initialization" for f in out):
+            out.append(_f("bad-initialization", "warning",
+                          "activation std at the first step off by orders of magnitude: "
+                          + ", ".join(f"{k} {v:.2g}" for k, v in list(bad.items())[:4]),
+                          "Use a fan-in-scaled initialisation (Kaiming for ReLU, Xavier for "
+                          "tanh).", [0.0], 0.6))
+    if ctx.log.format != "lrdoctor-jsonl":
+        ctx.skip("loss-activation-mismatch",
+                 "needs the model's outputs and targets, which only the Monitor inspects")
+        if not c:
+            ctx.skip("bad-initialization", "needs the weights or the number of classes, which "
+                     "only the Monitor records")
+    return out
+
+
+def batch_size(ctx: Context) -> list[Finding]:
+    log = ctx.log
+    if not log.has("noise_scale"):
+        _needs_monitor(ctx, "batch-size", "the gradient noise scale")
+        return []
+    ns = log.get("noise_scale").finite.values
+    b = log.get("batch/size").values if log.has("batch/size") else np.array([])
+    if len(ns) < 3 or not len(b):
+        return []
+    est, batch = float(np.median(ns)), float(np.median(b))
+    ratio = est / max(batch, 1e-12)
+    if ratio > NOISE_SCALE_FACTOR or ratio < 1 / NOISE_SCALE_FACTOR:
+        direction = "larger" if ratio > 1 else "smaller"
+        return [_f("batch-size", "info",
+                   f"the gradient noise scale is ~{est:.3g} examples while the batch is "
+                   f"{batch:g} ({ratio:.2g}x)",
+                   f"A {direction} batch (closer to {est:.0f}) would use compute better; scale the "
+                   "learning rate with it.", [0.0], 0.3, noise_scale=est)]
+    return []
+
+
+RULES = (exploding_gradients, vanishing_gradients, dead_relu, saturated_activations,
+         unnormalized_input, unshuffled_labels, setup_events, batch_size)
