@@ -105,7 +105,7 @@ def diverging(ctx: Context) -> list[Finding]:
     grew = lend > DIVERGE_FACTOR * l0 or (lend > 3 * lmin and lend > 0.9 * l0 and lmin < 0.7 * l0)
     if not (grew or blew_up):
         return []
-    step = first_bad(raw) if blew_up else _first_above(ctx.train, max(DIVERGE_FACTOR * l0, lend * 0.9))
+    step = first_bad(raw) if blew_up else _first_above(ctx.train, (lmin + lend) / 2)
     return [_f("diverging", "critical",
                f"training loss went from {l0:.4g} (start) to {lend:.4g} (end)"
                + (" and became NaN/Inf" if blew_up else "")
@@ -115,8 +115,14 @@ def diverging(ctx: Context) -> list[Finding]:
 
 
 def _first_above(s, level: float) -> float | None:
-    above = s.values > level
-    return float(s.steps[np.argmax(above)]) if above.any() else None
+    """Where the loss rose above ``level`` for good: after the last smoothed point below it."""
+    n = min(40, len(s))
+    sv, st = blocks(s.values, n), blocks(s.steps.astype(float), n)
+    below = np.nonzero(sv <= level)[0]
+    if len(below) == len(sv):
+        return None
+    i = 0 if not len(below) else int(below[-1]) + 1
+    return float(st[min(i, len(st) - 1)])
 
 
 def lr_too_high(ctx: Context) -> list[Finding]:

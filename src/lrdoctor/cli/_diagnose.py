@@ -1,0 +1,57 @@
+"""``lrdoctor diagnose PATH``: read a training log, name its problems, write JSON/HTML."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lrdoctor.cli._common import CLIError, console, write_json
+
+__all__ = ["register", "run"]
+
+_FAIL = {"warning": ("warning", "critical"), "critical": ("critical",)}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "diagnose", help="name the problems in a training log (any framework) and their fixes",
+        description="Read a training log (our JSONL, Keras CSV/History, Lightning metrics.csv, "
+                    "HF trainer_state.json, TensorBoard events, generic CSV; a file or a run "
+                    "folder) and print ranked findings with evidence and a fix.")
+    p.add_argument("path", metavar="PATH", help="log file or run directory")
+    p.add_argument("--format", default="auto",
+                   help="force a reader: auto (default), jsonl, csv, hf-trainer-state, "
+                        "keras-history, tensorboard")
+    p.add_argument("--json", metavar="OUT", help="write the findings as JSON")
+    p.add_argument("--html", metavar="OUT", help="write a self-contained HTML report")
+    p.add_argument("--fail-on", choices=("warning", "critical"),
+                   help="exit 1 when a finding of this severity or worse is present")
+    p.add_argument("--quiet", action="store_true", help="print nothing (use with --json/--html)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lrdoctor.diagnose import diagnose
+    from lrdoctor.logs import load
+    from lrdoctor.report import Report, render_terminal, to_json
+
+    path = Path(args.path)
+    if not path.exists():
+        raise CLIError(f"no such file or directory: {path} (pass a log file or a run folder)")
+    log = load(path, format=args.format)
+    diagnosis = diagnose(log)
+    if args.json:
+        write_json(args.json, to_json(diagnosis))
+    if args.html:
+        out = Path(args.html)
+        if not out.parent.exists():
+            raise CLIError(f"cannot write {out}: the folder {out.parent} does not exist")
+        report = Report(f"lrdoctor diagnosis: {path.name}", subtitle=str(path))
+        report.add_summary(diagnosis.summary(), verdict=diagnosis.worst)
+        report.add_diagnosis(diagnosis, log, title=path.name)
+        report.write(out)
+    if not args.quiet:
+        console.print(render_terminal(diagnosis))
+    if args.fail_on and any(f.severity in _FAIL[args.fail_on] for f in diagnosis.findings):
+        return 1
+    return 0
