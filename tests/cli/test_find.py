@@ -1,0 +1,68 @@
+"""``lrdoctor find``: example tasks, user model/data modules, JSON, plot, bad input."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+from lrdoctor.cli import main  # noqa: E402
+
+QUICK = ["--steps", "60", "--repeats", "1", "--lr-range", "1e-5", "10"]
+
+
+def test_example_json_and_plot(tmp_path, capsys):
+    out, png = tmp_path / "f.json", tmp_path / "f.png"
+    rc = main(["find", "--example", "digits-mlp", *QUICK, "--json", str(out), "--plot", str(png)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert {"suggestion", "interval", "rule", "grade", "specs"} <= set(data)
+    assert data["rule"] == "edge"
+    if data["suggestion"] is not None:
+        low, high = data["interval"]
+        assert low <= data["suggestion"] <= high
+        assert "one_cycle(" in data["specs"]["one_cycle"]
+    assert png.stat().st_size > 5000
+    text = capsys.readouterr().out
+    assert "LR range test" in text
+
+
+def test_user_model_and_data_from_a_file(tmp_path, capsys):
+    mod = tmp_path / "mine.py"
+    mod.write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+
+        def model():
+            torch.manual_seed(0)
+            return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+
+        def loaders():
+            g = torch.Generator().manual_seed(0)
+            x = torch.randn(512, 4, generator=g)
+            y = x[:, :3].argmax(1)
+            return {"train": [(x[i:i + 32], y[i:i + 32]) for i in range(0, 512, 32)]}
+    """))
+    out = tmp_path / "f.json"
+    rc = main(["find", "--model", f"{mod}:model", "--data", f"{mod}:loaders", "--optimizer", "sgd",
+               *QUICK, "--json", str(out)])
+    assert rc == 0
+    assert "suggestion" in json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["find", "--example", "nope"], "unknown example"),
+    (["find", "--example", "digits-mlp", "--lr-range", "1", "0.1"], "below end_lr"),
+    (["find", "--model", "nosuchmodule_xyz:f", "--data", "x:y"], "cannot import"),
+    (["find", "--model", "os:getcwd"], "--data"),
+    (["find", "--example", "digits-mlp", "--rule", "vibes"], "--rule"),
+    (["find", "--example", "digits-mlp", "--json", "/no/such/dir/x.json"], "does not exist"),
+])
+def test_bad_input_exits_2_with_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in " ".join(err.split())
