@@ -5,6 +5,7 @@ Framework-free: the integrations pass plain paths and numbers in.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -12,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lrdoctor.journal import Journal
+from lrdoctor.journal import Entry, Journal
+from lrdoctor.plateau._schedule import CAUSE_OF_MARK, marks_between
 
-__all__ = ["RunFiles", "attach_journal", "truncate_after"]
+__all__ = ["RunFiles", "attach_journal", "journal_marks", "truncate_after"]
 
 logger = logging.getLogger("lrdoctor.integrations")
 
@@ -72,22 +74,38 @@ class RunFiles:
         return evaluations
 
     def finish(self, *, html: bool = True) -> Any:
-        """Diagnose the log and write ``diagnosis.json`` (and ``report.html``); returns the
-        :class:`~lrdoctor.diagnose.Diagnosis`, or None when the log holds nothing yet."""
-        from lrdoctor import diagnose as _diagnose
+        """Diagnose the log and write ``diagnosis.json`` (and ``report.html`` with the journal's
+        sentences); per-rank traces under ``ranks/`` add ``ranks-diverge`` findings. Returns the
+        :class:`~lrdoctor.diagnose.Diagnosis`, or None when nothing was logged."""
+        from lrdoctor.diagnose import diagnose
         from lrdoctor.logs import load
+        from lrdoctor.report import to_json
 
         if not self.log.exists() or self.log.stat().st_size == 0:
             logger.warning("no training log at %s: nothing to diagnose", self.log)
             return None
         log = load(self.log)
-        diagnosis = _diagnose.diagnose(log)
-        self.diagnosis.write_text(json.dumps(diagnosis.to_dict(), indent=2, allow_nan=False) + "\n",
-                                  encoding="utf-8")
-        if html:
-            from lrdoctor import report
+        diagnosis = diagnose(log)
+        if (self.root / "ranks").is_dir():
+            from lrdoctor.integrations.ranks import diagnose_ranks
 
-            report.write_html(diagnosis, log, self.report)
+            extra = diagnose_ranks(self.root / "ranks")
+            if extra:
+                order = {"critical": 0, "warning": 1, "info": 2}
+                findings = sorted((*extra, *diagnosis.findings), key=lambda f: order[f.severity])
+                diagnosis = dataclasses.replace(diagnosis, findings=tuple(findings))
+        text = json.dumps(to_json(diagnosis), indent=2, allow_nan=False, default=str)
+        self.diagnosis.write_text(text + "\n", encoding="utf-8")
+        if html:
+            from lrdoctor.report import Report
+
+            report = Report(f"lrdoctor: {self.root.name}", subtitle=str(self.log))
+            report.add_diagnosis(diagnosis, log)
+            if self.journal.exists():
+                lines = Journal.load(self.journal).explain()
+                if lines:
+                    report.add_journal(lines, title="every learning-rate decision")
+            report.write(self.report)
         return diagnosis
 
 
@@ -145,3 +163,19 @@ def attach_journal(sched: Any, journal: Journal) -> None:
                 me._on_optimizer_step()
 
         sched._hook = sched.optimizer.register_step_post_hook(_after_optimizer_step)
+
+
+def journal_marks(journal: Journal, sched: Any, start: int, stop: int, *,
+                  epoch: int | None = None) -> None:
+    """Journal the warm-up end and the restarts that a ``ScheduledLR`` crossed in optimizer steps
+    ``start < k <= stop`` (a PlateauLR journals its own; other schedulers are skipped)."""
+    if type(sched).__name__ != "ScheduledLR" or stop <= start:
+        return
+    s = sched.schedules[0]
+    for step, label in marks_between(s, start, stop):
+        cause = CAUSE_OF_MARK.get(label)
+        if cause is not None:
+            journal.append(Entry(cause, epoch=epoch, step=step,
+                                 old_lrs=[s(step - 1) * c for c in sched.scales],
+                                 new_lrs=[s(step) * c for c in sched.scales],
+                                 evidence={"label": label, "schedule": s.to_spec()}))

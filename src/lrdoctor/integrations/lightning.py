@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from lrdoctor._lazy import require
-from lrdoctor.integrations._run import RunFiles, attach_journal
-from lrdoctor.journal import Entry, Journal
-from lrdoctor.plateau._schedule import CAUSE_OF_MARK, marks_between
+from lrdoctor.integrations._run import RunFiles, attach_journal, journal_marks
+from lrdoctor.journal import Journal
 
 __all__ = ["LRDoctorCallback", "attach_journal", "find_lr", "plateau", "scheduled",
            "step_fn_from_module"]
@@ -161,20 +160,10 @@ class LRDoctorCallback(_pl.Callback):
         """Journal the warm-up ends and restarts ScheduledLR crossed since the last epoch end
         (PlateauLR journals its own)."""
         now = int(trainer.global_step)
-        if self.journal is None or now <= self._marked_step:
-            return
-        for sched in self._schedulers(trainer):
-            if _is_plateau(sched) or not hasattr(sched, "schedules"):
-                continue
-            s = sched.schedules[0]
-            for step, label in marks_between(s, self._marked_step, now):
-                cause = CAUSE_OF_MARK.get(label)
-                if cause is not None:
-                    self.journal.append(Entry(
-                        cause, epoch=trainer.current_epoch + 1, step=step,
-                        old_lrs=[s(step - 1) * c for c in sched.scales],
-                        new_lrs=[s(step) * c for c in sched.scales],
-                        evidence={"label": label, "schedule": s.to_spec()}))
+        if self.journal is not None:
+            for sched in self._schedulers(trainer):
+                journal_marks(self.journal, sched, self._marked_step, now,
+                              epoch=trainer.current_epoch + 1)
         self._marked_step = now
 
     # -- end ---------------------------------------------------------------------------------

@@ -25,13 +25,12 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CODE", "RankFinding", "RankMonitor", "all_reduce_mean", "diagnose_ranks",
+__all__ = ["CODE", "RankMonitor", "all_reduce_mean", "diagnose_ranks",
            "rank_and_world"]
 
 #: The finding code (an extension of DESIGN.md's list).
@@ -169,27 +168,18 @@ def _json_number(x: float) -> float | str:
 
 
 # -- the ranks-diverge rule --------------------------------------------------------------------
-@dataclass(frozen=True)
-class RankFinding:
-    """A ``ranks-diverge`` finding, with the fields of :class:`lrdoctor.diagnose.Finding`."""
+def _finding(title: str, severity: str, evidence: str, fix: str, steps: tuple[int, ...],
+             data: dict[str, Any]) -> Any:
+    from lrdoctor.diagnose import Finding
 
-    code: str
-    title: str
-    severity: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    fix: str = ""
-    steps: tuple[int, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "title": self.title, "severity": self.severity,
-                "evidence": self.evidence, "fix": self.fix, "steps": list(self.steps)}
+    return Finding(CODE, title, severity, evidence, fix, steps=steps, score=1.0, data=data)
 
 
 def diagnose_ranks(logs: Mapping[int, Any] | str | os.PathLike[str], *, lr_rtol: float = 1e-6,
-                   loss_tolerance: float = 0.25, window: int = 50) -> list[RankFinding]:
-    """``ranks-diverge`` findings from per-rank logs: a directory of ``rank<r>.jsonl`` files
-    (what ``RankMonitor(trace_dir=...)`` writes) or ``{rank: TrainingLog}``. No finding means
-    the ranks agree."""
+                   loss_tolerance: float = 0.25, window: int = 50) -> list[Any]:
+    """``ranks-diverge`` findings (:class:`lrdoctor.diagnose.Finding`) from per-rank logs: a
+    directory of ``rank<r>.jsonl`` files (what ``RankMonitor(trace_dir=...)`` writes) or
+    ``{rank: TrainingLog}``. No finding means the ranks agree."""
     if not isinstance(logs, Mapping):
         from lrdoctor.logs import load
 
@@ -198,7 +188,7 @@ def diagnose_ranks(logs: Mapping[int, Any] | str | os.PathLike[str], *, lr_rtol:
     if len(logs) < 2:
         return []
     ranks = sorted(logs)
-    findings: list[RankFinding] = []
+    findings: list[Any] = []
     lr_names = sorted(set.intersection(*(set(logs[r].names("lr")) for r in ranks)))
     for name in lr_names:
         f = _lr_disagreement(name, {r: logs[r].get(name) for r in ranks}, lr_rtol)
@@ -223,7 +213,7 @@ def _common(series: Mapping[int, Any]) -> tuple[np.ndarray, dict[int, np.ndarray
     return steps, out
 
 
-def _lr_disagreement(name: str, series: Mapping[int, Any], rtol: float) -> RankFinding | None:
+def _lr_disagreement(name: str, series: Mapping[int, Any], rtol: float) -> Any:
     steps, values = _common(series)
     if len(steps) == 0:
         return None
@@ -236,16 +226,18 @@ def _lr_disagreement(name: str, series: Mapping[int, Any], rtol: float) -> RankF
     i = int(bad[0])
     step = int(steps[i])
     per_rank = {str(r): float(values[r][i]) for r in sorted(values)}
-    return RankFinding(
-        CODE, "Ranks train with different learning rates", "critical",
-        evidence={"series": name, "first_step": step, "lr_by_rank": per_rank,
-                  "steps_disagreeing": int(len(bad)), "steps_compared": int(len(steps))},
-        fix=("step every scheduler on every rank, and reduce plateau metrics across ranks "
-             "before deciding (PlateauLR(sync='mean'), the default under torch.distributed)"),
-        steps=(step,))
+    shown = ", ".join(f"rank {r}: {v:.4g}" for r, v in per_rank.items())
+    return _finding(
+        "Ranks train with different learning rates", "critical",
+        f"{name} differs between ranks from step {step} on ({shown}); "
+        f"{len(bad)} of {len(steps)} steps disagree",
+        "step every scheduler on every rank, and reduce plateau metrics across ranks before "
+        "deciding (PlateauLR(sync='mean'), the default under torch.distributed)",
+        (step,), {"series": name, "first_step": step, "lr_by_rank": per_rank,
+                  "steps_disagreeing": int(len(bad)), "steps_compared": int(len(steps))})
 
 
-def _nonfinite_on_some(series: Mapping[int, Any]) -> list[RankFinding]:
+def _nonfinite_on_some(series: Mapping[int, Any]) -> list[Any]:
     steps, values = _common(series)
     finite = np.vstack([np.isfinite(values[r]) for r in sorted(values)])
     mixed = np.flatnonzero(finite.any(axis=0) & ~finite.all(axis=0))
@@ -253,17 +245,18 @@ def _nonfinite_on_some(series: Mapping[int, Any]) -> list[RankFinding]:
         return []
     i = int(mixed[0])
     ranks = [r for r in sorted(values) if not math.isfinite(values[r][i])]
-    return [RankFinding(
-        CODE, "A non-finite loss on some ranks only", "critical",
-        evidence={"first_step": int(steps[i]), "ranks": ranks,
-                  "steps_affected": int(len(mixed))},
-        fix=(f"inspect the batches of rank {ranks[0]} around step {int(steps[i])} (a corrupt "
-             "sample or a shard-specific bug); average the loss over ranks before testing it "
-             "for NaN so every rank skips or stops together"),
-        steps=(int(steps[i]),))]
+    step = int(steps[i])
+    return [_finding(
+        "A non-finite loss on some ranks only", "critical",
+        f"the local loss of rank(s) {', '.join(map(str, ranks))} is NaN/Inf at step {step} while "
+        f"the other ranks' is finite ({len(mixed)} such steps)",
+        f"inspect the batches of rank {ranks[0]} around step {step} (a corrupt sample or a "
+        "shard-specific bug); average the loss over ranks before testing it for NaN so every "
+        "rank skips or stops together",
+        (step,), {"first_step": step, "ranks": ranks, "steps_affected": int(len(mixed))})]
 
 
-def _loss_spread(series: Mapping[int, Any], tolerance: float, window: int) -> RankFinding | None:
+def _loss_spread(series: Mapping[int, Any], tolerance: float, window: int) -> Any:
     steps, values = _common(series)
     if len(steps) < 2:
         return None
@@ -279,12 +272,13 @@ def _loss_spread(series: Mapping[int, Any], tolerance: float, window: int) -> Ra
     spread = max(medians.values()) - min(medians.values())
     if center == 0 or spread <= tolerance * abs(center):
         return None
-    return RankFinding(
-        CODE, "Ranks see very different losses", "warning",
-        evidence={"median_loss_by_rank": {str(r): m for r, m in medians.items()},
-                  "relative_spread": spread / abs(center), "tolerance": tolerance,
-                  "from_step": int(steps[tail][0]), "to_step": int(steps[-1])},
-        fix=("give every rank a shuffled shard of the same data (DistributedSampler with "
-             "set_epoch each epoch) and wrap the model in DistributedDataParallel so replicas "
-             "stay in sync"),
-        steps=(int(steps[tail][0]), int(steps[-1])))
+    first, last = int(steps[tail][0]), int(steps[-1])
+    shown = ", ".join(f"rank {r}: {m:.4g}" for r, m in medians.items())
+    return _finding(
+        "Ranks see very different losses", "warning",
+        f"over steps {first}-{last} the median local losses ({shown}) spread by "
+        f"{spread / abs(center):.0%} of their median (tolerance {tolerance:.0%})",
+        "give every rank a shuffled shard of the same data (DistributedSampler with set_epoch "
+        "each epoch) and wrap the model in DistributedDataParallel so replicas stay in sync",
+        (first, last), {"median_loss_by_rank": {str(r): m for r, m in medians.items()},
+                        "relative_spread": spread / abs(center), "tolerance": tolerance})
