@@ -23,11 +23,13 @@ UNDERFIT_REL = 0.5          # (lr-too-low with tiny updates) the loss fell by le
 UNDERFIT_ACC = 0.75         # final training (else validation) accuracy below this
 UNDERFIT_NO_ACC_REL = 0.2   # without accuracy: the loss fell by less than 20% of L0
 LOW_LR_REL = 0.1            # the loss fell by less than 10% of L0 while still sloping down
+LOW_UPDATE_RATIO = 1e-4     # or the median |dw|/|w| per step is below this (healthy ~1e-3)
 OVERFIT_RISE = 0.1          # val rises above its minimum by 10% of (val0 - valmin) and by 2%
 OVERFIT_ACC_GAP = 0.1       # final train accuracy - val accuracy above this
 NOISE_ACC_GAP = 0.05        # val accuracy above train accuracy by this (label noise/dropout)
 OSC_GRAD_KEEP = 0.5         # grad norm in the flat part at least half its early level
 OSC_JITTER = 0.1            # step-to-step loss jitter relative to the loss level
+SPIKE_FACTOR = 5.0          # a training loss above 5 * L0 anywhere: the step was too big
 WARMUP_SPIKE = 1.5          # early loss peak above 1.5 * the first loss (adaptive optimizers)
 LR_DROP = 0.5               # an lr change below half of the previous value is a "drop"
 SHIFT_REL = 0.2             # test loss 20% above val loss, or test accuracy 5 points below
@@ -45,7 +47,8 @@ def _levels(ctx: Context) -> tuple[float, float, float, float] | None:
     s = ctx.train
     if s is None or len(s) < 3:
         return None
-    l0 = float(np.median(head(s, 0.05, minimum=min(3, len(s)))))
+    k = max(min(3, len(s)), min(int(math.ceil(0.05 * len(s))), 10))
+    l0 = float(np.median(s.values[:k]))
     sm = blocks(s.values)
     lmin = float(np.min(sm))
     lend = float(np.median(tail(s, 0.1, minimum=min(2, len(s)))))
@@ -145,6 +148,18 @@ def lr_too_high(ctx: Context) -> list[Finding]:
                           + (f" ({early:.0%} into the run)" if early is not None else ""),
                           "Divide the learning rate by 10 (run `lrdoctor find` for a measured one).",
                           [step] if step is not None else [], 0.8))
+        elif float(np.max(ctx.train.values)) > SPIKE_FACTOR * max(l0, 1e-12):
+            i = int(np.argmax(ctx.train.values))
+            step = float(ctx.train.steps[i])
+            lr = _lr_at(ctx, step)
+            stuck = lend > 0.8 * l0
+            out.append(_f("lr-too-high", "critical" if stuck else "warning",
+                          f"the loss jumped to {ctx.train.values[i]:.4g} at {ctx.fmt_step(step)} "
+                          f"({ctx.train.values[i] / max(l0, 1e-12):.0f}x its start {l0:.4g})"
+                          + (f" with lr {lr:.3g}" if lr else "")
+                          + (" and never recovered" if stuck else ""),
+                          "Divide the learning rate by 10, or warm it up.", [step],
+                          0.8 if stuck else 0.6))
         elif ratio is not None and ratio > 0.1 and _rel_change(blocks(ctx.train.values)) > -0.3:
             out.append(_f("lr-too-high", "warning",
                           f"median update/weight ratio {ratio:.3g} per step (healthy ~1e-3) while "
@@ -166,20 +181,32 @@ def lr_too_low(ctx: Context) -> list[Finding]:
     if lv is None:
         return []
     l0, lmin, lend, _ = lv
-    ratio = _median_update_ratio(ctx)
+    if float(np.max(ctx.train.values)) > SPIKE_FACTOR * max(l0, 1e-12):
+        return []  # a blow-up, not a crawl
+    dead = [float(np.median(s.finite.values)) for s in ctx.log.group("dead_frac").values()
+            if len(s.finite)]
+    if dead and max(dead) > 0.5:
+        return []  # dead units explain small updates; dead-relu says so
+    ratios = [float(np.median(s.finite.values)) for s in ctx.log.group("update_ratio").values()
+              if len(s.finite)]
+    ratio = max(ratios) if ratios else None
     drop = (l0 - lend) / max(abs(l0), 1e-12)
     sm = blocks(ctx.train.values)
     late = _rel_change(sm[len(sm) // 2:])
-    slow = 0 <= drop < LOW_LR_REL and late < -0.005
-    tiny_updates = ratio is not None and ratio < 1e-5
-    if not (slow or (tiny_updates and drop < UNDERFIT_REL)):
+    sm20 = blocks(ctx.train.values, 20)
+    steady = len(sm20) >= 4 and float(np.mean(np.diff(sm20) < 0)) >= 0.75
+    slow = 0 <= drop < LOW_LR_REL and (late < -0.005 or steady)
+    tiny_updates = ratio is not None and ratio < LOW_UPDATE_RATIO
+    if not ((tiny_updates and 0 <= drop < UNDERFIT_REL)
+            or (slow and (ratio is None or ratio < 10 * LOW_UPDATE_RATIO))):
         return []
     lr = _lr_at(ctx, ctx.end)
-    evidence = (f"the training loss fell only {drop:.1%} ({l0:.4g} -> {lend:.4g}) and is still "
-                f"sloping down" + (f"; median update/weight ratio {ratio:.2g}" if ratio else "")
+    evidence = (f"the training loss fell only {drop:.1%} ({l0:.4g} -> {lend:.4g})"
+                + (" and is still sloping down" if slow else "")
+                + (f"; the largest layer update/weight ratio is {ratio:.2g} per step "
+                   "(healthy ~1e-3)" if ratio is not None else "")
                 + (f"; lr {lr:.3g}" if lr else ""))
-    sev = "warning"
-    return [_f("lr-too-low", sev, evidence,
+    return [_f("lr-too-low", "warning", evidence,
                "Raise the learning rate (try 10x, or run `lrdoctor find`).",
                [ctx.start + 0.3 * (ctx.end - ctx.start)], 0.6 + 0.3 * tiny_updates, drop=drop)]
 
@@ -220,6 +247,18 @@ def trend(ctx: Context) -> list[Finding]:
                           "regularization (weight decay, dropout), or use a smaller model.",
                           [val.steps[imin]], 0.6 + min(0.3, rise / max(abs(vmin), 1e-12)),
                           val_min=vmin, val_end=vend))
+        gap = _acc_gap(ctx)
+        memorized = (lend < 0.1 * vend and vend > 0.05) or (
+            gap is not None and gap > OVERFIT_ACC_GAP
+            and float(np.median(tail(ctx.train_acc, 0.1))) > 0.98)
+        if memorized and not any(f.code == "overfitting" for f in out):
+            out.append(_f("overfitting", "warning",
+                          f"the training loss fell to {lend:.3g} while validation stays at "
+                          f"{vend:.3g}" + (f"; train-val accuracy gap {gap:.1%}" if gap else "")
+                          + ": the model memorizes the training set",
+                          "Get more data or augment it, regularize (weight decay, dropout), or "
+                          "use a smaller model; stop at the best validation point.",
+                          [float(val.steps[int(np.argmin(vv))])], 0.55))
         if abs(t_total) < FLAT_REL and (v0 - vend) / max(abs(v0), 1e-12) > IMPROVE_REL:
             out.append(_f("data-problem", "warning",
                           f"training loss stayed flat ({l0:.4g} -> {lend:.4g}) while validation "

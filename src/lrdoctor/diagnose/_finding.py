@@ -118,12 +118,26 @@ class Diagnosis:
         return "; ".join(f.title for f in self.problems[:3])
 
 
+#: Root causes before the mechanisms they trigger, before the outcomes everyone sees:
+#: a softmax before CrossEntropyLoss *causes* a plateau, not the other way round.
+TIERS: dict[str, int] = {
+    **dict.fromkeys(("loss-activation-mismatch", "unnormalized-input", "unshuffled-data",
+                     "bad-initialization", "plateau-monitor-mismatch", "over-regularization"), 0),
+    **dict.fromkeys(("lr-too-high", "lr-too-low", "missing-warmup",
+                     "label-noise", "distribution-shift", "data-problem", "batch-size"), 1),
+    **dict.fromkeys(("exploding-gradients", "vanishing-gradients", "dead-relu",
+                     "saturated-activations", "oscillation"), 2),
+}
+
+
 def rank(findings: list[Finding]) -> tuple[Finding, ...]:
-    """Worst severity first, then higher score, then earlier step; one finding per code."""
+    """Problems before info; among problems root causes first (:data:`TIERS`), then severity,
+    then score, then the earlier step; one finding per code."""
     best: dict[str, Finding] = {}
     for f in findings:
         old = best.get(f.code)
         if old is None or (_RANK[f.severity], f.score) > (_RANK[old.severity], old.score):
             best[f.code] = f
-    return tuple(sorted(best.values(), key=lambda f: (-_RANK[f.severity], -f.score,
-                                                      min(f.steps) if f.steps else 0.0)))
+    return tuple(sorted(best.values(), key=lambda f: (
+        f.severity == "info", TIERS.get(f.code, 3), -_RANK[f.severity], -f.score,
+        min(f.steps) if f.steps else 0.0)))

@@ -212,8 +212,8 @@ def setup_events(ctx: Context) -> list[Finding]:
                           "near ln(classes).", [float(ctx.train.steps[0])], 0.6))
     stds = {n: s for n, s in ctx.log.group("act_std").items() if len(s)}
     if stds:
-        bad = {n: float(s.values[0]) for n, s in stds.items()
-               if not (INIT_ACT_STD[0] < s.values[0] < INIT_ACT_STD[1])}
+        bad = {n: float(s.values[0]) for n, s in stds.items()  # 0 = dead units: dead-relu's job
+               if s.values[0] > 0 and not (INIT_ACT_STD[0] < s.values[0] < INIT_ACT_STD[1])}
         if bad and not any(f.code == "bad-initialization" for f in out):
             out.append(_f("bad-initialization", "warning",
                           "activation std at the first step off by orders of magnitude: "

@@ -143,6 +143,14 @@ class TrainingLog:
         starts = [float(s.steps[0]) for s in self._series.values() if len(s)]
         return min(starts) if starts else 0.0
 
+    def until(self, step: float) -> TrainingLog:
+        """The log as it stood at ``step``: every series and event up to and including it."""
+        series = {n: s.window(None, step + 1e-9) for n, s in self._series.items()}
+        events = [e for e in self.events if e.step is None or e.step <= step]
+        return TrainingLog({n: s for n, s in series.items() if len(s)}, source=self.source,
+                           format=self.format, step_unit=self.step_unit, events=events,
+                           meta=self.meta, warnings=self.warnings)
+
     def __contains__(self, name: object) -> bool:
         return name in self._series
 

@@ -252,7 +252,7 @@ class Monitor:
         """Weight std × sqrt(fan_in): ~0.3-1.5 for the usual inits; far outside is a mistake."""
         bad = {}
         for name, p in self._params:
-            if p.dim() < 2 or not name.endswith("weight"):
+            if p.dim() < 2 or not name.endswith("weight") or p.numel() < 64:
                 continue
             fan_in = p[0].numel()
             gain = float(p.detach().float().std()) * math.sqrt(fan_in)

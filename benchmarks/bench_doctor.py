@@ -1,0 +1,408 @@
+"""The training doctor, measured: P3 fault injection, P4 Monitor overhead, P6 diagnose speed.
+
+P3: every fault below is injected for real into ``digits-mlp`` and ``mnist1d-conv`` (lrdoctor.
+examples), >= 3 seeds, plus healthy controls. Each run is diagnosed twice: from the live Monitor
+JSONL, and from the same run reduced to what a Keras CSVLogger holds (per-epoch loss, accuracy,
+val_loss, val_accuracy, lr). The predicted class of a run is its top-ranked finding of severity
+warning/critical whose code is one of the benchmark's classes (or 'healthy' when there is none);
+a fault counts as detected when its expected code (or an accepted alternative) is among the
+warning/critical findings. Thresholds were tuned on seed 0 (TUNE_SEEDS); the tables report
+seeds 1-3 (REPORT_SEEDS) only. Latency: the earliest fraction of the run (10%, 20%, ... of the
+steps) at which the log, cut there, already yields the right finding.
+
+    python benchmarks/bench_doctor.py            # all, ~10 min on 2 cores
+    python benchmarks/bench_doctor.py --quick    # one seed, for a smoke test
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+TASKS = ("digits-mlp", "mnist1d-conv")
+TUNE_SEEDS = (0,)
+REPORT_SEEDS = (1, 2, 3)
+FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    expected: str                      # the finding code that names this fault
+    accepted: tuple[str, ...] = ()     # other codes that also name the cause correctly
+    model: dict[str, Any] = field(default_factory=dict)   # example-model options
+    optimizer: str = "sgd"
+    lr_factor: float = 1.0
+    weight_decay: float = 0.0
+    data: str = ""                     # x255 | sorted | noise40 | little
+    plateau_min_on_acc: bool = False
+    neg_bias: bool = False
+    epochs_factor: float = 1.0
+
+
+FAULTS = (
+    Fault("healthy-sgd", "healthy"),
+    Fault("healthy-adam", "healthy", optimizer="adam"),
+    Fault("lr-x100", "lr-too-high", ("diverging", "nonfinite", "exploding-gradients"),
+          lr_factor=100),
+    Fault("lr-div1000", "lr-too-low", lr_factor=1e-3),
+    Fault("deep-sigmoid", "vanishing-gradients", ("saturated-activations",),
+          model={"activation": "sigmoid"}),
+    Fault("inputs-x255", "unnormalized-input", data="x255"),
+    Fault("sorted-labels", "unshuffled-data", data="sorted"),
+    Fault("label-noise-40", "label-noise", data="noise40"),
+    Fault("weight-decay-strong", "over-regularization", weight_decay=0.3),
+    Fault("dropout-0.9", "over-regularization", model={"dropout": 0.9}),
+    Fault("tiny-model", "underfitting"),
+    Fault("big-model-little-data", "overfitting", data="little", epochs_factor=4),
+    Fault("plateau-min-on-acc", "plateau-monitor-mismatch", plateau_min_on_acc=True),
+    Fault("adam-high-lr-no-warmup", "missing-warmup", ("lr-too-high",), optimizer="adam",
+          lr_factor=30),
+    Fault("dying-relu-neg-bias", "dead-relu", ("bad-initialization",), neg_bias=True),
+    Fault("softmax-before-ce", "loss-activation-mismatch", model={"softmax_output": True}),
+    Fault("huge-init", "bad-initialization", ("saturated-activations",),
+          model={"init": "normal:3.0"}),
+)
+
+#: per-task model options for the faults that depend on the architecture
+_ARCH = {
+    "digits-mlp": {"deep-sigmoid": {"hidden": (64,) * 8}, "tiny-model": {"hidden": (2,)},
+                   "big-model-little-data": {"hidden": (1024, 1024)}},
+    "mnist1d-conv": {"deep-sigmoid": {}, "tiny-model": {"channels": 1},
+                     "big-model-little-data": {"channels": 256}},
+}
+
+
+def run_one(args: tuple[str, Fault, int, str]) -> dict[str, Any]:
+    """Train one (task, fault, seed) with a Monitor; write its JSONL and Keras-style CSV."""
+    import torch
+
+    from lrdoctor import examples
+    from lrdoctor.torch import Monitor
+
+    task_name, fault, seed, out_dir = args
+    torch.set_num_threads(1)
+    options = dict(fault.model)
+    options.update(_ARCH[task_name].get(fault.name, {}))
+    n_train = 100 if fault.data == "little" else None
+    task = examples.get(task_name, seed=seed, **options, **({"n_train": n_train} if n_train else {}))
+    x, y = task.data.x_train.copy(), task.data.y_train.copy()
+    rng = np.random.default_rng(1000 + seed)
+    if fault.data == "x255":
+        x = x * 255.0
+    if fault.data == "noise40":
+        flip = rng.random(len(y)) < 0.4
+        y = y.copy()
+        y[flip] = rng.integers(0, task.data.n_classes, flip.sum())
+    if fault.data == "sorted":
+        order = np.argsort(y, kind="stable")
+        x, y = x[order], y[order]
+    xv, yv = task.data.x_val, task.data.y_val
+    if fault.data == "x255":
+        xv = xv * 255.0
+    torch.manual_seed(seed)
+    model = task.build_model(seed)
+    if fault.neg_bias:
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d)) and m.bias is not None:
+                    m.bias.fill_(-3.0)
+    base_lr = task.reference_lrs[fault.optimizer]
+    lr = base_lr * fault.lr_factor
+    if fault.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=fault.weight_decay)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=fault.weight_decay)
+    sched = None
+    if fault.plateau_min_on_acc:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.3, patience=1)
+    epochs = max(1, int(round(task.epochs * fault.epochs_factor)))
+    tag = f"{task_name}_{fault.name}_{seed}"
+    jsonl = Path(out_dir) / f"{tag}.jsonl"
+    csv_path = Path(out_dir) / f"{tag}.csv"
+    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+    xvt = torch.as_tensor(xv, dtype=torch.float32)
+    yvt = torch.as_tensor(yv, dtype=torch.long)
+    bs = task.batch_size
+    loss_fn = task.loss_fn
+    rows = []
+    gen = torch.Generator().manual_seed(seed)
+    diverged = False
+    with Monitor(model, opt, jsonl, loss_fn=loss_fn) as mon:
+        for epoch in range(epochs):
+            model.train()
+            order = (torch.arange(len(yt)) if fault.data == "sorted"
+                     else torch.randperm(len(yt), generator=gen))
+            tot, correct, count = 0.0, 0, 0
+            for i in range(0, len(order), bs):
+                idx = order[i:i + bs]
+                xb, yb = xt[idx], yt[idx]
+                opt.zero_grad(set_to_none=True)
+                out = model(xb)
+                loss = loss_fn(out, yb)
+                loss.backward()
+                opt.step()
+                value = float(loss.detach())
+                mon.step(loss=value, inputs=xb, targets=yb)
+                if not math.isfinite(value):
+                    diverged = True
+                    break
+                tot += value * len(idx)
+                correct += int((out.argmax(1) == yb).sum())
+                count += len(idx)
+            model.eval()
+            with torch.no_grad():
+                vo = model(xvt)
+                vl = float(loss_fn(vo, yvt))
+                va = float((vo.argmax(1) == yvt).float().mean())
+            row = {"epoch": epoch, "accuracy": correct / max(count, 1),
+                   "loss": tot / max(count, 1) if count else float("nan"),
+                   "lr": opt.param_groups[0]["lr"], "val_accuracy": va, "val_loss": vl}
+            rows.append(row)
+            mon.epoch(loss=row["loss"], accuracy=row["accuracy"], val_loss=vl, val_accuracy=va)
+            if sched is not None:
+                sched.step(va)  # the mistake: min mode on an accuracy
+            if diverged:
+                break
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return {"task": task_name, "fault": fault.name, "seed": seed, "jsonl": str(jsonl),
+            "csv": str(csv_path), "val_accuracy": rows[-1]["val_accuracy"]}
+
+
+def classify(diagnosis: Any, classes: set[str]) -> str:
+    for f in diagnosis.findings:
+        if f.severity != "info" and f.code in classes:
+            return f.code
+    return "healthy"
+
+
+def detected(diagnosis: Any, fault: Fault) -> bool:
+    codes = {f.code for f in diagnosis.findings if f.severity != "info"}
+    if fault.expected == "healthy":
+        return not codes
+    return bool(codes & {fault.expected, *fault.accepted})
+
+
+def evaluate(results: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    import lrdoctor.diagnose as D
+    from lrdoctor.logs import load
+
+    faults = {f.name: f for f in FAULTS}
+    classes = {f.expected for f in FAULTS}
+    out = []
+    for r in results:
+        fault = faults[r["fault"]]
+        log = load(r[kind])
+        d = D.diagnose(log)
+        pred = classify(d, classes)
+        if pred in fault.accepted:
+            pred = fault.expected
+        hit = detected(d, fault)
+        latency = None
+        if hit and fault.expected != "healthy":
+            first, last = log.first_step, log.last_step
+            for frac in FRACTIONS:
+                cut = log.until(first + frac * (last - first))
+                if len(cut) and detected(D.diagnose(cut), fault):
+                    latency = frac
+                    break
+        out.append({**r, "expected": fault.expected, "pred": pred, "hit": hit,
+                    "latency": latency, "codes": [f.code for f in d.findings
+                                                  if f.severity != "info"]})
+    return summarize(out, kind)
+
+
+def summarize(rows: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    labels = sorted({r["expected"] for r in rows})
+    conf = Counter((r["expected"], r["pred"] if r["pred"] in labels else "other") for r in rows)
+    per_class = []
+    f1s = []
+    for c in labels:
+        tp = conf[(c, c)]
+        fp = sum(v for (t, p), v in conf.items() if p == c and t != c)
+        fn = sum(v for (t, p), v in conf.items() if t == c and p != c)
+        prec = tp / (tp + fp) if tp + fp else 0.0
+        rec = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        f1s.append(f1)
+        lat = [r["latency"] for r in rows if r["expected"] == c and r["latency"] is not None]
+        det = sum(r["hit"] for r in rows if r["expected"] == c)
+        n = sum(r["expected"] == c for r in rows)
+        per_class.append([c, n, det, round(prec, 3), round(rec, 3), round(f1, 3),
+                          round(float(np.median(lat)), 2) if lat else "-"])
+    healthy = [r for r in rows if r["expected"] == "healthy"]
+    false_alarms = [r for r in healthy if r["codes"]]
+    lats = [r["latency"] for r in rows if r["latency"] is not None]
+    return {"kind": kind, "rows": rows, "labels": labels, "conf": conf, "per_class": per_class,
+            "macro_f1": float(np.mean(f1s)), "false_alarms": false_alarms, "n_healthy": len(healthy),
+            "latency_median": float(np.median(lats)) if lats else math.nan,
+            "latency_le_30": (sum(x <= 0.3 for x in lats) / len(lats)) if lats else math.nan}
+
+
+def p3(quick: bool) -> None:
+    from _results import record
+
+    seeds = (0,) if quick else TUNE_SEEDS + REPORT_SEEDS
+    work = tempfile.mkdtemp(prefix="lrdoctor-bench-")
+    jobs = [(t, f, s, work) for t in TASKS for f in FAULTS for s in seeds]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(run_one, jobs))
+    train_s = time.perf_counter() - t0
+    report = [r for r in results if r["seed"] in (seeds if quick else REPORT_SEEDS)]
+    for kind, label in (("jsonl", "live Monitor logs"), ("csv", "Keras-CSVLogger columns only")):
+        s = evaluate(report, kind)
+        seeds_txt = ", ".join(map(str, sorted({r["seed"] for r in report})))
+        record(f"P3 doctor fault injection ({label}; seeds {seeds_txt})",
+               ["expected", "runs", "detected", "precision", "recall", "F1", "median latency"],
+               s["per_class"],
+               notes=(f"macro-F1 {s['macro_f1']:.3f} (goal >= 0.9); false alarms on healthy runs: "
+                      f"{len(s['false_alarms'])} of {s['n_healthy']} (goal 0)"
+                      + ("" if not s["false_alarms"] else " — " + "; ".join(
+                          f"{r['task']}/{r['fault']}/seed {r['seed']}: {', '.join(r['codes'])}"
+                          for r in s["false_alarms"][:6]))
+                      + f"; median detection latency {s['latency_median']:.0%} of the run, "
+                      f"{s['latency_le_30']:.0%} of detections by 30% (goal <= 30%). "
+                      f"Training {len(results)} runs took {train_s:.0f} s.\n\n"
+                      + confusion_md(s) + "\n\n" + misses_md(s)))
+
+
+def confusion_md(s: dict[str, Any]) -> str:
+    labels = s["labels"]
+    cols = labels + ["other"]
+    short = {c: c[:14] for c in cols}
+    lines = ["Confusion matrix (rows: injected fault's code, columns: predicted top finding):", "",
+             "| expected \\ predicted | " + " | ".join(short[c] for c in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for t in labels:
+        lines.append(f"| {t} | " + " | ".join(str(s["conf"].get((t, p), 0) or "")
+                                             for p in cols) + " |")
+    return "\n".join(lines)
+
+
+def misses_md(s: dict[str, Any]) -> str:
+    miss = [r for r in s["rows"] if not r["hit"]]
+    if not miss:
+        return "Every injected fault was named."
+    lines = ["Missed or wrong (task/fault/seed: findings of warning or worse):", ""]
+    for r in miss:
+        lines.append(f"- {r['task']}/{r['fault']}/seed {r['seed']}: "
+                     f"{', '.join(r['codes']) or 'nothing'}")
+    return "\n".join(lines)
+
+
+def p4() -> None:
+    """Monitor overhead: the same training with and without a Monitor, interleaved, best of 5."""
+    import torch
+
+    from _results import record
+    from lrdoctor import examples
+    from lrdoctor.torch import Monitor
+
+    torch.set_num_threads(1)
+    rows = []
+    for name in TASKS:
+        task = examples.get(name, seed=0)
+        times = {True: [], False: []}
+        for rep in range(5):
+            for use in (False, True):
+                model = task.build_model(0)
+                opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+                path = Path(tempfile.mkdtemp()) / "m.jsonl"
+                mon = Monitor(model, opt, path) if use else None
+                t = time.perf_counter()
+                examples.train(task, opt, model=model, monitor=mon, evaluate=False)
+                times[use].append(time.perf_counter() - t)
+                if mon:
+                    mon.close()
+        base, withm = min(times[False]), min(times[True])
+        steps = task.steps_per_epoch * task.epochs
+        rows.append([name, steps, round(1e3 * base / steps, 3), round(1e3 * withm / steps, 3),
+                     round(withm / base, 4)])
+    record("P4 Monitor overhead (default every=50, CPU, 1 thread)",
+           ["task", "steps", "ms/step without", "ms/step with Monitor", "ratio (goal <= 1.03)"],
+           rows, notes="Best of 5 interleaved runs each; the train loop is examples.train, "
+                       "evaluation off so only training steps are timed.")
+
+
+def p6() -> None:
+    """diagnose() on a 1M-row per-step log."""
+    import lrdoctor.diagnose as D
+    from _results import record
+    from lrdoctor.logs import Series, TrainingLog, load
+
+    n = 1_000_000
+    rng = np.random.default_rng(0)
+    steps = np.arange(n)
+    loss = 2.3 * np.exp(-steps / 2e5) + 0.1 + 0.05 * rng.standard_normal(n)
+    grad = 1.0 + 0.1 * rng.standard_normal(n)
+    lr = np.full(n, 0.1)
+    ev = np.arange(0, n, 10_000)
+    log = TrainingLog({"train/loss": Series(steps, loss, steps // 10_000),
+                       "grad_norm": Series(steps, grad), "lr": Series(steps, lr),
+                       "val/loss": Series(ev, 2.3 * np.exp(-ev / 2e5) + 0.15)})
+    t = time.perf_counter()
+    d = D.diagnose(log)
+    mem_s = time.perf_counter() - t
+    path = Path(tempfile.mkdtemp()) / "big.csv"
+    with open(path, "w") as fh:
+        fh.write("step,loss,grad_norm,lr\n")
+        fh.writelines(f"{s},{v:.6g},{g:.6g},0.1\n" for s, v, g in zip(steps, loss, grad))
+    t = time.perf_counter()
+    log2 = load(path)
+    load_s = time.perf_counter() - t
+    t = time.perf_counter()
+    D.diagnose(log2)
+    csv_s = time.perf_counter() - t
+    record("P6 diagnose on a 1M-row log", ["what", "seconds", "goal"],
+           [["diagnose(TrainingLog in memory, 1M steps)", round(mem_s, 3), "< 3 s"],
+            ["load(1M-row CSV)", round(load_s, 3), "-"],
+            ["diagnose(loaded CSV log)", round(csv_s, 3), "< 3 s"]],
+           notes=f"findings: {', '.join(d.codes)}")
+
+
+def tune() -> None:
+    """Seed 0 only, printed per run (not recorded): what the thresholds were tuned on."""
+    work = tempfile.mkdtemp(prefix="lrdoctor-tune-")
+    names = os.environ.get("FAULTS", "")
+    faults = [f for f in FAULTS if not names or f.name in names.split(",")]
+    jobs = [(t, f, s, work) for t in TASKS for f in faults for s in TUNE_SEEDS]
+    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(run_one, jobs))
+    for kind in ("jsonl", "csv"):
+        s = evaluate(results, kind)
+        print(f"== {kind}: macro-F1 {s['macro_f1']:.3f}, false alarms {len(s['false_alarms'])}")
+        for r in s["rows"]:
+            mark = "ok " if r["hit"] else "MISS"
+            print(f"{mark} {r['task']:13s} {r['fault']:24s} lat={r['latency']} "
+                  f"acc={r['val_accuracy']:.2f} -> {', '.join(r['codes']) or '-'}")
+
+
+if __name__ == "__main__":
+    if "--tune" in sys.argv:
+        tune()
+        sys.exit(0)
+    quick = "--quick" in sys.argv
+    only = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if not only or "p6" in only:
+        p6()
+    if not only or "p4" in only:
+        p4()
+    if not only or "p3" in only:
+        p3(quick)
