@@ -74,7 +74,7 @@ class RankMonitor:
     """A :class:`lrdoctor.torch.Monitor` that is correct under ``torch.distributed``.
 
     ``step(loss=...)`` on every rank after every optimizer step; the mean loss over ranks goes to
-    the Monitor on rank 0 (``write="all"`` gives every rank its own Monitor at
+    the Monitor on rank 0 (``write="all"`` gives every other rank its own Monitor at
     ``<path stem>.rank<r>.jsonl``, to check that they agree). Without a process group it is a
     plain Monitor. ``start_step``/``start_epoch`` continue a resumed run's numbering. Other
     keyword arguments go to ``Monitor``.
@@ -88,7 +88,7 @@ class RankMonitor:
         self.rank, self.world_size = rank_and_world()
         self.optimizer = optimizer
         self.path = Path(path)
-        if write == "all" and self.world_size > 1:
+        if write == "all" and self.rank > 0:
             self.path = self.path.with_name(f"{self.path.stem}.rank{self.rank}{self.path.suffix}")
         self.monitor = None
         if self.rank == 0 or write == "all":
@@ -112,18 +112,20 @@ class RankMonitor:
         """Whether this rank writes a Monitor log."""
         return self.monitor is not None
 
-    def step(self, loss: Any = None, *, lrs: list[float] | None = None,
-             **kwargs: Any) -> float | None:
+    def step(self, loss: Any = None, *, mean: float | None = None,
+             lrs: list[float] | None = None, **kwargs: Any) -> float | None:
         """Record one optimizer step; returns the loss averaged over ranks (None without one).
 
-        ``lrs`` are the learning rates the step used, one per param group, when the scheduler
-        has already moved the optimizer's (Lightning steps it before ``on_train_batch_end``)."""
+        ``mean``: the loss already averaged over ranks (e.g. to skip a NaN step on every rank
+        before ``optimizer.step()``), which saves a second ``all_reduce``. ``lrs`` are the
+        learning rates the step used, one per param group, when the scheduler has already moved
+        the optimizer's (Lightning steps it before ``on_train_batch_end``)."""
         if lrs is not None:
             kwargs.update(self._lr_names(lrs))
-        mean = None
         if loss is not None:
             local = _as_float(loss)
-            mean = all_reduce_mean(local)
+            if mean is None:
+                mean = all_reduce_mean(local)
             if self._trace is not None:
                 values: dict[str, Any] = {"train/loss": _json_number(local)}
                 used = lrs if lrs is not None else [g["lr"] for g in self.optimizer.param_groups]
