@@ -16,7 +16,10 @@ Rules compared on the same tasks and seeds:
   bias-corrected EMA, beta 0.98).
 
 Set ``LRDOCTOR_BENCH_QUICK=1`` for a smoke run (1 seed, 2 tasks). Raw numbers go to
-``out/bench_finder.json``.
+``out/bench_finder.json``. Training runs are deterministic on a CPU, so their scores are cached
+in ``out/bench_finder_cache.json`` keyed by task, optimizer, LR, seed and a hash of the
+``lrdoctor.examples`` sources; the notes say how many were reused (delete the file for a cold
+run). Range tests always run.
 """
 
 from __future__ import annotations
@@ -48,13 +51,30 @@ FINDER = {"start_lr": 1e-6, "end_lr": 10.0, "num_steps": 200, "repeats": 3}
 OUT = Path(__file__).resolve().parent.parent / "out"  # ignored by git
 
 torch.set_num_threads(int(os.environ.get("LRDOCTOR_BENCH_THREADS", "1")))
-_cache: dict[tuple, float] = {}
+CACHE = OUT / "bench_finder_cache.json"
+
+
+def _code_hash() -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(Path(examples.__file__).parent.glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+CODE = _code_hash()
+_cache: dict[str, float] = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+_counts = {"new": 0, "reused": 0}
 
 
 def score(task, opt: str, lr: float, seed: int) -> float:
     """Validation metric after the fixed budget at a constant ``lr`` (accuracy in %, or nats)."""
-    key = (task.name, opt, float(f"{lr:.4g}"), seed)
-    if key not in _cache:
+    key = f"{CODE}|{task.name}|{task.epochs}|{opt}|{float(f'{lr:.4g}')!r}|{seed}"
+    if key in _cache:
+        _counts["reused"] += 1
+    else:
+        _counts["new"] += 1
         t = task.replace(seed=seed)
         res = examples.train(t, opt, lr=float(f"{lr:.4g}"))
         if t.metric == "accuracy":
@@ -64,6 +84,8 @@ def score(task, opt: str, lr: float, seed: int) -> float:
             cap = math.log(t.data.n_classes)  # a uniform predictor's loss
             value = cap if (res.diverged or not math.isfinite(value)) else min(value, cap)
         _cache[key] = value
+        OUT.mkdir(exist_ok=True)
+        CACHE.write_text(json.dumps(_cache))
     return _cache[key]
 
 
@@ -183,6 +205,7 @@ def main() -> None:
         f"Best lrdoctor rule: {best[0]} (current default: {DEFAULT_RULE}). "
         f"Goal (mean <= 0.5 pp, charlm <= 0.02 nats): {'met' if met else 'NOT met'}; "
         f"lower than every peer: {'yes' if beats else 'no'}. "
+        f"Training runs: {_counts['new']} new, {_counts['reused']} reused from the score cache. "
         f"Wall time {time.perf_counter() - started:.0f}s."
     )
     record("LR finder regret vs grid oracle (P1)",

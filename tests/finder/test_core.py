@@ -208,3 +208,13 @@ def test_plot_writes_a_png(tmp_path):
     assert any("suggestion" in t for t in labels) and any("interval" in t for t in labels)
     with pytest.raises(FinderError, match="does not exist"):
         res.plot(tmp_path / "missing" / "x.png")
+
+
+def test_repeats_without_descent_are_left_out_and_noted():
+    lrs = np.logspace(-6, 1, 200)
+    flat = Curve.from_losses(lrs, 2.3 + np.random.default_rng(1).normal(0, 0.05, 200))
+    good = Curve.from_losses(*synthetic(noise=0.02))
+    res = analyze([flat, good, flat])
+    alone = analyze([good])
+    assert res.suggestion == pytest.approx(alone.suggestion)
+    assert res.grade == "poor" and any("only 1 of 3" in n for n in res.notes)

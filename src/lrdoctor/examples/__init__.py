@@ -55,10 +55,10 @@ from lrdoctor.examples._options import MODEL_OPTIONS
 from lrdoctor.examples._task import ArrayLoader, Task
 
 __all__ = [
-    "MODEL_OPTIONS",
-    "OPTIMIZERS",
     "ArrayLoader",
     "Data",
+    "MODEL_OPTIONS",
+    "OPTIMIZERS",
     "Task",
     "TrainResult",
     "get",

@@ -16,21 +16,22 @@ into a median suggestion, an interval, a grade and Leslie-Smith schedule specs
 
 from lrdoctor.finder._curve import Curve, RangeTest, default_beta, ema, ramp, zero_lag
 from lrdoctor.finder._result import DEFAULT_RULE, GRADES, SPEC_KINDS, FinderResult, analyze
-from lrdoctor.finder._rules import PEER_RULES, RULES, Pick, descent, minimum, steepest, valley
+from lrdoctor.finder._rules import PEER_RULES, RULES, Pick, descent, edge, minimum, steepest, valley
 
 __all__ = [
+    "Curve",
     "DEFAULT_RULE",
+    "FinderResult",
     "GRADES",
     "PEER_RULES",
-    "RULES",
-    "SPEC_KINDS",
-    "Curve",
-    "FinderResult",
     "Pick",
+    "RULES",
     "RangeTest",
+    "SPEC_KINDS",
     "analyze",
     "default_beta",
     "descent",
+    "edge",
     "ema",
     "minimum",
     "ramp",

@@ -64,7 +64,8 @@ class FinderResult:
 
     ``suggestion`` is the median over repeats of the ``rule``'s pick, ``None`` when the curve
     shows no clear descent (``grade == 'none'``; ``notes`` say why). ``interval`` is
-    ``(low, high)``: the spread of the picks over repeats, or for a single repeat the steep part
+    ``(low, high)``: the spread of the picks over the repeats that show a clear descent (the
+    others are left out and noted), or for a single such repeat the steep part
     of the curve (where the slope against log LR is at least half the steepest); it always
     contains the suggestion. ``grade`` says how sure: ``good`` (the interval spans at most half a
     decade), ``fair`` (a decade), ``poor`` (more). ``lrs``, ``losses`` and ``smoothed`` are the
@@ -201,30 +202,32 @@ def analyze(curves: Sequence[Curve], *, rule: str = DEFAULT_RULE,
     if not curves or not any(len(c) for c in curves):
         raise FinderError("the range test recorded no losses")
     notes: list[str] = []
+    drops = [descent(c.lrs, c.smoothed) for c in curves]
+    sigmas = [descent_sigmas(c) for c in curves]
+    # a repeat counts when its loss clearly falls; the others (a ramp that jumped straight to
+    # divergence, a flat stretch) say nothing about where the good LRs are
+    valid = [c for c, d, s in zip(curves, drops, sigmas)
+             if d >= MIN_DESCENT and s >= MIN_DESCENT_SIGMAS]
     per_rule: dict[str, list[Pick]] = {name: [] for name in RULES}
-    drops, sigmas = [], []
-    for c in curves:
-        drops.append(descent(c.lrs, c.smoothed))
-        sigmas.append(descent_sigmas(c))
+    for c in valid:
         for name, fn in RULES.items():
             pick = fn(c.lrs, c.smoothed)
             if pick is not None:
                 per_rule[name].append(pick)
     picks = {name: (_median_lr([p.lr for p in ps]) if ps else None) for name, ps in per_rule.items()}
-    drop = float(np.median(drops))
-    sig = float(np.median(sigmas))
     chosen = per_rule[rule]
-    unclear = drop < MIN_DESCENT or sig < MIN_DESCENT_SIGMAS
-    if unclear or 2 * len(chosen) < len(curves):
-        if unclear:
+    if not valid or not chosen:
+        if not valid:
+            k = int(np.argmax(sigmas))
             notes.append(
-                f"no clear descent: the smoothed loss fell by {100 * drop:.1f}% "
-                f"({sig:.1f} noise sigmas; needs >= {100 * MIN_DESCENT:.0f}% and >= "
+                f"no clear descent: the smoothed loss fell by at most {100 * drops[k]:.1f}% "
+                f"({sigmas[k]:.1f} noise sigmas; needs >= {100 * MIN_DESCENT:.0f}% and >= "
                 f"{MIN_DESCENT_SIGMAS:.0f} sigmas); widen the LR range, run more steps, or "
                 "check the model and the data")
         else:
-            notes.append(f"the {rule!r} rule found no descent on most repeats")
+            notes.append(f"the {rule!r} rule found no descent on any repeat")
         return FinderResult(curves, rule, None, None, "none", picks, tuple(notes), settings or {})
+    sig = float(np.median([s for s in sigmas if s >= MIN_DESCENT_SIGMAS]))
     suggestion = _median_lr([p.lr for p in chosen])
     if len(chosen) >= 2:
         interval = (min(p.lr for p in chosen), max(p.lr for p in chosen))
@@ -245,5 +248,12 @@ def analyze(curves: Sequence[Curve], *, rule: str = DEFAULT_RULE,
     if sig < 2 * MIN_DESCENT_SIGMAS:
         notes.append(f"shallow descent ({sig:.1f} noise sigmas): treat the suggestion with care")
         grade = "poor"
+    if len(valid) < len(curves):
+        notes.append(f"only {len(valid)} of {len(curves)} repeats showed a clear descent "
+                     "(the others diverged or stayed flat): more steps would make it surer")
+        if 2 * len(valid) <= len(curves):
+            grade = "poor"
+        elif grade == "good":
+            grade = "fair"
     return FinderResult(curves, rule, suggestion, interval, grade, picks, tuple(notes),
                         settings or {})
