@@ -8,7 +8,7 @@ from lrdoctor.schedules import Schedule
 from lrdoctor.schedules._compose import Product, Scaled, Sequence
 from lrdoctor.schedules._warmup import Ramp
 
-__all__ = ["CAUSE_OF_MARK", "MarkCache", "warmup_end"]
+__all__ = ["CAUSE_OF_MARK", "MarkCache", "marks_between", "warmup_end"]
 
 #: The journal cause of each schedule mark label; unlisted labels count as ``schedule``.
 CAUSE_OF_MARK = {"warm-up end": "warmup-end", "restart": "restart"}
@@ -67,3 +67,11 @@ class MarkCache:
             self.by_step = {m.step: m.label for m in self.schedule.marks(self.horizon)
                             if m.step >= k}
         return self.by_step.get(k)
+
+
+def marks_between(schedule: Schedule | None, start: int, stop: int) -> list[tuple[int, str]]:
+    """Marks ``(step, label)`` with ``start < step <= stop`` (used by the integrations to
+    journal what a ``ScheduledLR`` crossed)."""
+    if schedule is None or stop <= start:
+        return []
+    return [(m.step, m.label) for m in schedule.marks(stop + 1) if start < m.step <= stop]
