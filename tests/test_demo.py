@@ -1,0 +1,83 @@
+"""The end-to-end demo: the fix beats the mistake by a wide margin, and one report holds it all."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+from lrdoctor.cli import main  # noqa: E402
+from lrdoctor.demo import DemoConfig, fix_schedule, load_task  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The full demo through the CLI, as ``make demo`` runs it, shared by the tests."""
+    out = tmp_path_factory.mktemp("demo")
+    rc = main(["demo", "--out", str(out / "run"), "--json", str(out / "demo.json")])
+    assert rc == 0
+    return out / "run", json.loads((out / "demo.json").read_text())
+
+
+@pytest.mark.slow
+def test_fix_beats_the_mistake_by_a_wide_margin(demo):
+    _, data = demo
+    a, d = data["table"]
+    assert a["final val accuracy"] < 0.5
+    assert d["final val accuracy"] > 0.9
+    assert d["final val accuracy"] - a["final val accuracy"] > 0.4
+
+
+def test_every_step_left_its_trace(demo):
+    out, data = demo
+    for name in ("mistake", "fixed"):
+        assert (out / name / "log.jsonl").stat().st_size > 0
+        assert (out / name / "journal.jsonl").exists()
+    # (a): the plateau in mode 'min' on accuracy cut the lr although accuracy did not get worse
+    assert any("mode=min" in line for line in data["journal"]["mistake"])
+    # (b): the doctor found something that is not "healthy"
+    assert data["findings"] and data["findings"][0]["code"] != "healthy"
+    assert {"code", "title", "severity", "evidence", "fix"} <= set(data["findings"][0])
+    # (c): the finder suggested an lr, and (d) used it
+    assert data["finder"]["suggestion"] is not None
+    assert data["suggested_lr"] == pytest.approx(data["finder"]["suggestion"])
+    lo, hi = data["finder"]["interval"]
+    assert lo <= data["suggested_lr"] <= hi
+    assert not data["missing"]
+    assert all(math.isfinite(v) for v in data["seconds"].values())
+
+
+def test_report_is_one_self_contained_file(demo):
+    out, data = demo
+    html = (out / "report.html").read_text()
+    assert data["report"].endswith("report.html")
+    images = re.findall(r'<img[^>]+src="([^"]+)"', html)
+    assert len(images) >= 6 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing fetched from the network
+    for heading in ("Comparison", "Curves", "Learning rate and journal events", "LR finder",
+                    "Schedule preview", "valley"):
+        assert heading in html
+    assert "mode=min" in html  # the journal of run (a) is in the page
+
+
+def test_fix_schedule_fits_the_budget():
+    task = load_task(DemoConfig(epochs=4))
+    spec = fix_schedule(0.1, task, DemoConfig(epochs=4))
+    from lrdoctor.schedules import parse
+
+    s = parse(spec)
+    assert s.duration == task.steps_per_epoch * 4
+    assert s(task.steps_per_epoch) == pytest.approx(0.1) and s(s.duration) == 0
+
+
+def test_demo_bad_input(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert main(["demo", "--out", str(tmp_path / "file")]) == 2
+    assert main(["demo", "--epochs", "1", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "a file of that name exists" in err and "--epochs must be >= 2" in err
