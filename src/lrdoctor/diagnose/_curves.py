@@ -509,7 +509,13 @@ def unshuffled_from_loss(ctx: Context) -> list[Finding]:
     if len(per) < 3:
         return []
     lag = int(np.median(per))
-    x = s.values - np.convolve(s.values, np.ones(lag) / lag, mode="same")
+    c = np.cumsum(np.r_[0.0, s.values])
+    trend_ = np.empty_like(s.values)
+    half = lag // 2
+    lo = np.clip(np.arange(len(s)) - half, 0, len(s))
+    hi = np.clip(np.arange(len(s)) - half + lag, 0, len(s))
+    trend_[:] = (c[hi] - c[lo]) / np.maximum(hi - lo, 1)  # centred moving average, O(n)
+    x = s.values - trend_
     x = x[lag:-lag] if len(x) > 3 * lag else x
     if len(x) < 2 * lag + 4 or lag < 4:
         return []

@@ -1,0 +1,153 @@
+"""The live Monitor: what it records, its setup checks, robustness of its JSONL."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import lrdoctor.diagnose as D  # noqa: E402
+from lrdoctor.errors import LRDoctorError  # noqa: E402
+from lrdoctor.logs import load  # noqa: E402
+from lrdoctor.torch import Monitor  # noqa: E402
+
+
+def data(n=256, d=8, classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    y = (x[:, :classes].argmax(1)).long()
+    return x, y
+
+
+def model(act=nn.ReLU, out=4, extra=()):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 32), act(), nn.Linear(32, 32), act(), nn.Linear(32, out),
+                         *extra)
+
+
+def train(m, path, *, steps=60, lr=0.1, x=None, y=None, every=10, loss_fn=None, opt=None, **kw):
+    x, y = data() if x is None else (x, y)
+    opt = opt or torch.optim.SGD(m.parameters(), lr=lr)
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    with Monitor(m, opt, path, every=every, loss_fn=loss_fn, **kw) as mon:
+        for k in range(steps):
+            i = (k * 32) % len(y)
+            xb, yb = x[i:i + 32], y[i:i + 32]
+            opt.zero_grad()
+            loss = loss_fn(m(xb), yb)
+            loss.backward()
+            opt.step()
+            mon.step(loss=loss, inputs=xb, targets=yb)
+            if (k + 1) % 20 == 0:
+                mon.epoch(val_loss=float(loss.detach()), val_accuracy=0.5, accuracy=0.6)
+    return load(path)
+
+
+def test_records_every_step_and_every_n(tmp_path):
+    log = train(model(), tmp_path / "m.jsonl")
+    assert log.format == "lrdoctor-jsonl"
+    assert len(log.get("train/loss")) == 60 and len(log.get("grad_norm")) == 60
+    assert log.get("lr").values[0] == pytest.approx(0.1)
+    assert log.get("grad_norm/0").steps.tolist() == [0, 10, 20, 30, 40, 50]
+    assert len(log.get("update_ratio/0")) == 5  # no snapshot before step 0
+    assert log.has("dead_frac/1") and log.has("param_norm")
+    assert log.get("val/accuracy").values.tolist() == [0.5, 0.5, 0.5]
+    assert log.has("train/accuracy")
+    assert len(log.get("input/mean")) == 20 and log.has("batch/label_purity")
+    assert log.meta["optimizer"] == "SGD" and log.meta["n_outputs"] == 4
+
+
+def test_grad_norm_matches_clip_grad_norm(tmp_path):
+    m = model()
+    x, y = data()
+    opt = torch.optim.SGD(m.parameters(), lr=0.0)
+    with Monitor(m, opt, tmp_path / "g.jsonl") as mon:
+        loss = nn.functional.cross_entropy(m(x), y)
+        loss.backward()
+        expected = float(nn.utils.clip_grad_norm_(m.parameters(), 1e9))
+        opt.step()
+        mon.step(loss=loss)
+    assert load(tmp_path / "g.jsonl").get("grad_norm").values[0] == pytest.approx(expected,
+                                                                                   rel=1e-5)
+
+
+def test_sigmoid_saturation_and_multi_group_lr(tmp_path):
+    m = model(nn.Sigmoid)
+    groups = [{"params": m[0].parameters(), "lr": 0.1}, {"params": m[2:].parameters(), "lr": 0.01}]
+    log = train(m, tmp_path / "s.jsonl", opt=torch.optim.SGD(groups, lr=0.1))
+    assert log.has("saturation/1") and log.has("lr/0") and log.has("lr/1")
+
+
+def test_softmax_before_cross_entropy_is_flagged(tmp_path):
+    log = train(model(extra=(nn.Softmax(dim=1),)), tmp_path / "sm.jsonl")
+    assert any(e.code == "loss-activation-mismatch" for e in log.events)
+    assert D.diagnose(log).codes[0] == "loss-activation-mismatch"
+
+
+def test_targets_out_of_range_flagged(tmp_path):
+    m = model(out=3)
+    x, y = data(classes=4)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    with Monitor(m, opt, tmp_path / "t.jsonl") as mon:
+        out = m(x[:32])
+        loss = out.sum()
+        loss.backward()
+        opt.step()
+        mon.step(loss=loss, inputs=x[:32], targets=y[:32])
+    ev = load(tmp_path / "t.jsonl").events
+    assert any("targets range" in e.message for e in ev)
+
+
+def test_huge_init_flagged(tmp_path):
+    m = model()
+    with torch.no_grad():
+        m[2].weight.mul_(30)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    Monitor(m, opt, tmp_path / "i.jsonl").close()
+    assert any(e.code == "bad-initialization" for e in load(tmp_path / "i.jsonl").events)
+
+
+def test_nan_loss_is_written_and_diagnosed(tmp_path):
+    log = train(model(), tmp_path / "n.jsonl", lr=1e6, steps=30)
+    v = log.get("train/loss").values
+    assert not all(math.isfinite(x) for x in v)
+    assert "nonfinite" in D.diagnose(log).codes
+
+
+def test_appends_and_survives_truncation(tmp_path):
+    p = tmp_path / "a.jsonl"
+    train(model(), p, steps=5)
+    train(model(), p, steps=5)
+    lines = p.read_text().splitlines()
+    assert sum(json.loads(line)["type"] == "meta" for line in lines) == 2
+    p.write_text(p.read_text()[:-30])
+    log = load(p)
+    assert log.has("train/loss") and log.warnings
+
+
+def test_hooks_removed_and_bad_use(tmp_path):
+    m = model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    mon = Monitor(m, opt, tmp_path / "h.jsonl", every=1)
+    mon.close()
+    mon.close()  # idempotent
+    assert all(not mod._forward_hooks for mod in m.modules())
+    with pytest.raises(LRDoctorError):
+        mon.step(loss=1.0)
+    with pytest.raises(LRDoctorError, match="every"):
+        Monitor(m, opt, tmp_path / "x.jsonl", every=0)
+
+
+def test_works_with_examples_train(tmp_path):
+    examples = pytest.importorskip("lrdoctor.examples")
+    task = examples.get("digits-mlp", seed=0)
+    m = task.build_model(0)
+    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
+    with Monitor(m, opt, tmp_path / "e.jsonl") as mon:
+        examples.train(task, opt, model=m, monitor=mon, epochs=2)
+    d = D.diagnose(load(tmp_path / "e.jsonl"))
+    assert not [f for f in d.findings if f.severity == "critical"]
