@@ -58,7 +58,7 @@ class DemoConfig:
     warmup_epochs: int = 1
     fix_patience: int = 2
     fix_factor: float = 0.3
-    threads: int | None = 2
+    threads: int | None = 1
 
     @classmethod
     def quick(cls) -> DemoConfig:

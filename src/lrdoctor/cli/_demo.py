@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder for the report, logs, journals and pictures (default demo-out)")
     p.add_argument("--quick", action="store_true", help="fewer epochs and finder steps")
     p.add_argument("--epochs", type=int, help="epochs per run (default 10)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: the model is tiny, one thread is fastest)")
     p.add_argument("--json", metavar="OUT", help="write the numbers as JSON")
     p.set_defaults(run=run)
 
