@@ -281,7 +281,8 @@ def sentence(e: Entry) -> str:
         over = f" over steps {span}–{e.step}" if span is not None and e.step is not None else ""
         return f"{when}: {what} moved {change}{over} (not a plateau decision)"
     if e.cause == "warmup-end":
-        return (f"{when}: warm-up ended at {_lrs(e.new_lrs, e.new_lrs).split(' → ')[0]}; "
+        at = ", ".join(format_lr(x) for x in e.new_lrs)
+        return (f"{when}: warm-up ended at lr{'s' if len(e.new_lrs) > 1 else ''} {at}; "
                 "plateau reductions are allowed from here")
     if e.cause == "restart":
         return f"{when}: the schedule restarted, {change}"
