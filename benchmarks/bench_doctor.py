@@ -6,8 +6,9 @@ JSONL, and from the same run reduced to what a Keras CSVLogger holds (per-epoch 
 val_loss, val_accuracy, lr). The predicted class of a run is its top-ranked finding of severity
 warning/critical whose code is one of the benchmark's classes (or 'healthy' when there is none);
 a fault counts as detected when its expected code (or an accepted alternative) is among the
-warning/critical findings. Thresholds were tuned on seed 0 (TUNE_SEEDS); the tables report
-seeds 1-3 (REPORT_SEEDS) only. Latency: the earliest fraction of the run (10%, 20%, ... of the
+warning/critical findings. Thresholds were tuned on seeds 0-3 (TUNE_SEEDS: first on seed 0;
+a first report on seeds 1-3 exposed three rule bugs that were fixed, so those seeds count as
+tuning too); the tables report seeds 4-6 (REPORT_SEEDS) only. Latency: the earliest fraction of the run (10%, 20%, ... of the
 steps) at which the log, cut there, already yields the right finding.
 
     python benchmarks/bench_doctor.py            # all, ~10 min on 2 cores
@@ -33,8 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 TASKS = ("digits-mlp", "mnist1d-conv")
-TUNE_SEEDS = (0,)
-REPORT_SEEDS = (1, 2, 3)
+TUNE_SEEDS = (0, 1, 2, 3)     # thresholds were tuned looking at these
+REPORT_SEEDS = (4, 5, 6)      # ... and are reported on these only
 FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
 
@@ -258,14 +259,14 @@ def summarize(rows: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 def p3(quick: bool) -> None:
     from _results import record
 
-    seeds = (0,) if quick else TUNE_SEEDS + REPORT_SEEDS
+    seeds = (0,) if quick else REPORT_SEEDS
     work = tempfile.mkdtemp(prefix="lrdoctor-bench-")
     jobs = [(t, f, s, work) for t in TASKS for f in FAULTS for s in seeds]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         results = list(pool.map(run_one, jobs))
     train_s = time.perf_counter() - t0
-    report = [r for r in results if r["seed"] in (seeds if quick else REPORT_SEEDS)]
+    report = results
     for kind, label in (("jsonl", "live Monitor logs"), ("csv", "Keras-CSVLogger columns only")):
         s = evaluate(report, kind)
         seeds_txt = ", ".join(map(str, sorted({r["seed"] for r in report})))
@@ -381,8 +382,9 @@ def tune() -> None:
     """Seed 0 only, printed per run (not recorded): what the thresholds were tuned on."""
     work = tempfile.mkdtemp(prefix="lrdoctor-tune-")
     names = os.environ.get("FAULTS", "")
+    seeds = tuple(int(x) for x in os.environ.get("SEEDS", "0").split(","))
     faults = [f for f in FAULTS if not names or f.name in names.split(",")]
-    jobs = [(t, f, s, work) for t in TASKS for f in faults for s in TUNE_SEEDS]
+    jobs = [(t, f, s, work) for t in TASKS for f in faults for s in seeds]
     with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         results = list(pool.map(run_one, jobs))
     for kind in ("jsonl", "csv"):

@@ -3,16 +3,16 @@
 ``diagnose(log)`` (also ``lrdoctor.diagnose(log)``: this package is callable) runs every rule
 and returns a :class:`Diagnosis` whose ``findings`` are ranked worst first. Each rule is one
 small function ``(Context) -> list[Finding]`` in ``_curves`` (what any log shows: loss, accuracy,
-learning rate) or ``_internals`` (what only the live Monitor records: gradients per layer,
+learning rate), ``_training`` (how training was set up, seen in the curves) or ``_internals`` (what only the live Monitor records: gradients per layer,
 activations, inputs, setup). When a log lacks what a rule needs, the rule records the reason in
 ``Diagnosis.not_checked`` instead of guessing. Finding codes and thresholds: docs/doctor.md.
 
 >>> import numpy as np
 >>> from lrdoctor.logs import Series, TrainingLog
 >>> steps = np.arange(100)
->>> log = TrainingLog({"train/loss": Series(steps, 2.3 * np.exp(-steps / 20) + 0.05)})
+>>> log = TrainingLog({"train/loss": Series(steps, 2.3 * np.exp(-steps / 4) + 0.05)})
 >>> diagnose(log).codes
-['plateau']
+['plateau', 'healthy']
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ __all__ = ["CODES", "SEVERITIES", "Diagnosis", "Finding", "RULES", "diagnose"]
 
 
 def _rules() -> tuple:
-    from lrdoctor.diagnose import _curves, _internals
-    return _curves.RULES + _internals.RULES
+    from lrdoctor.diagnose import _curves, _internals, _training
+    return _curves.RULES + _training.RULES + _internals.RULES
 
 
 RULES = _rules()

@@ -26,15 +26,10 @@ LOW_LR_REL = 0.1            # the loss fell by less than 10% of L0 while still s
 LOW_UPDATE_RATIO = 1e-4     # or the median |dw|/|w| per step is below this (healthy ~1e-3)
 OVERFIT_RISE = 0.1          # val rises above its minimum by 10% of (val0 - valmin) and by 2%
 OVERFIT_ACC_GAP = 0.1       # final train accuracy - val accuracy above this
-NOISE_ACC_GAP = 0.05        # val accuracy above train accuracy by this (label noise/dropout)
 OSC_GRAD_KEEP = 0.5         # grad norm in the flat part at least half its early level
 OSC_JITTER = 0.1            # step-to-step loss jitter relative to the loss level
+GRAD_SPIKE = 10.0           # early gradient norm above 10x its first value, loss not improving
 SPIKE_FACTOR = 5.0          # a training loss above 5 * L0 anywhere: the step was too big
-WARMUP_SPIKE = 1.5          # early loss peak above 1.5 * the first loss (adaptive optimizers)
-LR_DROP = 0.5               # an lr change below half of the previous value is a "drop"
-SHIFT_REL = 0.2             # test loss 20% above val loss, or test accuracy 5 points below
-ADAPTIVE = ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta",
-            "Adafactor", "Lion", "LAMB")
 
 
 def _f(code: str, severity: str, evidence: str, fix: str, steps=(), score: float = 0.5,
@@ -148,7 +143,8 @@ def lr_too_high(ctx: Context) -> list[Finding]:
                           + (f" ({early:.0%} into the run)" if early is not None else ""),
                           "Divide the learning rate by 10 (run `lrdoctor find` for a measured one).",
                           [step] if step is not None else [], 0.8))
-        elif float(np.max(ctx.train.values)) > SPIKE_FACTOR * max(l0, 1e-12):
+        elif float(np.max(ctx.train.values)) > SPIKE_FACTOR * max(min(l0, ctx.train.values[0]),
+                                                                  1e-12):
             i = int(np.argmax(ctx.train.values))
             step = float(ctx.train.steps[i])
             lr = _lr_at(ctx, step)
@@ -160,12 +156,29 @@ def lr_too_high(ctx: Context) -> list[Finding]:
                           + (" and never recovered" if stuck else ""),
                           "Divide the learning rate by 10, or warm it up.", [step],
                           0.8 if stuck else 0.6))
+        elif (g_spike := _early_grad_spike(ctx)) is not None and lend >= 0.95 * l0:
+            step, factor = g_spike
+            out.append(_f("lr-too-high", "warning",
+                          f"the gradient norm jumped {factor:.0f}x at {ctx.fmt_step(step)} and the "
+                          f"loss never got below its start ({l0:.4g} -> {lend:.4g})",
+                          "Divide the learning rate by 10.", [step], 0.6))
         elif ratio is not None and ratio > 0.1 and _rel_change(blocks(ctx.train.values)) > -0.3:
             out.append(_f("lr-too-high", "warning",
                           f"median update/weight ratio {ratio:.3g} per step (healthy ~1e-3) while "
                           f"the loss barely fell ({l0:.4g} -> {lend:.4g})",
                           "Divide the learning rate by 10.", [ctx.start], 0.7, ratio=ratio))
     return out
+
+
+def _early_grad_spike(ctx: Context) -> tuple[float, float] | None:
+    """(step, factor) when the gradient norm jumps > GRAD_SPIKE x its first value early on."""
+    g = ctx.grad
+    if g is None or len(g) < 10 or not np.isfinite(g.values[0]) or g.values[0] <= 0:
+        return None
+    early = g.values[: max(3, len(g) // 10)]
+    i = int(np.nanargmax(early))
+    factor = float(early[i] / g.values[0])
+    return (float(g.steps[i]), factor) if factor > GRAD_SPIKE else None
 
 
 def _median_update_ratio(ctx: Context) -> float | None:
@@ -197,7 +210,7 @@ def lr_too_low(ctx: Context) -> list[Finding]:
     steady = len(sm20) >= 4 and float(np.mean(np.diff(sm20) < 0)) >= 0.75
     slow = 0 <= drop < LOW_LR_REL and (late < -0.005 or steady)
     tiny_updates = ratio is not None and ratio < LOW_UPDATE_RATIO
-    if not ((tiny_updates and 0 <= drop < UNDERFIT_REL)
+    if not ((tiny_updates and -FLAT_REL <= drop < UNDERFIT_REL)
             or (slow and (ratio is None or ratio < 10 * LOW_UPDATE_RATIO))):
         return []
     lr = _lr_at(ctx, ctx.end)
@@ -297,7 +310,7 @@ def underfitting(ctx: Context) -> list[Finding]:
     vacc = None if ctx.val_acc is None else float(np.median(tail(ctx.val_acc, 0.1)))
     sm = blocks(ctx.train.values)
     late = _rel_change(sm[-max(2, len(sm) // 3):])
-    if late < -0.1 or lend > DIVERGE_FACTOR * l0 or drop < 0:
+    if late < -0.1 or lend > DIVERGE_FACTOR * l0 or drop < -FLAT_REL:
         return []
     if acc is not None or vacc is not None:
         low = (acc if acc is not None else vacc) < UNDERFIT_ACC
@@ -345,192 +358,4 @@ def oscillation(ctx: Context) -> list[Finding]:
     return []
 
 
-def noise_or_regularization(ctx: Context) -> list[Finding]:
-    """label-noise and over-regularization: training worse than validation, loss floor high."""
-    lv = _levels(ctx)
-    if lv is None:
-        return []
-    l0, lmin, lend, _ = lv
-    meta = ctx.meta
-    dropout = max(meta.get("dropout") or [0.0])
-    groups = meta.get("param_groups") or []
-    wd = max((float(g.get("weight_decay") or 0.0) for g in groups), default=0.0)
-    opt = ctx.optimizer or ""
-    strong_wd = wd >= (0.3 if opt == "AdamW" else 5e-3)
-    out = []
-    pn = ctx.log.get("param_norm").finite if ctx.log.has("param_norm") else None
-    shrink = None
-    if pn is not None and len(pn) >= 3:
-        shrink = float(pn.values[-1] / max(pn.values[0], 1e-12))
-    high_floor = lend > 0.25 * l0
-    if dropout >= 0.5 or strong_wd or (shrink is not None and shrink < 0.5 and high_floor):
-        why = []
-        if dropout >= 0.5:
-            why.append(f"dropout {dropout:g}")
-        if strong_wd:
-            why.append(f"weight decay {wd:g} ({opt or 'optimizer'})")
-        if shrink is not None and shrink < 0.8:
-            why.append(f"weight norm shrank to {shrink:.0%} of its start")
-        if high_floor or (ctx.train_acc is not None and np.median(tail(ctx.train_acc, 0.1)) < 0.9):
-            out.append(_f("over-regularization", "warning",
-                          f"training loss stays at {lend:.4g} ({lend / max(l0, 1e-12):.0%} of its "
-                          f"start) with {', '.join(why)}",
-                          "Weaken the regularization (lower dropout to 0.1-0.3, weight decay to "
-                          "1e-4..1e-2) and check that the training loss then falls.",
-                          [ctx.start], 0.7))
-            return out
-    if ctx.train_acc is not None and ctx.val_acc is not None and len(ctx.val_acc) >= 3:
-        ta = float(np.median(tail(ctx.train_acc, 0.3)))
-        va = float(np.median(tail(ctx.val_acc, 0.3)))
-        if va - ta > NOISE_ACC_GAP and ta < 0.9 and high_floor:
-            return [_f("label-noise", "warning",
-                       f"validation accuracy {va:.1%} stays above training accuracy {ta:.1%} and "
-                       f"the training loss floors at {lend:.4g}: the model cannot fit the "
-                       "training labels it generalizes from"
-                       + ("" if meta else " (or strong dropout; the log does not say)"),
-                       "Audit the training labels (confident-learning / cleanlab), or use a "
-                       "noise-robust loss (label smoothing, bootstrapping).", [ctx.start], 0.55,
-                       gap=va - ta)]
-    elif ctx.val is not None and len(ctx.val) >= 3 and "dropout" in meta and dropout < 0.5:
-        vend = float(np.median(tail(ctx.val, 0.3)))
-        if vend < 0.8 * lend and high_floor:
-            return [_f("label-noise", "warning",
-                       f"validation loss {vend:.4g} stays well below training loss {lend:.4g} "
-                       "without strong dropout: the training labels look noisy",
-                       "Audit the training labels, or use a noise-robust loss.", [ctx.start], 0.5)]
-    return out
-
-
-def missing_warmup(ctx: Context) -> list[Finding]:
-    if not ctx.per_step:
-        ctx.skip("missing-warmup", "needs a per-step training loss to see an early spike")
-        return []
-    opt = ctx.optimizer
-    if opt is None:
-        ctx.skip("missing-warmup", "the log does not name the optimizer (adaptive or not)")
-        return []
-    if opt not in ADAPTIVE:
-        return []
-    s = ctx.train
-    n = max(5, len(s) // 10)
-    early = s.values[:n]
-    first = float(np.median(s.values[:3]))
-    peak_i = int(np.argmax(early))
-    if ctx.lr is not None and len(ctx.lr) > 3:
-        lrv = ctx.lr.values
-        if lrv[0] < 0.5 * float(np.max(lrv[: max(3, len(lrv) // 10)])):
-            return []  # there is a warm-up
-    if early[peak_i] > WARMUP_SPIKE * first and peak_i >= 1:
-        step = float(s.steps[peak_i])
-        return [_f("missing-warmup", "warning",
-                   f"{opt} started at full lr {(_lr_at(ctx, 0) or float('nan')):.3g} and the loss "
-                   f"spiked to {early[peak_i]:.4g} ({early[peak_i] / first:.1f}x the first loss) "
-                   f"at {ctx.fmt_step(step)}",
-                   "Warm the learning rate up over the first 1-5% of steps, e.g. "
-                   "'warmup(500) >> constant(lr)' or warmup_untuned(beta2=0.999).",
-                   [step], 0.65)]
-    return []
-
-
-def plateau_monitor_mismatch(ctx: Context) -> list[Finding]:
-    lr = ctx.lr
-    if lr is None or len(lr) < 3:
-        ctx.skip("plateau-monitor-mismatch", "needs the learning rate over time")
-        return []
-    watch = ctx.val_acc if ctx.val_acc is not None else None
-    wl = ctx.val
-    if watch is None and wl is None:
-        ctx.skip("plateau-monitor-mismatch", "needs a validation metric next to the lr")
-        return []
-    v = lr.values
-    drops = np.nonzero((v[1:] < LR_DROP * v[:-1]) & (v[1:] > 0))[0] + 1
-    if len(drops) == 0:
-        return []
-    suspicious = []
-    for i in drops:
-        step = float(lr.steps[i])
-        improving = []
-        for s, higher in ((watch, True), (wl, False)):
-            if s is None:
-                continue
-            before = s.values[s.steps < step]
-            if len(before) < 3:
-                continue
-            best_prev = np.max(before[:-2]) if higher else np.min(before[:-2])
-            recent = before[-2:]
-            improving.append(bool(np.any(recent > best_prev) if higher else np.any(recent < best_prev)))
-        if improving and all(improving):
-            suspicious.append(step)
-    if len(suspicious) >= max(1, (len(drops) + 1) // 2):
-        return [_f("plateau-monitor-mismatch", "warning",
-                   f"the learning rate was cut at {len(suspicious)} of {len(drops)} drops "
-                   f"({', '.join(ctx.fmt_step(s) for s in suspicious[:3])}) while the validation "
-                   "metrics were still reaching new bests",
-                   "Point the plateau scheduler at the metric that improves, in the right mode "
-                   "(mode='max' for accuracy), or use a fixed schedule; ignore this if the drops "
-                   "are a planned step schedule.", suspicious, 0.6)]
-    return []
-
-
-def distribution_shift(ctx: Context) -> list[Finding]:
-    log = ctx.log
-    tests = log.names("test/")
-    if not tests:
-        ctx.skip("distribution-shift", "no test split in the log")
-        return []
-    out = []
-    if log.has("test/loss") and ctx.val is not None:
-        t = float(log.get("test/loss").finite.values[-1])
-        v = float(ctx.val.values[-1])
-        if t > (1 + SHIFT_REL) * v:
-            out.append((t / max(v, 1e-12), f"test loss {t:.4g} vs validation loss {v:.4g}"))
-    for name in ("test/accuracy",):
-        if log.has(name) and ctx.val_acc is not None:
-            t = float(log.get(name).finite.values[-1])
-            t = t / 100 if t > 1 else t
-            v = float(ctx.val_acc.values[-1])
-            if v - t > 0.05:
-                out.append((1 + v - t, f"test accuracy {t:.1%} vs validation accuracy {v:.1%}"))
-    if not out:
-        return []
-    return [_f("distribution-shift", "warning", "; ".join(e for _, e in out),
-               "Check that the test data comes from the same distribution as validation "
-               "(preprocessing, time period, source), and validate on data like the test set.",
-               [ctx.end], 0.5)]
-
-
-def unshuffled_from_loss(ctx: Context) -> list[Finding]:
-    """Per-step loss periodic with the epoch (each epoch replays the same order of classes)."""
-    s = ctx.train
-    if not ctx.per_step or s is None or s.epochs is None:
-        return []
-    ep = s.epochs
-    per = [int(np.sum(ep == e)) for e in np.unique(ep[np.isfinite(ep)])]
-    if len(per) < 3:
-        return []
-    lag = int(np.median(per))
-    c = np.cumsum(np.r_[0.0, s.values])
-    trend_ = np.empty_like(s.values)
-    half = lag // 2
-    lo = np.clip(np.arange(len(s)) - half, 0, len(s))
-    hi = np.clip(np.arange(len(s)) - half + lag, 0, len(s))
-    trend_[:] = (c[hi] - c[lo]) / np.maximum(hi - lo, 1)  # centred moving average, O(n)
-    x = s.values - trend_
-    x = x[lag:-lag] if len(x) > 3 * lag else x
-    if len(x) < 2 * lag + 4 or lag < 4:
-        return []
-    x = x - x.mean()
-    den = float(np.dot(x, x)) or 1e-12
-    ac = float(np.dot(x[:-lag], x[lag:])) / den
-    if ac > 0.6:
-        return [_f("unshuffled-data", "warning",
-                   f"the per-step loss repeats with the epoch (autocorrelation {ac:.2f} at a lag "
-                   f"of one epoch, {lag} steps)",
-                   "Shuffle the training data every epoch (DataLoader(shuffle=True)).",
-                   [float(s.steps[lag])], 0.6, autocorr=ac)]
-    return []
-
-
-RULES = (nonfinite, diverging, lr_too_high, lr_too_low, trend, underfitting, oscillation,
-         noise_or_regularization, missing_warmup, plateau_monitor_mismatch, distribution_shift,
-         unshuffled_from_loss)
+RULES = (nonfinite, diverging, lr_too_high, lr_too_low, trend, underfitting, oscillation)

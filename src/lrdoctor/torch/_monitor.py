@@ -338,7 +338,7 @@ class Monitor:
             with torch.no_grad():
                 o = out.detach().float()
                 stats = {"act_std": float(o.std()) if o.numel() > 1 else 0.0}
-                if relu_like and o.dim() >= 2:
+                if relu_like and o.dim() >= 2 and o.shape[1] >= 8:  # too few units: no rate
                     units = o.transpose(0, 1).reshape(o.shape[1], -1) if o.dim() > 2 else o.t()
                     stats["dead_frac"] = float((units <= 0).all(dim=1).float().mean())
                 elif tanh_like:
