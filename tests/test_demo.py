@@ -15,26 +15,26 @@ from lrdoctor.cli import main  # noqa: E402
 from lrdoctor.demo import DemoConfig, fix_schedule, load_task  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """The full demo through the CLI, as ``make demo`` runs it, shared by the tests."""
-    out = tmp_path_factory.mktemp("demo")
-    rc = main(["demo", "--out", str(out / "run"), "--json", str(out / "demo.json")])
-    assert rc == 0
-    return out / "run", json.loads((out / "demo.json").read_text())
-
-
 @pytest.mark.slow
-def test_fix_beats_the_mistake_by_a_wide_margin(demo):
-    _, data = demo
+def test_demo_end_to_end(tmp_path):
+    """The full demo through the CLI, as ``make demo`` runs it (one run; xdist would repeat a
+    module fixture on each worker)."""
+    rc = main(["demo", "--out", str(tmp_path / "run"), "--json", str(tmp_path / "demo.json")])
+    assert rc == 0
+    out, data = tmp_path / "run", json.loads((tmp_path / "demo.json").read_text())
+    _fix_beats_the_mistake_by_a_wide_margin(data)
+    _every_step_left_its_trace(out, data)
+    _report_is_one_self_contained_file(out, data)
+
+
+def _fix_beats_the_mistake_by_a_wide_margin(data):
     a, d = data["table"]
     assert a["final val accuracy"] < 0.5
     assert d["final val accuracy"] > 0.9
     assert d["final val accuracy"] - a["final val accuracy"] > 0.4
 
 
-def test_every_step_left_its_trace(demo):
-    out, data = demo
+def _every_step_left_its_trace(out, data):
     for name in ("mistake", "fixed"):
         assert (out / name / "log.jsonl").stat().st_size > 0
         assert (out / name / "journal.jsonl").exists()
@@ -52,8 +52,7 @@ def test_every_step_left_its_trace(demo):
     assert all(math.isfinite(v) for v in data["seconds"].values())
 
 
-def test_report_is_one_self_contained_file(demo):
-    out, data = demo
+def _report_is_one_self_contained_file(out, data):
     html = (out / "report.html").read_text()
     assert data["report"].endswith("report.html")
     images = re.findall(r'<img[^>]+src="([^"]+)"', html)

@@ -256,11 +256,7 @@ def compare(a: RunRecord, d: RunRecord) -> list[dict[str, Any]]:
 
 # ---- pictures ---------------------------------------------------------------------------------
 def _plt() -> Any:
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
-        matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # headless machines fall back to Agg on their own
 
     return plt
 

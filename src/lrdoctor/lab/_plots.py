@@ -34,11 +34,7 @@ _MAX_PATH_POINTS = 4000
 
 
 def _plt() -> Any:
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
-        matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # headless machines fall back to Agg on their own
 
     return plt
 
@@ -251,7 +247,7 @@ def animate(
     trajectories: Sequence[Trajectory],
     path: str | Path,
     *,
-    frames: int = 80,
+    frames: int = 48,
     fps: int = 15,
     steps: int | None = None,
 ) -> Path:
