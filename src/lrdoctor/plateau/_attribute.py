@@ -349,7 +349,9 @@ def _answer(changes: list[Change], unit: str, have_train: bool) -> str | None:
     if not hits:
         return "No LR drop happened while the training loss was still improving."
     c = hits[0]
-    head = (f"Why did the LR drop while the training loss was improving? At {_at(c.step, unit)} the "
+    when = (f"From {_at(c.step, unit)} to {c.end_step:g}" if c.kind == "decay" and c.end_step is not None
+            else f"At {_at(c.step, unit)}")
+    head = (f"Why did the LR drop while the training loss was improving? {when} the "
             f"LR went {format_lr(c.old_lr)} → {format_lr(c.new_lr)} while train/loss was still falling "
             f"({format_value(c.evidence.get('train_loss_before'))} → "
             f"{format_value(c.evidence.get('train_loss_at'))} just before).")
