@@ -78,7 +78,7 @@ class Cyclic(Schedule):
     def marks(self, horizon: int) -> list[Mark]:
         up = self.half_period
         total = up + (self.down_steps or up)
-        return [Mark(k, "peak") for k in range(up, horizon, total)][:50]
+        return [Mark(k, "peak") for k in range(up, horizon, total)[:50]]
 
 
 @dataclass(frozen=True)

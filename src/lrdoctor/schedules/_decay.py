@@ -79,7 +79,7 @@ class Step(Schedule):
         return self.base_lr * self.gamma ** (step // self.every_steps)
 
     def marks(self, horizon: int) -> list[Mark]:
-        return [Mark(k, "decay") for k in range(self.every_steps, horizon, self.every_steps)][:50]
+        return [Mark(k, "decay") for k in range(self.every_steps, horizon, self.every_steps)[:50]]
 
 
 @dataclass(frozen=True)
