@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -37,6 +38,11 @@ def test_full_tour_writes_every_scene_and_the_story_holds(tmp_path):
     for r in results:
         assert f'src="{r.image}"' in index
     assert json.loads((tmp_path / "tour.json").read_text())[0]["slug"] == "sgd-bounce"
+    if shutil.which("chromium"):  # the page as a browser sees it (tests/report has the skip)
+        from tests.report._chromium import probe
+
+        seen = probe(tmp_path / "index.html")
+        assert seen["images"] == len(SCENES) and seen["broken"] == 0 and seen["errors"] == "[]"
 
 
 def test_unknown_scene(tmp_path):

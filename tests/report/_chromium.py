@@ -58,16 +58,20 @@ def _run(args: list[str], timeout: float = 90) -> subprocess.CompletedProcess:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def probe(html_path: Path, work: Path) -> dict[str, object]:
+def probe(html_path: Path, work: Path | None = None) -> dict[str, object]:
     """Load a probed copy of the page and return images, broken, alerts, errors, scripts,
     console (the console lines Chromium logged) and the dumped DOM."""
     html = html_path.read_text(encoding="utf-8")
     probed = re.sub(r"(<head[^>]*>)", lambda m: m.group(1) + PROBE_HEAD, html, count=1)
     probed = probed.replace("</body>", PROBE_TAIL + "</body>")
-    target = work / ("probed-" + html_path.name)
+    # beside the original, so relative image paths resolve as they would for the page itself
+    target = html_path.with_name(f".probed-{os.getpid()}-{html_path.name}")
     target.write_text(probed, encoding="utf-8")
-    proc = _run(["--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000",
-                 "--dump-dom", target.as_uri()])
+    try:
+        proc = _run(["--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000",
+                     "--dump-dom", target.as_uri()])
+    finally:
+        target.unlink(missing_ok=True)
     dom = proc.stdout
     m = re.search(r'<pre id="__probe">images=(\d+);broken=(\d+);alerts=(\d+);errors=(.*?);'
                   r"scripts=(-?\d+)</pre>", dom, re.S)
