@@ -116,9 +116,16 @@ class _Model:
         pass
 
 
+_MODELS: dict = {}
+
+
 def _keras_rlrop_run(keras, settings, values, lr0):
     cb = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", **settings)
-    model = _Model(keras, lr0)
+    model = _MODELS.get("m")
+    if model is None:  # one optimizer for all cases: building Keras variables is the slow part
+        model = _MODELS["m"] = _Model(keras, lr0)
+    model.optimizer.learning_rate = lr0
+    model.stop_training = False
     cb.set_model(model)
     cb.on_train_begin()
     out = []

@@ -402,6 +402,7 @@ class PlateauLR(ReduceLROnPlateau):
         state["early_stopping"] = None if self.early_stopping is None else self.early_stopping.to_dict()
         state["es_state"] = None if self.es_state is None else self.es_state.to_dict()
         state["journal_entries"] = None if self.journal is None else self.journal.state()
+        state["journal_position"] = None if self.journal is None else len(self.journal)
         state["best_weights"] = self._best_weights
         return copy.deepcopy(state)
 
@@ -414,6 +415,7 @@ class PlateauLR(ReduceLROnPlateau):
         es = state.pop("early_stopping", None)
         es_state = state.pop("es_state", None)
         entries = state.pop("journal_entries", None)
+        state.pop("journal_position", None)  # len(entries); kept for readers of the checkpoint
         best_weights = state.pop("best_weights", None)
         self.__dict__.update(state)
         self._init_is_better(mode=self.mode, threshold=self.threshold, threshold_mode=self.threshold_mode)
