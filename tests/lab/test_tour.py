@@ -25,6 +25,10 @@ def test_full_tour_writes_every_scene_and_the_story_holds(tmp_path):
     n = {r.slug: r.numbers for r in results}
     assert n["sgd-bounce"]["min_abs_y_last_100"] > 0.99 and n["sgd-bounce"]["sign_flips_last_100"] == 100
     assert n["sgd-crawl"]["distance_ratio"] > 0.9
+    floor = n["noise-floor"]
+    assert floor["loss_gap_last_500"] > 0.5 * floor["loss_gap_steps_1000_1500"]  # flat
+    assert floor["grad_norm_last_500_mean"] > 1 and floor["grad_norm_last_500_std"] > 0.5
+    assert floor["decay_loss_gap_last_500"] < floor["loss_gap_last_500"] / 5
     assert n["adagrad-shrinks"]["adagrad_effective_lr_monotone_decreasing"]
     assert n["rmsprop-recovers"]["rmsprop_recovery_factor"] > 100
     assert n["adam-burst"]["peak_loss_no_warmup"] > 1.5 * n["adam-burst"]["initial_loss"]

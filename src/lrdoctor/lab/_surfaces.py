@@ -199,8 +199,8 @@ SURFACES: dict[str, Surface] = {
     "valley": Valley(),
     "rosenbrock": Rosenbrock(),
     "saddle": Saddle(),
-    "noisy-valley": Noisy(Valley(), noise=20.0),
-    "noisy-rosenbrock": Noisy(Rosenbrock(), noise=20.0),
+    "noisy-valley": Noisy(Valley(), noise=2.0),
+    "noisy-rosenbrock": Noisy(Rosenbrock(), noise=5.0),
     "noisy-saddle": Noisy(Saddle(), noise=0.1),
 }
 
