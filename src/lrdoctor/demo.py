@@ -331,8 +331,8 @@ def plot_lr_track(runs: list[RunRecord], path: Path) -> Path:
         s = r.series()
         ax.plot(s["step"], s["lr"], color=f"C{i}", linewidth=1.6, label=r.title)
         for n, e in enumerate(_journal_entries(r), 1):
-            if e.step is None or not e.new_lrs:
-                continue
+            if e.step is None or not e.new_lrs or e.cause == "schedule":
+                continue  # the schedule's own moves are the line itself
             ax.plot([e.step], [e.new_lrs[0]], marker="v", color=f"C{i}", markersize=8,
                     markeredgecolor="black")
             ax.annotate(f"{'ad'[i] if i < 2 else i}{n}", (e.step, e.new_lrs[0]),
@@ -340,7 +340,8 @@ def plot_lr_track(runs: list[RunRecord], path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
-    ax.set_title("learning rate per step; ▼ = a journal decision (numbered as in the journal)")
+    ax.set_title("learning rate per step; ▼ = a plateau decision or warm-up end "
+                 "(numbered as in the journal)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=9)
     fig.tight_layout()
