@@ -173,3 +173,20 @@ def test_constant_lr_has_no_changes(tmp_path):
               ["step", "train_loss", "lr"])
     out = explain_path(tmp_path / "c.csv")
     assert out["changes"] == [] and out["answer"] is None
+
+
+def test_journal_answer_weighs_patience_against_noise(tmp_path):
+    j = Journal(tmp_path / "journal.jsonl")
+    j.append(Entry("plateau", epoch=8, step=80, old_lrs=[0.1], new_lrs=[0.01],
+                   evidence={"monitor": "val_loss", "mode": "min", "best": 0.5, "best_evaluation": 5,
+                             "num_bad": 3, "patience": 2, "threshold": 1e-4, "threshold_mode": "rel",
+                             "factor": 0.1}))
+    rng = np.random.default_rng(0)
+    rows = [{"step": k, "train_loss": 2.0 / (1 + k / 20), "lr": 0.1 if k < 80 else 0.01} for k in range(120)]
+    for r in rows[9::10]:
+        r["val_loss"] = round(0.5 + rng.normal(0, 0.05), 4)
+    write_csv(tmp_path / "metrics.csv", rows, ["step", "train_loss", "lr", "val_loss"])
+    out = explain_path(tmp_path)
+    assert out["kind"] == "journal"
+    assert "taken on val_loss (mode='min'), not on the training loss" in out["answer"]
+    assert "jumps by about" in out["answer"] and "raise patience" in out["answer"]

@@ -53,6 +53,21 @@ def is_journal(path: Path) -> bool:
     return False
 
 
+_LOG_NAMES = ("log.jsonl", "metrics.csv", "trainer_state.json", "training.log", "history.json")
+
+
+def _log_in(folder: Path, journal_file: Path | None) -> Path:
+    """The training log of a run folder: a known name, else any CSV/JSON(L) that is not the
+    journal, else the folder itself (TensorBoard event files, nested runs)."""
+    for name in _LOG_NAMES:
+        if (folder / name).is_file() and not is_journal(folder / name):
+            return folder / name
+    others = sorted(f for f in folder.iterdir()
+                    if f.suffix in (".csv", ".jsonl", ".json", ".log") and f != journal_file
+                    and not is_journal(f))
+    return others[0] if others else folder
+
+
 def _series(log: Any) -> dict[str, tuple[Any, Any]]:
     return {name: (log.get(name).steps, log.get(name).values) for name in log.names()}
 
@@ -71,7 +86,7 @@ def explain_path(path: str | Path, *, log_path: str | Path | None = None, format
     if p.is_dir():
         journal_file = next((p / n for n in _JOURNAL_NAMES if is_journal(p / n)), None)
         if log_file is None:
-            log_file = p
+            log_file = _log_in(p, journal_file)
     elif is_journal(p):
         journal_file = p
     else:

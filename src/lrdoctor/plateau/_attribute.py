@@ -302,6 +302,19 @@ def attribute(series: Arrays, *, step_unit: str = "step") -> Attribution:
     return Attribution(changes=changes, answer=answer, notes=notes, unit=unit)
 
 
+def _noise_advice(metric: str, noise: float, t: float, tmode: str, best: float | None,
+                  patience: Any) -> str:
+    """Patience and threshold against the metric's evaluation-to-evaluation noise."""
+    if not noise or not math.isfinite(noise):
+        return ""
+    need = t * abs(best) if tmode == "rel" and best is not None else t
+    if need > 0 and noise > 2 * need:
+        return (f" {metric} jumps by about ±{noise:.3g} between evaluations, {noise / need:.0f}× the "
+                f"improvement the threshold asks for ({need:.3g}), so with patience {patience} noise "
+                f"alone can decide; raise patience or set threshold_mode='abs', threshold≈{noise:.2g}.")
+    return f" {metric} varies by about ±{noise:.3g} between evaluations."
+
+
 def _best_index(values: np.ndarray, mode: str) -> int:
     return int(np.argmin(values) if mode == "min" else np.argmax(values))
 
@@ -364,16 +377,8 @@ def _answer(changes: list[Change], unit: str, have_train: bool) -> str | None:
                    f"every time it got better the reducer counted a bad evaluation. "
                    f"Fix: mode='{e['natural_mode']}' (or mode='auto', which infers it from the metric's name).")
         else:
-            noise, t = e.get("noise", 0.0), e["threshold"]
-            need = t * abs(e["best"]) if e["threshold_mode"] == "rel" else t
-            noisy = ""
-            if noise > 0 and need > 0 and noise > 2 * need:
-                noisy = (f" {c.metric} jumps by about ±{noise:.3g} between evaluations, {noise / need:.0f}× the "
-                         f"improvement the threshold asks for ({need:.3g}), so with patience "
-                         f"{e['patience']} noise alone can decide; raise patience or set "
-                         f"threshold_mode='abs', threshold≈{noise:.2g}.")
-            elif noise > 0 and need == 0:
-                noisy = f" {c.metric} varies by about ±{noise:.3g} between evaluations."
+            noisy = _noise_advice(c.metric, e.get("noise", 0.0), e["threshold"], e["threshold_mode"],
+                                  e["best"], e["patience"])
             why = (f" The LR is not driven by the training loss: a plateau reducer watches {c.metric} "
                    f"(mode='{c.mode}', patience≈{e['patience']}), which had not beaten its best "
                    f"{format_value(e['best'])} ({_at(e['best_step'], unit)}) for more than "
@@ -425,9 +430,19 @@ def explain_journal(entries: list[Entry], series: Arrays | None = None, *, step_
                                  f"{'maximised' if natural == 'max' else 'minimised'}: each improvement "
                                  f"counted as a bad evaluation. Fix: mode='{natural}'.")
             else:
-                answer = head + (f" The decision was taken on {m}, not on the training loss: "
-                                 f"{m} had not improved on its best for "
-                                 f"{c.evidence.get('num_bad')} evaluations (patience {c.evidence.get('patience')}).")
+                ev = c.evidence
+                noise = 0.0
+                if series:
+                    from lrdoctor.logs import canonical
+
+                    name = canonical(m) if c.metric else None
+                    if name in series:
+                        noise = _noise(_arr(series[name])[1])
+                answer = head + (f" The decision was taken on {m} (mode='{mode}'), not on the training "
+                                 f"loss: {m} had not improved on its best for {ev.get('num_bad')} "
+                                 f"evaluations (patience {ev.get('patience')}).")
+                answer += _noise_advice(m, noise, ev.get("threshold", 0.0) or 0.0,
+                                        ev.get("threshold_mode", "abs"), ev.get("best"), ev.get("patience"))
         else:
             answer = head + " The schedule decays the LR with the step count, whatever the loss does."
     elif reduced:

@@ -357,6 +357,10 @@ class PlateauLR(ReduceLROnPlateau):
             self.journal.append(Entry("early-stop", epoch=self.last_epoch, step=self._step(),
                                       old_lrs=lrs, new_lrs=lrs, evidence=ev))
 
+    def journal_lines(self) -> list[str]:
+        """The journal's sentences (empty without a journal), e.g. for a report."""
+        return self.journal.explain() if self.journal is not None else []
+
     @property
     def should_stop(self) -> bool:
         """True once early stopping (or ``stop_at_min_lr``) asks training to end."""
