@@ -34,6 +34,14 @@ def test_lab_noise_start_gif(tmp_path):
     assert data["surface"] == "noisy-saddle" and data["runs"][0]["start"] == [1.0, 0.001]
 
 
+def test_lab_negative_start(tmp_path):
+    rc = main(["lab", "valley", "-o", "adam:0.3:warmup(10)", "--steps", "20", "--start=-4,0.02",
+               "--json", str(tmp_path / "b.json")])
+    assert rc == 0
+    run = json.loads((tmp_path / "b.json").read_text())["runs"][0]
+    assert run["start"] == [-4.0, 0.02] and run["schedule"] == "warmup(10) >> constant(0.3)"
+
+
 def test_lab_diverged_run_is_reported_not_crashed(tmp_path, capsys):
     rc = main(["lab", "valley", "-o", "nesterov:1e-2", "--steps", "2000",
                "--json", str(tmp_path / "d.json")])

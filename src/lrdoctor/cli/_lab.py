@@ -13,7 +13,7 @@ __all__ = ["register"]
 
 EXAMPLES = """examples:
   lrdoctor lab valley --optimizer sgd:1e-2 --optimizer sgd:1e-7 --steps 10000 --out valley.png
-  lrdoctor lab valley --optimizer "adam:0.3" --optimizer "adam:0.3:warmup(100)" --steps 400 --start -4,0.02 --out burst.png
+  lrdoctor lab valley --optimizer "adam:0.3" --optimizer "adam:0.3:warmup(100)" --steps 400 --start=-4,0.02 --out burst.png
   lrdoctor lab rosenbrock --optimizer adagrad:0.1 --optimizer rmsprop:1e-3 --steps 5000 --out crescent.png --gif crescent.gif
   lrdoctor lab noisy-valley --optimizer "adam:0.3:cosine(0.3, end=0, steps=3000)" --steps 3000 --out noisy.png --json noisy.json
   lrdoctor lab --tour --out lab-tour
@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", "-o", action="append", default=[], metavar="NAME:LR[:SPEC]",
                    help="an optimizer to run (repeat to compare)")
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps (default 1000)")
-    p.add_argument("--start", metavar="X,Y", help="starting point (default: the surface's)")
+    p.add_argument("--start", metavar="X,Y",
+                   help="starting point (default: the surface's); write --start=-4,0.02 when X < 0")
     p.add_argument("--noise", type=float, help="gradient noise σ (wraps the surface)")
     p.add_argument("--seed", type=int, default=0, help="seed of the gradient noise")
     p.add_argument("--out", metavar="FILE", help="picture (PNG/SVG/PDF); with --tour a folder")
@@ -61,7 +62,7 @@ def _parse_start(text: str | None) -> tuple[float, float] | None:
     try:
         x, y = (float(v) for v in text.split(","))
     except ValueError:
-        raise CLIError(f"--start {text!r}: expected two numbers X,Y such as -4,0.5") from None
+        raise CLIError(f"--start {text!r}: expected two numbers X,Y such as --start=-4,0.5") from None
     return x, y
 
 
