@@ -35,7 +35,22 @@ def run(tmp_path_factory):
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
-    out = tmp_path_factory.mktemp("ddp")
+    # one torchrun per session, also under xdist: the workers' temp dirs share this session's
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "lrdoctor-ddp"
+    try:
+        from filelock import FileLock
+    except ImportError:  # pragma: no cover - filelock comes with transformers
+        return _torchrun(tmp_path_factory.mktemp("ddp"))
+    with FileLock(str(shared) + ".lock"):
+        if not (shared / "rank1.json").exists():
+            shared.mkdir(exist_ok=True)
+            _torchrun(shared)
+    ranks = [json.loads((shared / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return shared, ranks
+
+
+def _torchrun(out):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
            f"--master_port={_free_port()}", str(ROOT / "examples" / "ddp_train.py"),
            "--out", str(out), "--epochs", "3", "--find-lr", "--write", "all",

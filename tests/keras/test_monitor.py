@@ -82,3 +82,29 @@ def test_resume_from_a_saved_model_continues_steps_and_lr(tmp_path):
     assert b.get("train/loss").steps.tolist() == list(range(32))
     np.testing.assert_allclose(b.get("train/loss").values, a.get("train/loss").values, rtol=1e-4)
     assert b.get("val/loss").steps.tolist() == [7, 15, 23, 31]
+
+
+def test_log_journal_and_diagnosis_with_the_plateau_callback(tmp_path):
+    from lrdoctor.diagnose import diagnose
+    from lrdoctor.journal import Journal
+    from lrdoctor.keras import ReduceLROnPlateau
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data()
+    plateau = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=0, min_delta=10.0,
+                                journal=tmp_path / "journal.jsonl")  # never "improves" by 10
+    model.fit(x, y, batch_size=8, epochs=3, shuffle=False, validation_data=(x[:16], y[:16]),
+              verbose=0, callbacks=[MonitorCallback(tmp_path / "log.jsonl"), plateau])
+    log = load(tmp_path / "log.jsonl")
+    journal = Journal.load(tmp_path / "journal.jsonl")
+    reductions = [e for e in journal if e.cause == "plateau"]
+    assert [e.epoch for e in reductions] == [2, 3]   # Keras: the first value is an improvement
+    lr = log.lr().values
+    np.testing.assert_allclose(lr[:16], 0.05, rtol=1e-6)
+    for e in reductions[:-1]:              # the next epoch's steps use the reduced lr
+        np.testing.assert_allclose(lr[8 * e.epoch], e.new_lrs[0], rtol=1e-6)
+    assert diagnose(log).findings

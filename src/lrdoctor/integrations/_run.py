@@ -51,14 +51,14 @@ class RunFiles:
     def report(self) -> Path:
         return self.root / "report.html"
 
-    def open_journal(self, *, write: bool = True) -> Journal:
-        """The run's journal; an existing file is read back so a resumed run appends to it."""
-        if write:
-            self.root.mkdir(parents=True, exist_ok=True)
+    def open_journal(self) -> Journal:
+        """The run's journal, for the process that writes it; an existing file is read back so
+        a resumed run continues it."""
+        self.root.mkdir(parents=True, exist_ok=True)
         if not self.journal.exists():
-            return Journal(self.journal, write=write)
+            return Journal(self.journal)
         journal = Journal.load(self.journal)
-        journal.write = write
+        journal.write = True
         return journal
 
     def resume_at(self, step: int, journal: Journal | None = None, *, log: bool = True) -> int:

@@ -91,7 +91,9 @@ class LRDoctorCallback(_transformers.TrainerCallback):
                 for p in (self.files.log, self.files.journal, self.files.diagnosis,
                           self.files.report):
                     p.unlink(missing_ok=True)
-        self.journal = self.files.open_journal(write=rank0)
+        # rank 0 reads back and writes the journal file; other ranks keep theirs in memory
+        self.journal = self.files.open_journal() if rank0 else Journal(self.files.journal,
+                                                                           write=False)
         evaluations = self.files.resume_at(start, self.journal, log=rank0) if start else 0
         if type(lr_scheduler).__name__ == "PlateauLR" and lr_scheduler.journal is None:
             attach_journal(lr_scheduler, self.journal)

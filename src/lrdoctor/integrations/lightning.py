@@ -100,6 +100,7 @@ class LRDoctorCallback(_pl.Callback):
         self._trainer: Any = None
         self._evaluations = 0                        # validation runs completed (not sanity)
         self._pending: dict[int, float] = {}         # restored plateau metrics to replay
+        self._lrs: list[float] | None = None         # the lrs of the current optimizer step
 
     @property
     def state_key(self) -> str:
@@ -118,7 +119,9 @@ class LRDoctorCallback(_pl.Callback):
                 for p in (self.files.log, self.files.journal, self.files.diagnosis,
                           self.files.report):
                     p.unlink(missing_ok=True)
-        self.journal = self.files.open_journal(write=rank0)
+        # rank 0 reads back and writes the journal file; other ranks keep theirs in memory
+        self.journal = self.files.open_journal() if rank0 else Journal(self.files.journal,
+                                                                           write=False)
         evaluations = self.files.resume_at(start, self.journal, log=rank0) if start else 0
         for sched in self._schedulers(trainer):
             if _is_plateau(sched) and sched.journal is None:
@@ -132,7 +135,7 @@ class LRDoctorCallback(_pl.Callback):
                                    write=self.write, trace_dir=trace, start_step=start,
                                    start_epoch=evaluations, **self.monitor_kwargs)
         self._seen_step = self._marked_step = start
-        self._lrs: list[float] | None = None
+        self._lrs = None
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         # The learning rates this step uses; the scheduler moves them before on_train_batch_end.

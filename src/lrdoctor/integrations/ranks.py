@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from lrdoctor.integrations._run import truncate_after
+
 __all__ = ["CODE", "RankMonitor", "all_reduce_mean", "diagnose_ranks",
            "rank_and_world"]
 
@@ -101,7 +103,12 @@ class RankMonitor:
         if trace_dir is not None:
             tdir = Path(trace_dir)
             tdir.mkdir(parents=True, exist_ok=True)
-            self._trace = open(tdir / f"rank{self.rank}.jsonl", "a", encoding="utf-8")
+            trace = tdir / f"rank{self.rank}.jsonl"     # each rank owns its file
+            if start_step == 0:
+                trace.unlink(missing_ok=True)
+            else:
+                truncate_after(trace, start_step)
+            self._trace = open(trace, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
             meta = {"type": "meta", "version": 1, "rank": self.rank, "world_size": self.world_size}
             self._trace.write(json.dumps(meta) + "\n")
         self.steps = start_step

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from lrdoctor.errors import LRDoctorError
+from lrdoctor.keras._schedule import SpecSchedule
 from lrdoctor.logs import canonical
 
 __all__ = ["MonitorCallback"]
@@ -73,8 +75,13 @@ class MonitorCallback(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         opt = self.model.optimizer
-        self._lr = float(keras.ops.convert_to_numpy(opt.learning_rate)) if opt is not None \
-            else float("nan")
+        if opt is None:
+            self._lr = float("nan")
+        elif isinstance(getattr(opt, "_learning_rate", None), SpecSchedule):
+            # our schedule: evaluate it in Python (what Keras applies, as float32)
+            self._lr = float(np.float32(opt._learning_rate.schedule(self.global_step)))
+        else:
+            self._lr = _read(opt.learning_rate)
         self._before = self._tracker()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
@@ -121,8 +128,7 @@ class MonitorCallback(keras.callbacks.Callback):
         tracker = getattr(self.model, "_loss_tracker", None)
         if tracker is None or not hasattr(tracker, "total") or not hasattr(tracker, "count"):
             return None
-        return (float(keras.ops.convert_to_numpy(tracker.total)),
-                float(keras.ops.convert_to_numpy(tracker.count)))
+        return _read(tracker.total), _read(tracker.count)
 
     def _batch_loss(self, batch: int, logs: dict[str, Any]) -> float | None:
         """The loss of this batch: the change of Keras' loss tracker (sum and count), else the
@@ -157,3 +163,13 @@ class MonitorCallback(keras.callbacks.Callback):
             self._file.flush()
             self._buffer.clear()
         self._last_flush = time.monotonic()
+
+
+def _read(variable: Any) -> float:
+    """A scalar variable's value as a float; ``.item()`` on the backend tensor where it has one
+    (torch, jax), which is several times cheaper than ``convert_to_numpy``."""
+    value = getattr(variable, "value", variable)
+    item = getattr(value, "item", None)
+    if item is not None:
+        return float(item())
+    return float(keras.ops.convert_to_numpy(variable))
