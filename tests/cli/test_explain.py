@@ -190,3 +190,30 @@ def test_journal_answer_weighs_patience_against_noise(tmp_path):
     assert out["kind"] == "journal"
     assert "taken on val_loss (mode='min'), not on the training loss" in out["answer"]
     assert "jumps by about" in out["answer"] and "raise patience" in out["answer"]
+
+
+def test_fast_replay_equals_the_core():
+    from lrdoctor.plateau._attribute import _fast_replay, _replay
+
+    rng = np.random.default_rng(5)
+    for _ in range(400):
+        values = list(np.round(rng.normal(0, 1, int(rng.integers(3, 30))).cumsum(), 1))
+        if rng.random() < 0.2:
+            values[int(rng.integers(0, len(values)))] = float("nan")
+        args = (str(rng.choice(["min", "max"])), int(rng.integers(0, 4)), str(rng.choice(["rel", "abs"])),
+                float(rng.choice([0.0, 1e-4, 0.1])), int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+        assert _fast_replay(values, *args) == _replay(np.array(values), *args)
+
+
+def test_wrong_mode_under_a_warmup(tmp_path):
+    """Evaluations inside the warm-up are not counted (PlateauLR's rule): the replay knows it."""
+    cfg = PlateauConfig(monitor="val_accuracy", mode="min", patience=2, factor=0.5)
+    acc = lambda e, rng: {"val_accuracy": round(0.9 - 0.4 * math.exp(-e / 6) + rng.normal(0, 0.005), 4)}
+    train = lambda k, rng: 2.0 * math.exp(-k / 150) + 0.05
+    rows, drops = simulate("warmup(35) >> constant(0.05)", cfg, 25, 16, acc, train, seed=4)
+    path = tmp_path / "m.csv"
+    write_csv(path, rows, ["step", "epoch", "train_loss", "lr", "val_accuracy"])
+    out = explain_path(path)
+    assert [c["cause"] for c in out["changes"]] == ["warmup-end"] + ["plateau"] * len(drops)
+    assert [c["step"] for c in out["changes"][1:]] == drops
+    assert "mode='max'" in out["answer"]
