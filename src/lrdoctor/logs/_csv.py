@@ -89,22 +89,31 @@ def read_csv(path: Path, *, text: str | None = None) -> TrainingLog:
         raise LogFormatError(f"{path}: no metric columns found among {', '.join(header[:8])}; "
                              "expected names such as loss, val_loss, accuracy, lr")
     bad = 0
+    cols: dict[int, tuple[list[float], list[float], list[float]]] = {i: ([], [], []) for i in names}
+    nan = math.nan
     for r, row in enumerate(body):
         step = _num(row[step_col]) if step_col is not None and step_col < len(row) else None
         epoch = _num(row[epoch_col]) if epoch_col is not None and epoch_col < len(row) else None
         x = step if step_col is not None else (epoch if epoch_col is not None else float(r))
         if x is None or not math.isfinite(x):
-            if step_col is not None and epoch is not None and step is None:
-                x = None  # Lightning epoch-only row without step: cannot place it
-            if x is None:
+            continue  # e.g. a Lightning row without a step: it cannot be placed
+        e = nan if epoch is None else epoch
+        for i, (cs, cv, ce) in cols.items():
+            if i >= len(row) or not row[i]:
                 continue
-        for i, name in names.items():
-            if i < len(row):
+            try:
+                v = float(row[i])
+            except ValueError:
                 v = _num(row[i])
                 if v is None:
                     bad += bool(row[i].strip())
                     continue
-                b.add(name, x, v, epoch)
+            cs.append(x)
+            cv.append(v)
+            ce.append(e)
+    for i, (cs, cv, ce) in cols.items():
+        if cs:
+            b.extend(names[i], cs, cv, ce)
     if bad:
         b.warn(f"{path}: {bad} cells were not numbers; ignored them")
     log = b.build(source=str(path), format=flavor, step_unit=step_unit)

@@ -183,6 +183,14 @@ class LogBuilder:
         values.append(v)
         epochs.append(np.nan if epoch is None else float(epoch))
 
+    def extend(self, name: str, steps: list[float], values: list[float],
+               epochs: list[float]) -> None:
+        """Add many points of one series at once (floats; NaN epoch = unknown)."""
+        s, v, e = self._points.setdefault(name, ([], [], []))
+        s.extend(steps)
+        v.extend(values)
+        e.extend(epochs)
+
     def warn(self, message: str) -> None:
         logger.warning(message)
         self.warnings.append(message)

@@ -51,6 +51,16 @@ _SATURATING = (nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardsigmoid, nn.Softsign)
 _PROB_OUT = (nn.Softmax, nn.Sigmoid, nn.Softmax2d)
 
 
+def _to_floats(tensors: list[torch.Tensor]) -> list[float]:
+    """Many 0-d tensors to floats with one device sync (one by one if they cannot be stacked)."""
+    if not tensors:
+        return []
+    try:
+        return torch.stack(tensors).float().tolist()
+    except RuntimeError:  # mixed dtypes, shapes or devices
+        return [float(t) for t in tensors]
+
+
 def _fmt(v: float) -> str:
     if math.isfinite(v):
         return repr(float(v))
@@ -93,6 +103,7 @@ class Monitor:
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._closed = False
         self._params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self._plist = [p for _, p in self._params]
         self._layers = self._group_layers()
         self._act_modules = [(n, m) for n, m in model.named_modules()
                              if isinstance(m, _RELU_LIKE + _SATURATING)]
@@ -123,9 +134,9 @@ class Monitor:
         else:
             for i, g in enumerate(groups):
                 values[f"lr/{g.get('name', i)}"] = float(g["lr"])
-        grads = [p.grad for _, p in self._params if p.grad is not None]
-        if grads:  # stays a tensor until the next flush: no device sync per step
-            values["grad_norm"] = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        grads = [p.grad for p in self._plist if p.grad is not None]
+        if grads:  # per-tensor norms stay tensors until the next flush: no device sync per step
+            values["grad_norm"] = tuple(torch._foreach_norm(grads))
         for key, value in metrics.items():
             name = canonical(key)
             if name is not None:
@@ -201,13 +212,23 @@ class Monitor:
     # ----------------------------------------------------------------- internals
     def _drain(self) -> None:
         pending, self._pending = self._pending, []
-        tensors = [v for _, _, vals in pending for v in vals.values() if isinstance(v, torch.Tensor)]
-        converted = iter(torch.stack([t.float().reshape(()) for t in tensors]).tolist()
-                         if tensors else [])
+        tensors: list[torch.Tensor] = []
+        for _, _, vals in pending:
+            for v in vals.values():
+                if isinstance(v, tuple):
+                    tensors.extend(v)
+                elif isinstance(v, torch.Tensor):
+                    tensors.append(v)
+        converted = iter(_to_floats(tensors))
         for k, epoch, vals in pending:
             line = []
             for name, v in vals.items():
-                f = next(converted) if isinstance(v, torch.Tensor) else v
+                if isinstance(v, tuple):
+                    f = math.sqrt(sum(x * x for x in (next(converted) for _ in v)))
+                elif isinstance(v, torch.Tensor):
+                    f = next(converted)
+                else:
+                    f = v
                 if not math.isfinite(f) and not self._seen_nonfinite:
                     self._seen_nonfinite = True
                     self._event("nonfinite", f"non-finite {name} first seen at step {k}",
@@ -305,16 +326,16 @@ class Monitor:
         with torch.no_grad():
             if isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and inputs.numel():
                 x = inputs.detach().float()
-                values["input/mean"] = float(x.mean())
-                values["input/std"] = float(x.std()) if x.numel() > 1 else 0.0
-                values["input/absmax"] = float(x.abs().max())
+                std = x.std() if x.numel() > 1 else x.new_zeros(())
+                mean, std, amax = torch.stack([x.mean(), std, x.abs().max()]).tolist()
+                values["input/mean"], values["input/std"], values["input/absmax"] = mean, std, amax
             if isinstance(targets, torch.Tensor) and not targets.is_floating_point() \
                     and targets.dim() == 1 and targets.numel() > 1:
                 t = targets.detach().long().flatten()
                 t = t - t.min()
-                counts = torch.bincount(t)
-                values["batch/label_purity"] = float(counts.max()) / t.numel()
-                values["batch/label_mode"] = float(int(counts.argmax()))
+                top, mode = torch.bincount(t).max(dim=0)
+                values["batch/label_purity"] = float(top) / t.numel()
+                values["batch/label_mode"] = float(mode)
 
     def _arm(self) -> None:
         if self._hooks:
