@@ -147,3 +147,28 @@ def test_inside_fit(tmp_path):
     causes = [e.cause for e in Journal.load(path)]
     assert causes.count("plateau") >= 2 and causes[-1] == "early-stop"
     assert len(hist.history["loss"]) == 4
+
+
+def test_schedule_times_plateau_inside_fit(tmp_path):
+    from lrdoctor.schedules import parse
+
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    y = np.zeros((64, 1), "float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(learning_rate=0.1), loss="mse")
+    spec = "warmup(8) >> constant(0.1)"
+    path = tmp_path / "j.jsonl"
+    rl = ReduceLROnPlateau(monitor="loss", patience=1, factor=0.5, min_delta=10.0, schedule=spec,
+                           journal=path)
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(
+        float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))))
+    model.fit(x, y, epochs=6, batch_size=32, verbose=0, callbacks=[rl, record])
+    # 2 steps per epoch: epochs 1-3 end inside the warm-up (steps 2, 4, 6): no reduction there;
+    # from epoch 4 (step 8) every epoch halves the plateau factor
+    s = parse(spec)
+    expected = [s(2), s(4), s(6), 0.1 * 0.5, 0.1 * 0.25, 0.1 * 0.125]
+    assert seen == pytest.approx(expected, rel=1e-6)
+    causes = [e.cause for e in Journal.load(path)]
+    assert "warmup-end" in causes and causes.count("plateau") == 3
+    assert causes.index("warmup-end") < causes.index("plateau")

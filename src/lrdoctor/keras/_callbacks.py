@@ -4,7 +4,9 @@ Both subclass the Keras callbacks they replace (``isinstance`` checks keep worki
 same arguments with the same defaults and behaviour — Keras' patience convention (reduce at the
 ``patience``-th bad epoch), its float32 comparisons, its cool-down order — plus keyword extras:
 ``journal=`` (a :class:`~lrdoctor.journal.Journal` or a JSONL path), and for the reducer
-``threshold_mode='rel'``, ``max_reductions``, ``nonfinite``, ``stop_at_min_lr``.
+``schedule=`` (a spec: the optimizer's LR becomes ``schedule(iteration) × plateau factor``, with
+no reduction during the warm-up unless ``reduce_in_warmup=True``), ``threshold_mode='rel'``,
+``max_reductions``, ``nonfinite``, ``stop_at_min_lr``.
 
 Differences, on purpose: an unknown ``mode`` is an error (Keras warns and falls back to
 ``auto``); ``mode='auto'`` also knows names ending in accuracy/acc/auc/f1/precision/recall/iou/
@@ -30,9 +32,32 @@ from lrdoctor.plateau import (
     early_stop_update,
     infer_mode,
     update,
+    warmup_end,
 )
+from lrdoctor.plateau._schedule import CAUSE_OF_MARK, marks_between
+from lrdoctor.schedules import Schedule
 
-__all__ = ["EarlyStopping", "ReduceLROnPlateau"]
+__all__ = ["EarlyStopping", "PlateauScaledSchedule", "ReduceLROnPlateau"]
+
+
+@keras.saving.register_keras_serializable(package="lrdoctor")
+class PlateauScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """``schedule(step) × scale``: a spec schedule times the plateau factor, which
+    :class:`ReduceLROnPlateau` lowers in a non-trainable variable at each reduction."""
+
+    def __init__(self, spec: str | Schedule, scale: float = 1.0) -> None:
+        super().__init__()
+        from lrdoctor.keras._schedule import SpecSchedule
+
+        self.base = SpecSchedule(spec)
+        self.schedule = self.base.schedule
+        self.scale = keras.Variable(float(scale), trainable=False, dtype="float32", name="plateau_scale")
+
+    def __call__(self, step: Any) -> Any:
+        return keras.ops.multiply(self.base(step), self.scale)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"spec": self.base.spec, "scale": float(keras.ops.convert_to_numpy(self.scale))}
 
 
 def _journal(journal: Journal | str | os.PathLike[str] | None) -> Journal | None:
@@ -97,6 +122,8 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         min_lr: float = 0.0,
         *,
         journal: Journal | str | os.PathLike[str] | None = None,
+        schedule: str | Schedule | None = None,
+        reduce_in_warmup: bool = False,
         threshold_mode: str = "abs",
         max_reductions: int | None = None,
         nonfinite: str = "bad",
@@ -111,6 +138,11 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         self.nonfinite = nonfinite
         self.stop_at_min_lr = stop_at_min_lr
         self.journal = _journal(journal)
+        self.schedule = None if schedule is None else PlateauScaledSchedule(schedule)
+        self.warmup_steps = 0 if self.schedule is None else warmup_end(self.schedule.schedule)
+        self.reduce_in_warmup = reduce_in_warmup
+        self._last_eval_step = 0
+        self._last_eval_lrs: list[float] | None = None
         # validate everything now (the direction of 'auto' may need the model: checked later)
         self._settings(mode if mode != "auto" else "min")
         self._mode: str | None = None if mode == "auto" else mode
@@ -132,6 +164,37 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         super().on_train_begin(logs)
         self.best_epoch, self.evaluations, self.num_reductions, self.exhausted = None, 0, 0, False
+        if self.schedule is not None:
+            optimizers = _optimizers(self.model)
+            if len(optimizers) != 1:
+                raise PlateauError("schedule= needs a model with a single optimizer")
+            self.schedule.scale.assign(1.0)
+            optimizers[0].learning_rate = self.schedule  # the schedule times the plateau factor
+            self._last_eval_step, self._last_eval_lrs = 0, [_lr(optimizers[0])]
+
+    def _step(self) -> int | None:
+        if self.schedule is None:
+            return None
+        return int(keras.ops.convert_to_numpy(_optimizers(self.model)[0].iterations))
+
+    def _journal_schedule(self, epoch: int, lrs: list[float]) -> None:
+        """Warm-up end, restarts and the schedule's own moves since the last evaluation."""
+        if self.schedule is None or self.journal is None:
+            return
+        k, spec = self._step() or 0, self.schedule.base.spec
+        before = self._last_eval_lrs or lrs
+        scale = float(keras.ops.convert_to_numpy(self.schedule.scale))
+        for step, label in marks_between(self.schedule.schedule, self._last_eval_step, k):
+            cause = CAUSE_OF_MARK.get(label)
+            if cause is not None:
+                at = [self.schedule.schedule(step) * scale]
+                self.journal.append(Entry(cause, epoch=epoch, step=step,
+                                          old_lrs=[self.schedule.schedule(step - 1) * scale], new_lrs=at,
+                                          evidence={"label": label, "schedule": spec}))
+                before = at
+        if any(abs(a - b) > 1e-12 * max(abs(a), abs(b)) for a, b in zip(before, lrs)):
+            self.journal.append(Entry("schedule", epoch=epoch + 1, step=k, old_lrs=before, new_lrs=lrs,
+                                      evidence={"schedule": spec, "from_step": self._last_eval_step}))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self._mode is None:
@@ -160,30 +223,39 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             num_bad=self.wait, cooldown_counter=self.cooldown_counter,
             reductions=self.num_reductions, exhausted=self.exhausted,
         )
-        out = update(config, state, float(current), lrs)
+        self._journal_schedule(epoch, lrs)
+        k = self._step()
+        hold = k is not None and k < self.warmup_steps and not self.reduce_in_warmup
+        out = update(config, state, float(current), lrs, hold=hold)
         st = out.state
         self.evaluations, self.best, self.best_epoch = st.evaluations, st.best, st.best_evaluation
         self.wait, self.cooldown_counter = st.num_bad, st.cooldown_counter
         self.num_reductions, self.exhausted = st.reductions, st.exhausted
-        for opt, new, changed in zip(optimizers, out.lrs, out.changed):
-            if changed:
+        for opt, old, new, changed in zip(optimizers, lrs, out.lrs, out.changed):
+            if changed and self.schedule is not None:
+                if old > 0:
+                    scale = float(keras.ops.convert_to_numpy(self.schedule.scale))
+                    self.schedule.scale.assign(scale * new / old)
+            elif changed:
                 opt.learning_rate = new
-                if self.verbose > 0:
-                    name = f" {opt.name}" if len(optimizers) > 1 else ""
-                    keras.utils.io_utils.print_msg(
-                        f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing{name} learning rate to {new}.")
+            if changed and self.verbose > 0:
+                name = f" {opt.name}" if len(optimizers) > 1 else ""
+                keras.utils.io_utils.print_msg(
+                    f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing{name} learning rate to {new}.")
         if self.journal is not None:
             ev = dict(out.evidence)
             ev["min_lr"] = [float(self.min_lr)] * len(lrs)
             new_lrs = [_lr(o) for o in optimizers]
             if out.reduced:
-                self.journal.append(Entry(out.cause or "plateau", epoch=epoch + 1, old_lrs=lrs,
+                self.journal.append(Entry(out.cause or "plateau", epoch=epoch + 1, step=k, old_lrs=lrs,
                                           new_lrs=new_lrs, evidence=ev))
             elif out.nonfinite:
-                self.journal.append(Entry("nonfinite", epoch=epoch + 1, old_lrs=lrs, new_lrs=lrs, evidence=ev))
+                self.journal.append(Entry("nonfinite", epoch=epoch + 1, step=k, old_lrs=lrs, new_lrs=lrs,
+                                          evidence=ev))
             if out.stop:
-                self.journal.append(Entry("early-stop", epoch=epoch + 1, old_lrs=new_lrs, new_lrs=new_lrs,
-                                          evidence={**ev, "reason": "min_lr"}))
+                self.journal.append(Entry("early-stop", epoch=epoch + 1, step=k, old_lrs=new_lrs,
+                                          new_lrs=new_lrs, evidence={**ev, "reason": "min_lr"}))
+        self._last_eval_step, self._last_eval_lrs = k or 0, [_lr(o) for o in optimizers]
         if out.stop:
             self.model.stop_training = True
 
