@@ -34,6 +34,8 @@ __all__ = ["Attribution", "Change", "attribute", "explain_journal"]
 
 Arrays = Mapping[str, tuple[Any, Any]]
 
+_MAX_EVALUATIONS = 3000
+
 _THRESHOLDS = (("rel", 1e-4), ("abs", 0.0), ("abs", 1e-4), ("rel", 1e-2), ("abs", 1e-2))
 
 
@@ -198,8 +200,8 @@ def _best_hypothesis(drops: list[Change], metrics: dict[str, tuple[np.ndarray, n
                      strict: bool, warm_end: float | None = None) -> dict[str, Any] | None:
     best: dict[str, Any] | None = None
     for name, (es, ev) in metrics.items():
-        if len(ev) < 2:
-            continue
+        if len(ev) < 2 or len(ev) > _MAX_EVALUATIONS:
+            continue  # a per-step series is not what a plateau reducer is stepped with
         observed = sorted({_eval_index_before(es, c.step, strict) for c in drops})
         if not observed or observed[0] < 0:
             continue
