@@ -185,3 +185,13 @@ def test_shared_samples_load(path):
     for name in log.names():
         s = log.get(name)
         assert len(s) > 0 and np.all(np.diff(s.steps) > 0)
+
+
+def test_directory_prefers_monitor_jsonl_over_other_jsonl(tmp_path):
+    (tmp_path / "lrdoctor").mkdir()
+    (tmp_path / "log.jsonl").write_text(
+        '{"type": "meta", "version": 1, "every": 50}\n'
+        '{"type": "scalars", "step": 0, "values": {"train/loss": 2.0}}\n')
+    (tmp_path / "lrdoctor" / "journal.jsonl").write_text('{"step": 3, "cause": "plateau"}\n')
+    log = load(tmp_path)
+    assert log.format == "lrdoctor-jsonl" and log.source.endswith("log.jsonl")

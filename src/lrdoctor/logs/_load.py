@@ -62,6 +62,17 @@ def load(path: str | os.PathLike[str], *, format: str = "auto") -> TrainingLog:
     return read_csv(p, text=text)
 
 
+def _is_monitor_log(path: Path) -> bool:
+    """True when the file starts with our Monitor's meta line."""
+    import json
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            first = json.loads(fh.readline(65536) or "null")
+    except (OSError, ValueError):
+        return False
+    return isinstance(first, dict) and first.get("type") == "meta" and "every" in first
+
+
 def _one_object(line: str) -> bool:
     import json
     try:
@@ -88,10 +99,13 @@ def _newest(paths: list[Path]) -> Path:
 def _load_dir(p: Path, format: str) -> TrainingLog:
     if format == "tensorboard":
         return read_tensorboard(p)
+    jsonl = sorted(p.rglob("*.jsonl"))
+    ours = [q for q in jsonl if _is_monitor_log(q)]
     candidates = [
-        sorted(p.rglob("*.jsonl")),
+        ours,
         [q for q in p.rglob("trainer_state.json")],
         [q for q in p.rglob("metrics.csv")],
+        [] if ours else [q for q in jsonl if not q.name.startswith("journal")],
     ]
     for group in candidates:
         if group:
