@@ -48,8 +48,15 @@ def read_csv(path: Path, *, text: str | None = None) -> TrainingLog:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    rows = list(csv.reader(io.StringIO(text), dialect))
+    try:
+        rows = list(csv.reader(io.StringIO(text.replace("\x00", "")), dialect))
+    except csv.Error as err:
+        raise LogFormatError(f"{path} is not a readable CSV ({err}); expected a header row "
+                             "such as epoch,loss,val_loss and one row per log point") from None
     rows = [r for r in rows if any(c.strip() for c in r)]
+    if not rows:
+        raise LogFormatError(f"{path} holds no rows: nothing was logged yet, or the wrong file "
+                             "was given")
     header = [h.strip() for h in rows[0]]
     body = rows[1:]
     b = LogBuilder()
