@@ -53,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     from lrdoctor import examples
     from lrdoctor.integrations import RunFiles
     from lrdoctor.integrations.ranks import RankMonitor, all_reduce_mean
-    from lrdoctor.journal import Journal
     from lrdoctor.torch import PlateauLR, find_lr
 
     dist.init_process_group(args.backend)
@@ -61,11 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     out = Path(args.out)
     files = RunFiles(out)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        for old in (files.log, files.journal, *out.glob("ranks/rank*.jsonl"),
-                    *out.glob("log.rank*.jsonl")):
-            old.unlink(missing_ok=True)
+    journal, _ = files.start(0, writer=rank == 0)   # rank 0 clears a previous run's files
     dist.barrier()
 
     task = examples.get("digits-mlp", seed=0)
@@ -89,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
         suggestion = float(result.suggestion)
         peak = suggestion
 
-    journal = Journal(files.journal)                  # PlateauLR stops non-zero ranks writing
     plateau = PlateauLR(opt, mode="min", factor=0.5, patience=args.patience, monitor="val_loss",
                         schedule=f"warmup({args.warmup}) >> constant({peak!r})", journal=journal)
     monitor = RankMonitor(model.module, opt, files.log, write=args.write,

@@ -101,9 +101,6 @@ def test_cli_explain_on_the_output_directory(output_dir):
     assert "warm-up ended" in text and "restarted" in text
 
 
-@pytest.mark.xfail(reason="lrdoctor.logs.load(dir) picks <out>/lrdoctor/journal.jsonl over "
-                          "log.jsonl when it is newer (issue 5: prefer the JSONL with a meta line)",
-                   strict=False)
 def test_cli_diagnose_on_the_output_directory(output_dir):
     _cli("diagnose", output_dir, "--json", output_dir / "d.json")
     assert json.loads((output_dir / "d.json").read_text())["findings"]

@@ -51,6 +51,20 @@ class RunFiles:
     def report(self) -> Path:
         return self.root / "report.html"
 
+    def start(self, step: int, *, writer: bool = True) -> tuple[Journal, int]:
+        """Open the run for training that starts after ``step`` optimizer steps (0: a fresh
+        run, whose old files are removed; else a resume, see :meth:`resume_at`). Returns the
+        journal — the file's, continued, for the ``writer`` (rank 0); in memory elsewhere — and
+        the Monitor's evaluation count to continue from."""
+        if writer:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if step == 0:
+                for p in (self.log, self.journal, self.diagnosis, self.report):
+                    p.unlink(missing_ok=True)
+        journal = self.open_journal() if writer else Journal(self.journal, write=False)
+        evaluations = self.resume_at(step, journal, log=writer) if step else 0
+        return journal, evaluations
+
     def open_journal(self) -> Journal:
         """The run's journal, for the process that writes it; an existing file is read back so
         a resumed run continues it."""

@@ -83,18 +83,8 @@ class LRDoctorCallback(_transformers.TrainerCallback):
                        optimizer: Any = None, lr_scheduler: Any = None, **kwargs: Any) -> None:
         root = self.out_dir or Path(args.output_dir) / "lrdoctor"
         self.files = RunFiles(root)
-        rank0 = state.is_world_process_zero
         start = int(state.global_step)  # the checkpoint's step when resuming
-        if rank0:
-            root.mkdir(parents=True, exist_ok=True)
-            if start == 0:
-                for p in (self.files.log, self.files.journal, self.files.diagnosis,
-                          self.files.report):
-                    p.unlink(missing_ok=True)
-        # rank 0 reads back and writes the journal file; other ranks keep theirs in memory
-        self.journal = self.files.open_journal() if rank0 else Journal(self.files.journal,
-                                                                           write=False)
-        evaluations = self.files.resume_at(start, self.journal, log=rank0) if start else 0
+        self.journal, evaluations = self.files.start(start, writer=state.is_world_process_zero)
         if type(lr_scheduler).__name__ == "PlateauLR" and lr_scheduler.journal is None:
             attach_journal(lr_scheduler, self.journal)
         from lrdoctor.integrations.ranks import RankMonitor

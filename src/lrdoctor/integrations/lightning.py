@@ -111,18 +111,8 @@ class LRDoctorCallback(_pl.Callback):
         # Runs after Lightning restored the checkpoint: global_step is where this run starts.
         root = self.out_dir or Path(trainer.default_root_dir) / "lrdoctor"
         self.files = RunFiles(root)
-        rank0 = trainer.is_global_zero
         start = int(trainer.global_step)
-        if rank0:
-            root.mkdir(parents=True, exist_ok=True)
-            if start == 0:  # a fresh fit: a previous run's files would be mixed in
-                for p in (self.files.log, self.files.journal, self.files.diagnosis,
-                          self.files.report):
-                    p.unlink(missing_ok=True)
-        # rank 0 reads back and writes the journal file; other ranks keep theirs in memory
-        self.journal = self.files.open_journal() if rank0 else Journal(self.files.journal,
-                                                                           write=False)
-        evaluations = self.files.resume_at(start, self.journal, log=rank0) if start else 0
+        self.journal, evaluations = self.files.start(start, writer=trainer.is_global_zero)
         for sched in self._schedulers(trainer):
             if _is_plateau(sched) and sched.journal is None:
                 attach_journal(sched, self.journal)

@@ -90,8 +90,12 @@ class RankMonitor:
         self.rank, self.world_size = rank_and_world()
         self.optimizer = optimizer
         self.path = Path(path)
-        if write == "all" and self.rank > 0:
+        if write == "all" and self.rank > 0:  # this rank's own copy: fresh, or cut at the resume
             self.path = self.path.with_name(f"{self.path.stem}.rank{self.rank}{self.path.suffix}")
+            if start_step == 0:
+                self.path.unlink(missing_ok=True)
+            else:
+                truncate_after(self.path, start_step)
         self.monitor = None
         if self.rank == 0 or write == "all":
             from lrdoctor.torch import Monitor
@@ -108,9 +112,9 @@ class RankMonitor:
                 trace.unlink(missing_ok=True)
             else:
                 truncate_after(trace, start_step)
+            # plain {"step", "values"} records, no meta line: not a Monitor log that
+            # lrdoctor.logs.load(run_dir) would take for the run's log
             self._trace = open(trace, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-            meta = {"type": "meta", "version": 1, "rank": self.rank, "world_size": self.world_size}
-            self._trace.write(json.dumps(meta) + "\n")
         self.steps = start_step
         self.last_loss: float | None = None
 
@@ -138,8 +142,7 @@ class RankMonitor:
                 used = lrs if lrs is not None else [g["lr"] for g in self.optimizer.param_groups]
                 for i, lr in enumerate(used):
                     values[f"lr/{i}"] = float(lr)
-                self._trace.write(json.dumps({"type": "scalars", "step": self.steps,
-                                              "values": values}) + "\n")
+                self._trace.write(json.dumps({"step": self.steps, "values": values}) + "\n")
         self.steps += 1
         self.last_loss = mean
         if self.monitor is not None:
