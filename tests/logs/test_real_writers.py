@@ -105,3 +105,18 @@ def test_transformers_trainer_state(tmp_path):
     assert log.get("train/loss").values.tolist() == [1.2, 0.9]
     assert log.get("grad_norm").values.tolist() == [2.0, 1.5]
     assert log.get("val/accuracy").values.tolist() == [0.5]
+
+
+def test_tensorboard_keras_layout(tmp_path):
+    """Keras' TensorBoard callback writes train/ and validation/ folders with epoch_* tags."""
+    pytest.importorskip("tensorboard")
+    tb = pytest.importorskip("torch.utils.tensorboard")
+    for split, base in (("train", 1.0), ("validation", 1.2)):
+        w = tb.SummaryWriter(log_dir=str(tmp_path / "logs" / split))
+        for epoch in range(3):
+            w.add_scalar("epoch_loss", base / (epoch + 1), epoch)
+            w.add_scalar("epoch_accuracy", 0.5 + 0.1 * epoch, epoch)
+        w.close()
+    log = load(tmp_path / "logs")
+    assert {"train/loss", "val/loss", "train/accuracy", "val/accuracy"} <= set(log.names())
+    assert log.get("val/loss").values[0] == pytest.approx(1.2)

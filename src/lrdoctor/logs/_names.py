@@ -105,6 +105,8 @@ def _canonical_passthrough(name: str) -> str | None:
     low = metric.lower()
     if low in _SUMMARY:
         return None
+    if low.startswith("epoch_") and len(low) > 6:  # Keras TensorBoard: train/epoch_loss
+        metric, low = metric[6:], low[6:]
     if low in _LR:
         return "lr"
     if low in {"grad_norm", "gradient_norm"}:
@@ -113,4 +115,4 @@ def _canonical_passthrough(name: str) -> str | None:
         return None
     if low in _ACC:
         return f"{split}/accuracy"
-    return name
+    return f"{split}/{metric}"
