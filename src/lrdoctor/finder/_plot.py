@@ -11,7 +11,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["plot_result"]
 
-_COLORS = {"steepest": "tab:orange", "valley": "tab:green", "minimum": "tab:purple"}
+_COLORS = {"edge": "tab:green", "steepest": "tab:orange", "valley": "tab:olive",
+           "minimum": "tab:purple"}
 
 
 def plot_result(result: FinderResult, *, ax: Any = None) -> Any:
@@ -55,6 +56,6 @@ def plot_result(result: FinderResult, *, ax: Any = None) -> Any:
     else:
         title += ": no clear descent"
     ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.25)
+    ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     return fig
