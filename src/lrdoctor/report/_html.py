@@ -43,8 +43,8 @@ class Report:
     """Assemble sections, then ``write(path)`` one HTML file (also ``to_dict()`` for JSON).
 
     >>> r = Report("run 1")
-    >>> r.add_summary("Loss falls, validation follows.", verdict="healthy")
-    >>> r.add_table("numbers", ["metric", "value"], [["<b>val</b>", 0.5]])
+    >>> _ = r.add_summary("Loss falls, validation follows.", verdict="healthy")
+    >>> _ = r.add_table("numbers", ["metric", "value"], [["<b>val</b>", 0.5]])
     >>> "&lt;b&gt;val&lt;/b&gt;" in r.render()
     True
     """
