@@ -1,12 +1,26 @@
 """lrdoctor: learning rates you can control and explain.
 
-The top level is framework-free (numpy and the standard library only); PyTorch and Keras
-adapters are imported explicitly: ``lrdoctor.torch``, ``lrdoctor.keras``.
+>>> import lrdoctor
+>>> lrdoctor.parse("warmup(10) >> cosine(1e-3, steps=90)")(10)
+0.001
+
+The top level is framework-free (numpy and the standard library); PyTorch and Keras adapters
+are imported explicitly: ``lrdoctor.torch``, ``lrdoctor.keras``. ``lrdoctor.diagnose(log)``
+runs the training doctor on a log from ``lrdoctor.logs.load(path)``.
 """
 
+from lrdoctor import diagnose, logs
 from lrdoctor.errors import LRDoctorError, ScheduleError
 from lrdoctor.schedules import Schedule, parse
 
 __version__ = "0.1.0"
 
-__all__ = ["LRDoctorError", "Schedule", "ScheduleError", "__version__", "parse"]
+__all__ = [
+    "LRDoctorError",
+    "Schedule",
+    "ScheduleError",
+    "__version__",
+    "diagnose",
+    "logs",
+    "parse",
+]

@@ -10,6 +10,7 @@ _NAMES = {
     "SpecSchedule": "_schedule",
     "ReduceLROnPlateau": "_callbacks",
     "EarlyStopping": "_callbacks",
+    "PlateauScaledSchedule": "_callbacks",
     "MonitorCallback": "_monitor",
 }
 

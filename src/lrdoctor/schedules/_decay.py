@@ -271,7 +271,9 @@ class Linear(Schedule):
     name = "linear"
 
     def __call__(self, step: int) -> float:
-        return self.base_lr + (self.end_lr - self.base_lr) * min(step, self.steps) / self.steps
+        if step >= self.steps:  # exactly end_lr: base + (end - base) * 1 can round below 0
+            return self.end_lr
+        return self.base_lr + (self.end_lr - self.base_lr) * step / self.steps
 
     @property
     def duration(self) -> int:
