@@ -44,17 +44,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--model", metavar="MOD:FUNC", help="a function returning your nn.Module")
     p.add_argument("--data", metavar="MOD:FUNC", help="with --model: a function returning loaders")
     p.add_argument("--loss", choices=LOSSES, default="cross_entropy",
-                   help="with --model: the loss (model = the model returns .loss); default %(default)s")
+                   help="with --model: the loss (model = the model returns .loss); "
+                        "default %(default)s")
     p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="adam",
                    help="sgd = SGD with momentum 0.9; default %(default)s")
     p.add_argument("--lr-range", nargs=2, type=float, metavar=("START", "END"),
                    help="the ramp's first and last LR (default 1e-6 10)")
-    p.add_argument("--steps", type=int, default=200, help="ramp length in optimizer steps (default %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="runs on different batches (default %(default)s)")
+    p.add_argument("--steps", type=int, default=200,
+                   help="ramp length in optimizer steps (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="runs on different batches (default %(default)s)")
     p.add_argument("--rule", default=None, help="suggestion rule: edge, steepest, valley, minimum")
-    p.add_argument("--seed", type=int, default=0, help="seed of the example task (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the example task (default %(default)s)")
     p.add_argument("--schedule-steps", type=int, metavar="N",
-                   help="training length for the spec strings (default: the example's budget, or 1000)")
+                   help="training length for the spec strings "
+                        "(default: the example's budget, or 1000)")
     p.add_argument("--plot", metavar="PNG", help="write the range-test picture")
     p.add_argument("--json", metavar="JSON", help="write the result as JSON")
     p.set_defaults(run=run)

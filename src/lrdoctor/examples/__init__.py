@@ -119,7 +119,8 @@ def get(name: str, *, seed: int = 0, batch_size: int | None = None, epochs: int 
     if n_train is not None:
         if not 1 <= int(n_train) <= len(data.y_train):
             raise LRDoctorError(f"n_train must be in [1, {len(data.y_train)}], got {n_train}")
-        data = data.replace(x_train=data.x_train[: int(n_train)], y_train=data.y_train[: int(n_train)])
+        n = int(n_train)
+        data = data.replace(x_train=data.x_train[:n], y_train=data.y_train[:n])
     if batch_size is not None and batch_size < 1:
         raise LRDoctorError(f"batch_size must be >= 1, got {batch_size}")
     if epochs is not None and epochs < 0:

@@ -27,7 +27,7 @@ from lrdoctor.errors import LRDoctorError
 
 __all__ = ["Data", "chars", "digits", "mnist1d", "decode_chars", "VOCAB"]
 
-#: Source files of the character corpus, in order (standard-library modules with pure-Python source).
+#: Source files of the character corpus, in order (stdlib modules with pure-Python source).
 CORPUS_MODULES = (
     "textwrap", "shlex", "heapq", "bisect", "fnmatch", "calendar", "string", "glob",
     "base64", "sched", "queue", "colorsys", "graphlib", "pprint", "fractions",
@@ -223,5 +223,6 @@ def fingerprint(data: Data) -> str:
     h = hashlib.sha256()
     for f in fields(data):
         v = getattr(data, f.name)
-        h.update(np.ascontiguousarray(v).tobytes() if isinstance(v, np.ndarray) else repr(v).encode())
+        raw = np.ascontiguousarray(v).tobytes() if isinstance(v, np.ndarray) else repr(v).encode()
+        h.update(raw)
     return h.hexdigest()[:16]

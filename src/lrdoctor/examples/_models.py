@@ -50,7 +50,8 @@ def _apply_init(model: nn.Module, init: str) -> None:
                 try:
                     std = float(init.split(":", 1)[1])
                 except ValueError:
-                    raise LRDoctorError(f"init 'normal:<std>' needs a number, got {init!r}") from None
+                    raise LRDoctorError(
+                        f"init 'normal:<std>' needs a number, got {init!r}") from None
                 nn.init.normal_(m.weight, 0.0, std)
             else:
                 raise LRDoctorError(

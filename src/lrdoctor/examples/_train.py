@@ -62,8 +62,9 @@ def _needs_metric(scheduler: Any) -> bool:
         params = list(inspect.signature(scheduler.step).parameters.values())
     except (TypeError, ValueError):  # pragma: no cover - builtins
         return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return bool(params) and params[0].default is inspect.Parameter.empty and \
-        params[0].kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        params[0].kind in positional
 
 
 def train(task: Task, optimizer: Any, *, epochs: int | None = None, model: Any = None,

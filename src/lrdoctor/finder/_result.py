@@ -104,12 +104,13 @@ class FinderResult:
     @property
     def divergence_lr(self) -> float | None:
         """The lowest LR at which a repeat diverged (or hit NaN/Inf), if any did."""
-        lrs = [float(c.lrs[-1]) for c in self.curves if c.stop in ("diverged", "nonfinite") and len(c)]
+        lrs = [float(c.lrs[-1]) for c in self.curves
+               if c.stop in ("diverged", "nonfinite") and len(c)]
         return min(lrs) if lrs else None
 
     # ---- schedules ---------------------------------------------------------------------------
     def bounds(self) -> tuple[float, float]:
-        """Leslie Smith's bounds: ``high`` = max(suggestion, min-loss LR / 3), ``low`` = high / 4."""
+        """Leslie Smith's bounds: high = max(suggestion, min-loss LR / 3), low = high / 4."""
         if self.suggestion is None:
             raise FinderError("the range test found no clear descent, so there is no LR to "
                               "build a schedule from; " + (self.notes[0] if self.notes else ""))
@@ -184,7 +185,8 @@ class FinderResult:
         if path is not None:
             target = Path(path)
             if not target.parent.exists():
-                raise FinderError(f"cannot write {target}: the folder {target.parent} does not exist")
+                raise FinderError(
+                    f"cannot write {target}: the folder {target.parent} does not exist")
             fig.savefig(target, dpi=120, bbox_inches="tight")
         return fig
 
@@ -214,7 +216,8 @@ def analyze(curves: Sequence[Curve], *, rule: str = DEFAULT_RULE,
             pick = fn(c.lrs, c.smoothed)
             if pick is not None:
                 per_rule[name].append(pick)
-    picks = {name: (_median_lr([p.lr for p in ps]) if ps else None) for name, ps in per_rule.items()}
+    picks = {name: (_median_lr([p.lr for p in ps]) if ps else None)
+             for name, ps in per_rule.items()}
     chosen = per_rule[rule]
     if not valid or not chosen:
         if not valid:

@@ -34,7 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PEER_RULES", "RULES", "Pick", "descent", "edge", "minimum", "noise", "steepest", "valley"]
+__all__ = [
+    "PEER_RULES", "RULES", "Pick", "descent", "edge", "minimum", "noise", "steepest", "valley",
+]
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def noise(losses: np.ndarray) -> float:
 
 
 def _local_slopes(x: np.ndarray, y: np.ndarray, half: int) -> np.ndarray:
-    """Least-squares slope dy/dx over a centred window of ``2 * half + 1`` points (shrunk at ends)."""
+    """Least-squares slope dy/dx over a centred window of ``2 * half + 1`` points."""
     n = len(x)
     out = np.full(n, np.nan)
     for i in range(n):

@@ -63,7 +63,8 @@ class _Snapshot:
                        for p in params]
         self.buffers = [(b, b.detach().clone()) for b in model.buffers()]
         self.modes = [(m, m.training) for m in model.modules()]
-        self.opt_state = {p: {k: _clone(v) for k, v in s.items()} for p, s in optimizer.state.items()}
+        self.opt_state = {p: {k: _clone(v) for k, v in s.items()}
+                          for p, s in optimizer.state.items()}
         self.opt_groups = [{k: _clone(v) for k, v in g.items() if k != "params"}
                            for g in optimizer.param_groups]
         self.scaler_attrs = None
@@ -177,7 +178,8 @@ def _default_step(model: torch.nn.Module, batch: Any, loss_fn: Callable[..., Any
         if xk is None or yk is None:
             raise FinderError(
                 f"cannot tell inputs from targets in a dict batch with keys {sorted(batch)}; "
-                f"use keys like {_X_KEYS[:3]} / {_Y_KEYS[:3]} or pass step_fn=(model, batch) -> loss")
+                f"use keys like {_X_KEYS[:3]} / {_Y_KEYS[:3]} "
+                "or pass step_fn=(model, batch) -> loss")
         return loss_fn(model(batch[xk]), batch[yk])
     if isinstance(batch, (list, tuple)) and len(batch) >= 2:
         if loss_fn is None:
@@ -286,8 +288,8 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             loss = step_fn(model, batch) if step_fn is not None else \
                 _default_step(model, batch, loss_fn, device)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-            raise FinderError(f"the loss must be a scalar tensor, got {type(loss).__name__}"
-                              + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""))
+            shape = f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""
+            raise FinderError(f"the loss must be a scalar tensor, got {type(loss).__name__}{shape}")
         return loss.reshape(())
 
     def reduce(value: torch.Tensor) -> float:
@@ -342,7 +344,9 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         loss = compute_loss(batches.next())
                         loss_sum += loss.detach().float()
                         scaled = loss / accumulation_steps
-                        (grad_scaler.scale(scaled) if grad_scaler is not None else scaled).backward()
+                        if grad_scaler is not None:
+                            scaled = grad_scaler.scale(scaled)
+                        scaled.backward()
                 except StopIteration:
                     if batches.total == 0:
                         raise FinderError("train_loader yielded no batches") from None
