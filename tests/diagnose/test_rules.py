@@ -209,6 +209,23 @@ def test_plateau_monitor_mismatch():
     assert "plateau-monitor-mismatch" in codes(log)
 
 
+@pytest.mark.parametrize("mode,monitor,flagged", [
+    ("min", "val_accuracy", True), ("max", "val_loss", True),
+    ("max", "val_accuracy", False), ("min", "val/loss", False), ("min", "my_score", False),
+])
+def test_plateau_mode_declared_in_the_log_contradicts_the_metric(mode, monitor, flagged):
+    """A logged scheduler setting with the wrong mode is certain: flagged without curve evidence."""
+    log = healthy_log()  # the lr never drops: the curve heuristic alone would say nothing
+    log.events.append(Event("lr-scheduler", "PlateauLR(...)", 0, {"mode": mode, "monitor": monitor}))
+    log.events.append(Event("plateau", "cut", 120, {"mode": mode, "monitor": monitor}))
+    found = [f for f in diagnose(log).findings if f.code == "plateau-monitor-mismatch"]
+    assert bool(found) == flagged
+    if flagged:
+        natural = "max" if mode == "min" else "min"
+        assert found[0].severity == "critical" and f"mode='{natural}'" in found[0].fix
+        assert found[0].steps == (120.0,)
+
+
 def test_setup_events_and_init_loss():
     log = healthy_log()
     log.events.append(Event("loss-activation-mismatch", "softmax outputs", 0))

@@ -11,6 +11,8 @@ import numpy as np
 from lrdoctor.diagnose._context import Context, tail
 from lrdoctor.diagnose._curves import _f, _levels, _lr_at
 from lrdoctor.diagnose._finding import Finding
+from lrdoctor.errors import PlateauError
+from lrdoctor.plateau._state import infer_mode
 
 __all__ = ["RULES"]
 
@@ -110,7 +112,36 @@ def missing_warmup(ctx: Context) -> list[Finding]:
     return []
 
 
+def _declared_mode_mismatch(ctx: Context) -> Finding | None:
+    """A logged scheduler setting (an event whose data has ``mode`` and ``monitor``, as the
+    demo and the integrations write) whose mode contradicts the metric's name: certain, so
+    it needs no curve evidence."""
+    for event in ctx.log.events:
+        mode, monitor = event.data.get("mode"), event.data.get("monitor")
+        if mode not in ("min", "max") or not isinstance(monitor, str):
+            continue
+        try:
+            natural = infer_mode(monitor.split("/")[-1])
+        except PlateauError:
+            continue
+        if natural == mode:
+            continue
+        cuts = [float(e.step) for e in ctx.log.events
+                if e.code == "plateau" and e.step is not None and e.data.get("monitor") == monitor]
+        cut_text = f"; it cut the lr {len(cuts)} times" if cuts else ""
+        goal = "maximised" if natural == "max" else "minimised"
+        return _f("plateau-monitor-mismatch", "critical",
+                  f"the plateau scheduler watches {monitor} in mode='{mode}', but {monitor} should "
+                  f"be {goal}, so every improvement counts as a bad evaluation{cut_text}",
+                  f"Use mode='{natural}' (or mode='auto', which reads it from the metric's name).",
+                  cuts or ([float(event.step)] if event.step is not None else []), 0.9)
+    return None
+
+
 def plateau_monitor_mismatch(ctx: Context) -> list[Finding]:
+    declared = _declared_mode_mismatch(ctx)
+    if declared is not None:
+        return [declared]
     lr = ctx.lr
     if lr is None or len(lr) < 3:
         ctx.skip("plateau-monitor-mismatch", "needs the learning rate over time")
