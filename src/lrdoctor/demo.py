@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lrdoctor._json import jsonable
 from lrdoctor.errors import LRDoctorError
 
 __all__ = ["DemoConfig", "DemoResult", "RunRecord", "compare", "diagnose_run", "find_lr",
@@ -527,7 +528,7 @@ def run_demo(out_dir: str | Path = "demo-out", *, config: DemoConfig | None = No
     result = DemoResult(config=config, mistake=mistake, fixed=fixed, diagnosis=diagnosis,
                         finder=finder, suggested_lr=float(suggested), table=table, report=report,
                         out_dir=out, seconds=seconds, missing=missing)
-    (out / "demo.json").write_text(json.dumps(_jsonable(result.to_dict()), indent=2) + "\n")
+    (out / "demo.json").write_text(json.dumps(jsonable(result.to_dict()), indent=2) + "\n")
     return result
 
 
@@ -541,15 +542,3 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    return x

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
+
+from lrdoctor._json import jsonable
 
 __all__ = ["CLIError", "ArgumentParser", "console", "console_err", "write_json", "progress"]
 
@@ -31,26 +32,13 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _clean(value: Any) -> Any:
-    """JSON cannot hold NaN/Inf: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "tolist"):
-        return _clean(value.tolist())
-    return value
-
-
 def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
     """Write ``data`` as JSON atomically (a temp file renamed over the target)."""
     target = Path(path)
     if target.parent and not target.parent.exists():
         raise CLIError(f"cannot write {target}: the folder {target.parent} does not exist")
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(data), indent=2, allow_nan=False) + "\n")
+    tmp.write_text(json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")
     os.replace(tmp, target)
     return target
 

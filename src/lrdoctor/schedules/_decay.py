@@ -32,6 +32,11 @@ def _check_decay_factor(s: Step | MultiStep | Exponential) -> None:
         )
 
 
+def _periods(step: int, every: int, staircase: bool) -> float:
+    """``step / every``, floored when ``staircase`` (Keras' decay-steps convention)."""
+    return math.floor(step / every) if staircase else step / every
+
+
 @dataclass(frozen=True)
 class Constant(Schedule):
     """A constant learning rate: ``lr(k) = lr``.
@@ -159,10 +164,7 @@ class Exponential(Schedule):
     name = "exponential"
 
     def __call__(self, step: int) -> float:
-        p = step / self.every_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.base_lr * self.gamma**p
+        return self.base_lr * self.gamma ** _periods(step, self.every_steps, self.staircase)
 
     def _validate(self) -> None:
         _check_decay_factor(self)
@@ -186,10 +188,7 @@ class InverseTime(Schedule):
     name = "inverse_time"
 
     def __call__(self, step: int) -> float:
-        p = step / self.every_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.base_lr / (1 + self.rate * p)
+        return self.base_lr / (1 + self.rate * _periods(step, self.every_steps, self.staircase))
 
 
 @dataclass(frozen=True)
