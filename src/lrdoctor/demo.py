@@ -371,20 +371,6 @@ def verdict(mistake: RunRecord, fixed: RunRecord, lr: float) -> str:
             f"in the right mode — ends at {d:.1%} ({(d - a) * 100:+.1f} points).")
 
 
-class _SavedImage:
-    """A PNG already on disk, offered to ``Report.add_figure`` (which calls ``savefig``)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def savefig(self, target: Any, **_: Any) -> None:
-        data = self.path.read_bytes()
-        if hasattr(target, "write"):
-            target.write(data)
-        else:
-            Path(target).write_bytes(data)
-
-
 def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     return path
@@ -409,19 +395,19 @@ def write_report(parts: dict[str, Any], path: Path) -> Path:
     report.add_table("Comparison", headers, [[_cell(r[h], h) for h in headers] for r in p["table"]],
                      caption="; ".join(f"{k}: {v}" for k, v in p["summary_details"].items()))
     figs = p["figures"]
-    report.add_figure("Curves", _SavedImage(figs["curves"]),
+    report.add_image("Curves", figs["curves"],
                       caption="Training loss per step (smoothed; raw faint) and validation "
                               "accuracy per epoch, both runs.")
-    report.add_figure("Learning rate and journal events", _SavedImage(figs["lr_track"]),
+    report.add_image("Learning rate and journal events", figs["lr_track"],
                       caption="The learning rate of every optimizer step; each ▼ is a plateau "
                               "decision, numbered as in the journals below (a = run a, d = run d).")
     report.add_journal(mistake.journal or ["no decisions"], title=f"Journal of run {mistake.title}")
     report.add_journal(fixed.journal or ["no decisions"], title=f"Journal of run {fixed.title}")
-    report.add_figure("LR finder", _SavedImage(figs["finder"]), caption=p["finder_caption"])
-    report.add_figure("Schedule preview", _SavedImage(figs["schedule"]),
+    report.add_image("LR finder", figs["finder"], caption=p["finder_caption"])
+    report.add_image("Schedule preview", figs["schedule"],
                       caption=f"The schedule of run (d): {fixed.settings['schedule']}")
     if "lab" in figs:
-        report.add_figure("The same story on a valley", _SavedImage(figs["lab"]),
+        report.add_image("The same story on a valley", figs["lab"],
                           caption="Two parameters, an ill-conditioned valley: SGD at 1e-2 bounces "
                                   "between the walls, at 1e-7 crawls; Adam with a warm-up walks "
                                   "down. Run `lrdoctor lab --tour` for the whole story.")

@@ -69,3 +69,21 @@ def test_figure_marks_findings():
     assert len(fig.axes) == 3  # loss, lr, grad norm
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "nonfinite" in texts
+
+
+def test_add_image_embeds_a_png_file_or_bytes(tmp_path):
+    import matplotlib.pyplot as plt
+    import pytest
+
+    from lrdoctor.errors import LRDoctorError
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    png = tmp_path / "p.png"
+    fig.savefig(png)
+    plt.close(fig)
+    report = Report("images").add_image("from a file", png, caption="c1").add_image("from bytes", png.read_bytes())
+    html = report.render()
+    assert html.count("data:image/png;base64,") >= 2 and "c1" in html
+    with pytest.raises(LRDoctorError, match="not a PNG"):
+        Report("x").add_image("text", b"hello")

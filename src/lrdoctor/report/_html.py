@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lrdoctor.diagnose import Diagnosis
+from lrdoctor.errors import LRDoctorError
 from lrdoctor.logs import TrainingLog
 
 __all__ = ["Report"]
@@ -79,6 +80,16 @@ class Report:
         """A matplotlib figure, embedded as a PNG."""
         self.sections.append(_Section("figure", title, {"image": _png(fig),
                                                         "caption": caption or ""}))
+        return self
+
+    def add_image(self, title: str, image: str | os.PathLike[str] | bytes,
+                  caption: str | None = None) -> Report:
+        """A PNG given as a file path or as bytes, embedded inline."""
+        data = image if isinstance(image, bytes) else Path(image).read_bytes()
+        if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+            raise LRDoctorError(f"add_image takes PNG data; {title!r} is not a PNG")
+        encoded = base64.b64encode(data).decode("ascii")
+        self.sections.append(_Section("figure", title, {"image": encoded, "caption": caption or ""}))
         return self
 
     def add_table(self, title: str, headers: list[str], rows: list[list[Any]],
