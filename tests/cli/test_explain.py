@@ -193,7 +193,7 @@ def test_journal_answer_weighs_patience_against_noise(tmp_path):
 
 
 def test_fast_replay_equals_the_core():
-    from lrdoctor.plateau._attribute import _fast_replay, _replay
+    from lrdoctor.plateau._replay import _fast_replay, _replay
 
     rng = np.random.default_rng(5)
     for _ in range(400):

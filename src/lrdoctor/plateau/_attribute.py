@@ -19,220 +19,17 @@ after a decay is a restart.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from lrdoctor.errors import PlateauError
 from lrdoctor.journal import Entry, format_lr, format_value
-from lrdoctor.plateau._state import PlateauConfig, infer_mode
-from lrdoctor.plateau._update import update
+from lrdoctor.plateau._changes import Arrays, Attribution, Change, _arr, _natural_mode, _segments
+from lrdoctor.plateau._replay import _best_hypothesis, _eval_index_before
 
 __all__ = ["Attribution", "Change", "attribute", "explain_journal"]
 
-Arrays = Mapping[str, tuple[Any, Any]]
-
-_MAX_EVALUATIONS = 3000
-
-_THRESHOLDS = (("rel", 1e-4), ("abs", 0.0), ("abs", 1e-4), ("rel", 1e-2), ("abs", 1e-2))
-
-
-@dataclass
-class Change:
-    """One LR change: ``step`` is where the new LR is first seen (``end_step`` for a segment)."""
-
-    kind: str  # drop | decay | warmup | restart | rise
-    step: float
-    old_lr: float
-    new_lr: float
-    cause: str  # plateau | schedule | warmup-end | restart | unknown
-    end_step: float | None = None
-    metric: str | None = None
-    mode: str | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
-    train_improving: bool | None = None
-    sentence: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("kind", "step", "end_step", "old_lr", "new_lr", "cause",
-                                               "metric", "mode", "evidence", "train_improving",
-                                               "sentence")}
-
-
-@dataclass
-class Attribution:
-    changes: list[Change]
-    answer: str | None
-    notes: list[str] = field(default_factory=list)
-    unit: str = "step"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"changes": [c.to_dict() for c in self.changes], "answer": self.answer,
-                "notes": self.notes, "unit": self.unit}
-
-
-def _arr(pair: tuple[Any, Any]) -> tuple[np.ndarray, np.ndarray]:
-    s, v = (np.asarray(x, dtype=float) for x in pair)
-    keep = np.isfinite(s) & np.isfinite(v)
-    s, v = s[keep], v[keep]
-    order = np.argsort(s, kind="stable")
-    return s[order], v[order]
-
-
-def _natural_mode(name: str) -> str | None:
-    try:
-        return infer_mode(name.split("/")[-1])
-    except PlateauError:
-        return None
-
-
-# -- segmentation ----------------------------------------------------------------------------
-def _segments(steps: np.ndarray, lr: np.ndarray) -> list[Change]:
-    """Split the LR curve into sudden drops/jumps and smooth same-sign runs."""
-    n = len(lr)
-    if n < 2:
-        return []
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = np.where((lr[1:] > 0) & (lr[:-1] > 0), np.log(lr[1:] / np.where(lr[:-1] > 0, lr[:-1], 1)),
-                     np.sign(lr[1:] - lr[:-1]) * np.inf)
-    d[np.abs(d) < 1e-9] = 0.0
-    d[np.isnan(d)] = 0.0
-    sign = np.sign(d)
-    out: list[Change] = []
-    i = 0
-    while i < n - 1:
-        if sign[i] == 0:
-            i += 1
-            continue
-        j = i
-        while j + 1 < n - 1 and sign[j + 1] == sign[i]:
-            j += 1
-        run = d[i:j + 1]
-        # a sudden change inside a smooth run (a plateau cut within a decay) is split out
-        if j > i and sign[i] < 0:
-            # compare each step's absolute change with its neighbours' in the run: a cut is
-            # many times larger; smooth shapes (cosine, linear, exponential) change gradually
-            absd = np.abs(np.diff(lr[i:j + 2]))
-            spikes = []
-            for k in range(len(absd)):
-                near = [absd[m] for m in (k - 1, k + 1) if 0 <= m < len(absd)]
-                if near and absd[k] > 8 * max(near) and run[k] < -0.05:
-                    spikes.append(i + k)
-        else:
-            spikes = []
-        if j == i:
-            kind = "drop" if sign[i] < 0 else "jump"
-            out.append(Change(kind, float(steps[i + 1]), float(lr[i]), float(lr[i + 1]), "unknown"))
-        else:
-            start = i
-            for k in spikes + [j + 1]:
-                if k > start:
-                    kind = "decay" if sign[i] < 0 else "rise"
-                    out.append(Change(kind, float(steps[start + 1]), float(lr[start]), float(lr[k]),
-                                      "schedule", end_step=float(steps[k])))
-                if k <= j:
-                    out.append(Change("drop", float(steps[k + 1]), float(lr[k]), float(lr[k + 1]), "unknown"))
-                start = k + 1
-        i = j + 1
-    # fix the ends of sub-runs split by spikes
-    return [c for c in out if c.old_lr != c.new_lr]
-
-
-# -- plateau hypotheses ----------------------------------------------------------------------
-def _eval_index_before(eval_steps: np.ndarray, step: float, strict: bool) -> int:
-    """Index of the last evaluation that could have caused a change first seen at ``step``."""
-    k = int(np.searchsorted(eval_steps, step, side="left" if strict else "right")) - 1
-    return k
-
-
-def _replay(values: np.ndarray, mode: str, patience: int, tmode: str, t: float, cooldown: int,
-            held: int = 0) -> list[int]:
-    """Indices of the evaluations at which this reducer would reduce; the first ``held``
-    evaluations fall in a warm-up (recorded, never counted, as PlateauLR does)."""
-    cfg = PlateauConfig(monitor="m", mode=mode, patience=patience, threshold=t, threshold_mode=tmode,
-                        cooldown=cooldown, factor=0.5, eps=0.0)
-    state, lrs, fired = cfg.initial_state(), (1.0,), []
-    for i, v in enumerate(values):
-        o = update(cfg, state, float(v), lrs, hold=i < held)
-        state, lrs = o.state, o.lrs
-        if o.reduced:
-            fired.append(i)
-    return fired
-
-
-def _fast_replay(values: list[float], mode: str, patience: int, tmode: str, t: float, cooldown: int,
-                 held: int = 0) -> list[int]:
-    """:func:`_replay` without the allocations (the search runs thousands of them); the tests
-    check that both give the same indices."""
-    minimise, rel = mode == "min", tmode == "rel"
-    best = math.inf if minimise else -math.inf
-    bad = cool = 0
-    fired = []
-    for i, v in enumerate(values):
-        if v != v or v in (math.inf, -math.inf):
-            better = False
-        elif rel:
-            flip = best < 0
-            if minimise:
-                better = v < best * ((1.0 + t) if flip else (1.0 - t))
-            else:
-                better = v > best * ((1.0 - t) if flip else (t + 1.0))
-        else:
-            better = v < best - t if minimise else v > best + t
-        if better:
-            best, bad = v, 0
-        else:
-            bad += 1
-        if cool > 0:
-            cool -= 1
-            bad = 0
-        if i < held:
-            bad = 0
-        if bad > patience:
-            fired.append(i)
-            cool, bad = cooldown, 0
-    return fired
-
-
-def _best_hypothesis(drops: list[Change], metrics: dict[str, tuple[np.ndarray, np.ndarray]],
-                     strict: bool, warm_end: float | None = None) -> dict[str, Any] | None:
-    best: dict[str, Any] | None = None
-    for name, (es, ev) in metrics.items():
-        if len(ev) < 2 or len(ev) > _MAX_EVALUATIONS:
-            continue  # a per-step series is not what a plateau reducer is stepped with
-        observed = sorted({_eval_index_before(es, c.step, strict) for c in drops})
-        if not observed or observed[0] < 0:
-            continue
-        natural = _natural_mode(name)
-        values = [float(x) for x in ev]
-        holds = [0]
-        if warm_end is not None:  # evaluations inside a warm-up may not have been counted
-            holds += sorted({int(np.searchsorted(es, warm_end, side=side)) for side in ("left", "right")})
-        for mode, held in ((m, h) for m in ("min", "max") for h in dict.fromkeys(holds)):
-            for cooldown in (0, 1, 2, 3):
-                for tmode, t in _THRESHOLDS:
-                    for p in range(0, 13):
-                        fired = _fast_replay(values, mode, p, tmode, t, cooldown, held)
-                        if not fired:
-                            break  # a larger patience cannot fire either
-                        hit = len(set(fired) & set(observed))
-                        if not hit:
-                            continue
-                        # fires after the last observed drop may be no-ops at min_lr
-                        extra = [f for f in fired if f not in observed and f < observed[-1]]
-                        score = hit / (len(observed) + len(extra))
-                        key = (score, hit, mode == natural, -cooldown, -abs(t - 1e-4), -p, -held)
-                        if best is None or key > best["key"]:
-                            best = {"key": key, "metric": name, "mode": mode, "patience": p,
-                                    "held": held,
-                                    "threshold": t, "threshold_mode": tmode, "cooldown": cooldown,
-                                    "score": score, "natural_mode": natural, "fired": fired,
-                                    "observed": observed}
-                if best is not None and best["score"] == 1.0 and cooldown == 0:
-                    break
-    return best
 
 
 def _periodic(steps: list[float], start: float) -> float | None:
@@ -250,10 +47,9 @@ def _periodic(steps: list[float], start: float) -> float | None:
 def _trend(steps: np.ndarray, values: np.ndarray, at: float, window: float) -> tuple[bool | None, float, float]:
     """Was ``values`` falling just before ``at``? Compares the means of the two half-windows."""
     keep = (steps < at) & (steps >= at - window)
-    s, v = steps[keep], values[keep]
+    v = values[keep]
     if len(v) < 4:
-        keep = steps <= at
-        s, v = steps[keep][-8:], values[keep][-8:]
+        v = values[steps <= at][-8:]
         if len(v) < 4:
             return None, math.nan, math.nan
     half = len(v) // 2
