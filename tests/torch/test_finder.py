@@ -327,23 +327,11 @@ def test_examples_task_end_to_end():
 @pytest.mark.ddp
 @pytest.mark.slow
 def test_ddp_two_ranks_agree(tmp_path):
-    import json
-    import os
-    import subprocess
-    import sys
     from pathlib import Path
 
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed is not available in this build")
-    repo = Path(__file__).resolve().parents[2]
-    worker = Path(__file__).with_name("ddp_finder_worker.py")
-    env = {**os.environ, "PYTHONPATH": f"{repo / 'src'}{os.pathsep}{repo}", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           str(worker), str(tmp_path)]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert res.returncode == 0, res.stderr[-3000:]
-    r0 = json.loads((tmp_path / "rank0.json").read_text())
-    r1 = json.loads((tmp_path / "rank1.json").read_text())
+    from .._torchrun import two_ranks
+
+    r0, r1 = two_ranks(Path(__file__).with_name("ddp_finder_worker.py"), tmp_path)
     assert r0["suggestion"] == r1["suggestion"] and r0["interval"] == r1["interval"]
     assert r0["losses"] == r1["losses"]  # all-reduced: one curve on both ranks
     assert r0["restored"] and r1["restored"]

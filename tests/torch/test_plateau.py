@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .._torchrun import two_ranks
+
 torch = pytest.importorskip("torch")
 
 from hypothesis import given, settings  # noqa: E402
@@ -313,14 +315,7 @@ def test_sigkill_leaves_a_parseable_journal_with_every_decision(tmp_path):
 @pytest.mark.slow
 @pytest.mark.ddp
 def test_ddp_two_ranks_agree(tmp_path):
-    worker = Path(__file__).with_name("ddp_plateau_worker.py")
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           str(worker), str(tmp_path)]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert res.returncode == 0, res.stderr[-3000:]
-    r0 = json.loads((tmp_path / "rank0.json").read_text())
-    r1 = json.loads((tmp_path / "rank1.json").read_text())
+    r0, r1 = two_ranks(Path(__file__).with_name("ddp_plateau_worker.py"), tmp_path)
     assert r0["lrs"] == r1["lrs"]  # same reductions at the same epochs on both ranks
     assert r0["local"] != r1["local"]  # although each rank saw different local metrics
     assert any(b < a for a, b in zip(r0["lrs"], r0["lrs"][1:]))
