@@ -151,3 +151,36 @@ def test_works_with_examples_train(tmp_path):
         examples.train(task, opt, model=m, monitor=mon, epochs=2)
     d = D.diagnose(load(tmp_path / "e.jsonl"))
     assert not [f for f in d.findings if f.severity == "critical"]
+
+
+@pytest.mark.parametrize("order", ["scheduler-first", "monitor-first"])
+def test_logs_the_lr_each_step_used_whatever_the_call_order(tmp_path, order):
+    """``opt.step(); sched.step(); mon.step()`` must not log the next step's lr; a step the
+    optimizer skipped (no ``opt.step()``) logs the groups' current lr."""
+    from lrdoctor.schedules import parse
+    from lrdoctor.torch import ScheduledLR
+
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    spec = "warmup(5) >> cosine(0.1, steps=20)"
+    sched = ScheduledLR(opt, spec)
+    path = tmp_path / "log.jsonl"
+    with Monitor(model, opt, path) as mon:
+        for k in range(25):
+            loss = model(torch.randn(4, 3)).pow(2).mean()
+            loss.backward()
+            if k != 7:  # step 7: the optimizer step is skipped (as a GradScaler does on inf)
+                opt.step()
+            opt.zero_grad()
+            if order == "scheduler-first":
+                sched.step()
+                mon.step(loss=loss)
+            else:
+                mon.step(loss=loss)
+                sched.step()
+    lr = load(path).get("lr")
+    s = parse(spec)
+    expected = [s(k) for k in range(25)]
+    if order == "scheduler-first":
+        expected[7] = s(8)  # nothing ran at step 7: the groups already hold step 8's lr
+    assert list(lr.values) == pytest.approx(expected, rel=1e-12)

@@ -73,6 +73,18 @@ def _num(x: Any) -> float:
     return float(x)
 
 
+def _step_pre_hook(optimizer: Any, fn: Any) -> Any:
+    """Register ``fn`` to run before each step of the real optimizer inside any wrappers
+    (accelerate's ``AcceleratedOptimizer`` keeps it in ``.optimizer``); None if none can."""
+    target = optimizer
+    while not hasattr(target, "_optimizer_step_pre_hooks") and hasattr(target, "optimizer"):
+        target = target.optimizer
+    try:
+        return target.register_step_pre_hook(fn)
+    except AttributeError:  # no hook registry: Monitor.step() reads the groups' lr instead
+        return None
+
+
 class Monitor:
     """Record training health live and write it to a JSONL log that ``lrdoctor.logs`` reads.
 
@@ -112,6 +124,10 @@ class Monitor:
         self._snapshot: list[torch.Tensor] | None = None
         self._noise: dict[str, Any] | None = None
         self._out_hook = model.register_forward_hook(self._inspect_output)
+        # the lr each optimizer step used, taken just before it: a scheduler stepped between
+        # optimizer.step() and Monitor.step() has already moved the groups to the next value
+        self._used_lrs: list[float] | None = None
+        self._lr_hook = _step_pre_hook(optimizer, self._remember_lrs)
         self._seen_nonfinite = False
         self._write({"type": "meta", "version": 1, "every": every, **self._describe()})
         self._check_init()
@@ -129,11 +145,14 @@ class Monitor:
         if loss is not None:
             values["train/loss"] = loss.detach() if isinstance(loss, torch.Tensor) else float(loss)
         groups = self.optimizer.param_groups
+        # the lr the last optimizer step used; the groups' own if no step ran (e.g. skipped)
+        lrs = self._used_lrs if self._used_lrs is not None else [float(g["lr"]) for g in groups]
+        self._used_lrs = None
         if len(groups) == 1:
-            values["lr"] = float(groups[0]["lr"])
+            values["lr"] = lrs[0]
         else:
-            for i, g in enumerate(groups):
-                values[f"lr/{g.get('name', i)}"] = float(g["lr"])
+            for i, (g, lr) in enumerate(zip(groups, lrs)):
+                values[f"lr/{g.get('name', i)}"] = lr
         grads = [p.grad for p in self._plist if p.grad is not None]
         if grads:  # per-tensor norms stay tensors until the next flush: no device sync per step
             values["grad_norm"] = tuple(torch._foreach_norm(grads))
@@ -193,6 +212,8 @@ class Monitor:
             return
         self._disarm()
         self._out_hook.remove()
+        if self._lr_hook is not None:
+            self._lr_hook.remove()
         self.flush()
         self._file.close()
         self._closed = True
@@ -210,6 +231,9 @@ class Monitor:
             pass
 
     # ----------------------------------------------------------------- internals
+    def _remember_lrs(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
+        self._used_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+
     def _drain(self) -> None:
         pending, self._pending = self._pending, []
         tensors: list[torch.Tensor] = []
