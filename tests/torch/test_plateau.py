@@ -323,3 +323,18 @@ def test_ddp_two_ranks_agree(tmp_path):
     assert files == ["journal.jsonl"]  # one journal, written by rank 0 only
     journal = Journal.load(tmp_path / "journal.jsonl")
     assert len(journal) == r0["entries"] == r1["entries"] > 0
+
+
+def test_a_journal_attached_later_records_true_optimizer_steps(tmp_path):
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = PlateauLR(opt, patience=0)  # a plain drop-in: no schedule, no journal
+    for _ in range(5):
+        opt.step()
+    journal = Journal(tmp_path / "journal.jsonl")
+    sched.attach_journal(journal)
+    sched.step(1.0)
+    for _ in range(3):
+        opt.step()
+    sched.step(2.0)  # worse: patience 0 reduces at once
+    assert [e.step for e in journal if e.cause == "plateau"] == [8]

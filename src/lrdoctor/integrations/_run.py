@@ -160,23 +160,8 @@ def truncate_after(path: str | os.PathLike[str], step: int) -> int:
 
 
 def attach_journal(sched: Any, journal: Journal) -> None:
-    """Give a :class:`~lrdoctor.torch.PlateauLR` built without a journal the run's journal.
-
-    PlateauLR counts optimizer steps (the ``step`` of its entries) only when it was built with a
-    journal or a schedule; this adds the same optimizer post-step hook when it is missing.
-    """
-    sched.journal = journal
-    if getattr(sched, "_hook", None) is None:
-        import weakref
-
-        ref = weakref.ref(sched)
-
-        def _after_optimizer_step(opt: Any, args: Any, kwargs: Any) -> None:
-            me = ref()
-            if me is not None:
-                me._on_optimizer_step()
-
-        sched._hook = sched.optimizer.register_step_post_hook(_after_optimizer_step)
+    """Give a :class:`~lrdoctor.torch.PlateauLR` built without a journal the run's journal."""
+    sched.attach_journal(journal)
 
 
 def journal_marks(journal: Journal, sched: Any, start: int, stop: int, *,

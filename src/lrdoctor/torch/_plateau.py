@@ -164,15 +164,23 @@ class PlateauLR(ReduceLROnPlateau):
             raise PlateauError(f"sync must be one of {', '.join(_SYNC_OPS)}, True or False, got {sync!r}")
         self.sync = "mean" if sync is True else sync
         self._missing_warned = False
-        if self.schedules is not None or self.journal is not None:
-            ref = weakref.ref(self)
+        # count optimizer steps always (a journal attached later still gets true steps)
+        ref = weakref.ref(self)
 
-            def _after_optimizer_step(opt: Optimizer, args: Any, kwargs: Any) -> None:
-                me = ref()
-                if me is not None:
-                    me._on_optimizer_step()
+        def _after_optimizer_step(opt: Optimizer, args: Any, kwargs: Any) -> None:
+            me = ref()
+            if me is not None:
+                me._on_optimizer_step()
 
-            self._hook = optimizer.register_step_post_hook(_after_optimizer_step)
+        # the handle is not kept: the hook holds only a weak reference, and torch's own
+        # state-dict tests compare every attribute of the scheduler
+        optimizer.register_step_post_hook(_after_optimizer_step)
+
+    def attach_journal(self, journal: Journal) -> None:
+        """Record this scheduler's decisions in ``journal`` from now on (rank 0 writes)."""
+        self.journal = journal
+        if _rank() != 0:
+            journal.write = False
 
     # -- settings --------------------------------------------------------------------------
     def _config(self) -> PlateauConfig:
@@ -310,7 +318,7 @@ class PlateauLR(ReduceLROnPlateau):
         return out / dist.get_world_size() if op == "mean" else out
 
     def _step(self) -> int | None:
-        return self.opt_steps if (self.schedules is not None or self.journal is not None) else None
+        return self.opt_steps
 
     def _journal_schedule_moves(self) -> None:
         if self.journal is None or self.schedules is None:
