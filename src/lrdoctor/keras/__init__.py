@@ -9,7 +9,7 @@ _NAMES = {
     "schedule": "_schedule",
     "SpecSchedule": "_schedule",
     "ReduceLROnPlateau": "_callbacks",
-    "EarlyStopping": "_callbacks",
+    "EarlyStopping": "_early_stop",
     "PlateauScaledSchedule": "_callbacks",
     "MonitorCallback": "_monitor",
 }

@@ -6,7 +6,14 @@ same arguments with the same defaults and behaviour — Keras' patience conventi
 ``journal=`` (a :class:`~lrdoctor.journal.Journal` or a JSONL path), and for the reducer
 ``schedule=`` (a spec: the optimizer's LR becomes ``schedule(iteration) × plateau factor``, with
 no reduction during the warm-up unless ``reduce_in_warmup=True``), ``threshold_mode='rel'``,
-``max_reductions``, ``nonfinite``, ``stop_at_min_lr``.
+``max_reductions``, ``nonfinite``, ``stop_at_min_lr``; and for both ``state_path=`` / ``resume=``
+(resuming from a checkpoint, below).
+
+Resume: Keras saves no callback with a model, so both keep their state as a JSON dict
+(``state_dict()`` / ``load_state_dict()``) and, with a state file (``state_path=``; by default
+next to a journal file), write a snapshot at every epoch end. A ``fit`` that starts past epoch 0
+(``initial_epoch=k``, or ``BackupAndRestore``) resumes from the snapshot after epoch k, checked
+against the settings and the model's optimizer step; see :mod:`lrdoctor.keras._state`.
 
 Differences, on purpose: an unknown ``mode`` is an error (Keras warns and falls back to
 ``auto``); ``mode='auto'`` also knows names ending in accuracy/acc/auc/f1/precision/recall/iou/
@@ -24,20 +31,12 @@ import keras
 
 from lrdoctor.errors import PlateauError
 from lrdoctor.journal import Entry, Journal
-from lrdoctor.plateau import (
-    EarlyStopConfig,
-    EarlyStopState,
-    PlateauConfig,
-    PlateauState,
-    early_stop_update,
-    infer_mode,
-    update,
-    warmup_end,
-)
+from lrdoctor.keras._state import Resumable
+from lrdoctor.plateau import PlateauConfig, PlateauState, infer_mode, update, warmup_end
 from lrdoctor.plateau._schedule import CAUSE_OF_MARK, marks_between
 from lrdoctor.schedules import Schedule
 
-__all__ = ["EarlyStopping", "PlateauScaledSchedule", "ReduceLROnPlateau"]
+__all__ = ["PlateauScaledSchedule", "ReduceLROnPlateau"]
 
 
 @keras.saving.register_keras_serializable(package="lrdoctor")
@@ -100,8 +99,12 @@ def _lr(opt: Any) -> float:
     return float(keras.ops.convert_to_numpy(opt.learning_rate))
 
 
-class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+class ReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):
     """Drop-in for ``keras.callbacks.ReduceLROnPlateau`` that journals every decision.
+
+    ``state_path``: the state file (None: next to a journal file, e.g. ``journal.jsonl`` →
+    ``journal.plateau-val_loss.state.jsonl``; False: none). ``resume``: None resumes when ``fit``
+    starts past epoch 0, True insists on a state, False starts afresh.
 
     Example::
 
@@ -109,6 +112,9 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         model.fit(..., callbacks=[cb])
         print("\n".join(cb.journal.explain()))
     """
+
+    _KIND = "lrdoctor.keras.ReduceLROnPlateau"
+    _FILE_KIND = "plateau"
 
     def __init__(
         self,
@@ -128,6 +134,8 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         max_reductions: int | None = None,
         nonfinite: str = "bad",
         stop_at_min_lr: bool = False,
+        state_path: str | os.PathLike[str] | bool | None = None,
+        resume: bool | None = None,
         **kwargs: Any,
     ) -> None:
         _check_mode(mode)
@@ -144,15 +152,16 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         self._last_eval_step = 0
         self._last_eval_lrs: list[float] | None = None
         # validate everything now (the direction of 'auto' may need the model: checked later)
-        self._settings(mode if mode != "auto" else "min")
+        self._config(mode if mode != "auto" else "min")
         self._mode: str | None = None if mode == "auto" else mode
         self.best_epoch: int | None = None
         self.evaluations = 0
         self.num_reductions = 0
         self.exhausted = False
         self._missing_warned = False
+        self._init_state(state_path, resume)
 
-    def _settings(self, mode: str) -> PlateauConfig:
+    def _config(self, mode: str) -> PlateauConfig:
         return PlateauConfig(
             monitor=self.monitor, mode=mode, factor=self.factor, patience=self.patience,
             threshold=abs(self.min_delta), threshold_mode=self.threshold_mode,
@@ -161,7 +170,61 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             stop_at_min_lr=self.stop_at_min_lr,
         )
 
+    # -- state (see lrdoctor.keras._state) --------------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        return {"monitor": self.monitor, "mode": self.mode, "factor": self.factor,
+                "patience": self.patience, "min_delta": self.min_delta, "cooldown": self.cooldown,
+                "min_lr": self.min_lr, "threshold_mode": self.threshold_mode,
+                "max_reductions": self.max_reductions, "nonfinite": self.nonfinite,
+                "stop_at_min_lr": self.stop_at_min_lr, "reduce_in_warmup": self.reduce_in_warmup,
+                "schedule": None if self.schedule is None else self.schedule.base.spec}
+
+    def _plateau_state(self) -> PlateauState:
+        return PlateauState(
+            evaluations=self.evaluations, best=self.best, best_evaluation=self.best_epoch,
+            num_bad=self.wait, cooldown_counter=self.cooldown_counter,
+            reductions=self.num_reductions, exhausted=self.exhausted,
+        )
+
+    def _body(self) -> dict[str, Any]:
+        model = self._model  # None before set_model
+        lrs = None
+        if getattr(model, "optimizer", None) is not None:
+            lrs = [_lr(o) for o in _optimizers(model)]
+        scale = None
+        if self.schedule is not None:
+            scale = float(keras.ops.convert_to_numpy(self.schedule.scale))
+        return {"plateau": self._plateau_state().to_dict(), "mode": self._mode, "lrs": lrs,
+                "scale": scale, "last_eval_step": self._last_eval_step,
+                "last_eval_lrs": self._last_eval_lrs, "missing_warned": self._missing_warned}
+
+    def _apply(self, state: dict[str, Any], source: str) -> None:
+        st = PlateauState.from_dict(state["plateau"])
+        self.evaluations, self.best, self.best_epoch = st.evaluations, st.best, st.best_evaluation
+        self.wait, self.cooldown_counter = st.num_bad, st.cooldown_counter
+        self.num_reductions, self.exhausted = st.reductions, st.exhausted
+        self._mode, self._missing_warned = state["mode"], state["missing_warned"]
+        self._last_eval_step, self._last_eval_lrs = state["last_eval_step"], state["last_eval_lrs"]
+        if self.schedule is not None:
+            self.schedule.scale.assign(state["scale"])  # the schedule's lr follows
+            return
+        optimizers, lrs = _optimizers(self.model), state["lrs"]
+        if lrs is None:  # taken before any fit: nothing decided yet
+            return
+        if len(lrs) != len(optimizers):
+            raise PlateauError(f"{source} holds {len(lrs)} learning rate(s) but the model has "
+                               f"{len(optimizers)} optimizer(s); resume the model that wrote it")
+        for opt, lr in zip(optimizers, lrs):  # the reducer's decision, whatever the checkpoint holds
+            if _lr(opt) != lr:
+                opt.learning_rate = lr
+
+    def _lost(self) -> str:
+        factor = " and the plateau factor of schedule=" if self.schedule is not None else ""
+        return f"best, wait, the cool-down{factor}"
+
+    # -- the fit ----------------------------------------------------------------------------
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._train_begin()
         super().on_train_begin(logs)
         self.best_epoch, self.evaluations, self.num_reductions, self.exhausted = None, 0, 0, False
         if self.schedule is not None:
@@ -171,6 +234,10 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             self.schedule.scale.assign(1.0)
             optimizers[0].learning_rate = self.schedule  # the schedule times the plateau factor
             self._last_eval_step, self._last_eval_lrs = 0, [_lr(optimizers[0])]
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self._begun:
+            self._begin(epoch)
 
     def _step(self) -> int | None:
         if self.schedule is None:
@@ -197,9 +264,15 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
                                       evidence={"schedule": spec, "from_step": self._last_eval_step}))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self._begun:
+            self._begin(epoch)
+        self._evaluate(epoch, logs)
+        self._record(epoch)  # the state after this epoch, to the state file
+
+    def _evaluate(self, epoch: int, logs: dict[str, Any] | None) -> None:
         if self._mode is None:
             self._mode = _resolve_mode(self, self.monitor, self.mode)
-        config = self._settings(self._mode)
+        config = self._config(self._mode)
         logs = logs if logs is not None else {}
         optimizers = _optimizers(self.model)
         if len(optimizers) > 1:
@@ -212,17 +285,13 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         if current is None:
             msg = (f"Learning rate reduction is conditioned on metric `{self.monitor}` which is "
                    f"not available. Available metrics are: {','.join(list(logs.keys()))}.")
-            warnings.warn(msg, stacklevel=2)
+            warnings.warn(msg, stacklevel=3)
             if self.journal is not None and not self._missing_warned:
                 self.journal.append(Entry("warning", epoch=epoch + 1, old_lrs=lrs, new_lrs=lrs,
                                           evidence={"monitor": self.monitor}, message=msg))
             self._missing_warned = True
             return
-        state = PlateauState(
-            evaluations=self.evaluations, best=self.best, best_evaluation=self.best_epoch,
-            num_bad=self.wait, cooldown_counter=self.cooldown_counter,
-            reductions=self.num_reductions, exhausted=self.exhausted,
-        )
+        state = self._plateau_state()
         self._journal_schedule(epoch, lrs)
         k = self._step()
         hold = k is not None and k < self.warmup_steps and not self.reduce_in_warmup
@@ -258,79 +327,3 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         self._last_eval_step, self._last_eval_lrs = k or 0, [_lr(o) for o in optimizers]
         if out.stop:
             self.model.stop_training = True
-
-
-class EarlyStopping(keras.callbacks.EarlyStopping):
-    """Drop-in for ``keras.callbacks.EarlyStopping`` that journals the stop and its evidence."""
-
-    def __init__(
-        self,
-        monitor: str = "val_loss",
-        min_delta: float = 0,
-        patience: int = 0,
-        verbose: int = 0,
-        mode: str = "auto",
-        baseline: float | None = None,
-        restore_best_weights: bool = False,
-        start_from_epoch: int = 0,
-        *,
-        journal: Journal | str | os.PathLike[str] | None = None,
-        min_delta_mode: str = "abs",
-    ) -> None:
-        _check_mode(mode)
-        super().__init__(monitor=monitor, min_delta=min_delta, patience=patience, verbose=verbose,
-                         mode=mode, baseline=baseline, restore_best_weights=restore_best_weights,
-                         start_from_epoch=start_from_epoch)
-        self.min_delta_mode = min_delta_mode
-        self.journal = _journal(journal)
-        self._config(mode if mode != "auto" else "min")  # validate now
-        self._mode: str | None = None if mode == "auto" else mode
-        self._missing_warned = False
-        self.es_state = EarlyStopState()
-
-    def _config(self, mode: str) -> EarlyStopConfig:
-        return EarlyStopConfig(
-            monitor=self.monitor, mode=mode, min_delta=abs(self.min_delta), patience=self.patience,
-            baseline=self.baseline, start_from_epoch=self.start_from_epoch,
-            restore_best=self.restore_best_weights, min_delta_mode=self.min_delta_mode,
-        )
-
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        super().on_train_begin(logs)
-        self.es_state = EarlyStopState()
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self._mode is None:
-            self._mode = _resolve_mode(self, self.monitor, self.mode)
-        config = self._config(self._mode)
-        current = (logs or {}).get(self.monitor)
-        if current is None:
-            msg = (f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
-                   f"Available metrics are: {','.join(list((logs or {}).keys()))}")
-            warnings.warn(msg, stacklevel=2)
-            if self.journal is not None and not self._missing_warned:
-                self.journal.append(Entry("warning", epoch=epoch + 1, evidence={"monitor": self.monitor},
-                                          message=msg))
-            self._missing_warned = True
-            return
-        if epoch < self.start_from_epoch:
-            return
-        if self.restore_best_weights and self.best_weights is None:
-            self.best_weights = self.model.get_weights()
-            self.best_epoch = epoch
-        out = early_stop_update(config, self.es_state, epoch, float(current))
-        self.es_state = out.state
-        self.wait, self.best = out.state.wait, out.state.best
-        if out.improved:
-            self.best_epoch = epoch
-            if self.restore_best_weights:
-                self.best_weights = self.model.get_weights()
-        if out.stop:
-            self.stopped_epoch = epoch
-            self.model.stop_training = True
-            if self.journal is not None:
-                lrs = [_lr(o) for o in _optimizers(self.model)] if getattr(self.model, "optimizer", None) else []
-                ev = dict(out.evidence)
-                ev["best_epoch"] = None if ev.get("best_epoch") is None else ev["best_epoch"] + 1
-                self.journal.append(Entry("early-stop", epoch=epoch + 1, old_lrs=lrs, new_lrs=lrs, evidence=ev))
-
