@@ -172,3 +172,21 @@ def test_schedule_times_plateau_inside_fit(tmp_path):
     causes = [e.cause for e in Journal.load(path)]
     assert "warmup-end" in causes and causes.count("plateau") == 3
     assert causes.index("warmup-end") < causes.index("plateau")
+
+
+def test_float32_rounding_after_warmup_is_not_journaled_as_a_schedule_move(tmp_path):
+    # the optimizer holds the lr in float32; after the warm-up ends at 0.05 (not exact in
+    # float32) nothing moves, so the journal must not say "schedule moved lr 0.05 -> 0.05"
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    y = np.zeros((64, 1), "float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(learning_rate=0.05), loss="mse")
+    path = tmp_path / "j.jsonl"
+    rl = ReduceLROnPlateau(monitor="loss", patience=100, schedule="warmup(3) >> constant(0.05)",
+                           journal=path)
+    model.fit(x, y, epochs=4, batch_size=32, verbose=0, callbacks=[rl])
+    entries = Journal.load(path)
+    causes = [e.cause for e in entries]
+    # the ramp's own move in epoch 1, the warm-up end, then nothing: the lr holds at 0.05
+    assert causes == ["schedule", "warmup-end"]
+    assert entries[0].new_lrs != entries[0].old_lrs

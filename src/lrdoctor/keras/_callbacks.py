@@ -259,7 +259,8 @@ class ReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):
                                           old_lrs=[self.schedule.schedule(step - 1) * scale], new_lrs=at,
                                           evidence={"label": label, "schedule": spec}))
                 before = at
-        if any(abs(a - b) > 1e-12 * max(abs(a), abs(b)) for a, b in zip(before, lrs)):
+        # the optimizer holds its lr in float32: a smaller difference is rounding, not a move
+        if any(abs(a - b) > 1e-6 * max(abs(a), abs(b)) for a, b in zip(before, lrs)):
             self.journal.append(Entry("schedule", epoch=epoch + 1, step=k, old_lrs=before, new_lrs=lrs,
                                       evidence={"schedule": spec, "from_step": self._last_eval_step}))
 
