@@ -3,8 +3,10 @@
 ``diagnose(log)`` (also ``lrdoctor.diagnose(log)``: this package is callable) runs every rule
 and returns a :class:`Diagnosis` whose ``findings`` are ranked worst first. Each rule is one
 small function ``(Context) -> list[Finding]`` in ``_curves`` (what any log shows: loss, accuracy,
-learning rate), ``_training`` (how training was set up, seen in the curves) or ``_internals`` (what only the live Monitor records: gradients per layer,
-activations, inputs, setup). When a log lacks what a rule needs, the rule records the reason in
+learning rate), ``_training`` (how training was set up, seen in the curves), ``_internals`` (what
+only the live Monitor records: gradients per layer, activations, inputs, setup) or
+``_signatures`` (setup faults read from per-epoch loss and accuracy alone, via the chance-level
+analysis in ``_epochs``, for logs without the Monitor's measurements). When a log lacks what a rule needs, the rule records the reason in
 ``Diagnosis.not_checked`` instead of guessing. Finding codes and thresholds: docs/doctor.md.
 
 >>> import numpy as np
@@ -31,8 +33,8 @@ __all__ = ["CODES", "SEVERITIES", "Diagnosis", "Finding", "RULES", "diagnose"]
 
 
 def _rules() -> tuple:
-    from lrdoctor.diagnose import _curves, _internals, _training
-    return _curves.RULES + _training.RULES + _internals.RULES
+    from lrdoctor.diagnose import _curves, _internals, _signatures, _training
+    return _curves.RULES + _training.RULES + _internals.RULES + _signatures.RULES
 
 
 RULES = _rules()

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from lrdoctor.diagnose._context import Context, blocks, first_bad, head, tail
+from lrdoctor.diagnose._epochs import chance_tail, squashed_loss
 from lrdoctor.diagnose._finding import CODES, Finding
 
 __all__ = ["RULES"]
@@ -200,6 +201,11 @@ def lr_too_low(ctx: Context) -> list[Finding]:
             if len(s.finite)]
     if dead and max(dead) > 0.5:
         return []  # dead units explain small updates; dead-relu says so
+    stuck = chance_tail(ctx)
+    if stuck is not None and not stuck.frozen:
+        return []  # at chance with a jittering loss: the weights move, something else is wrong
+    if squashed_loss(ctx) is not None:
+        return []  # a softmax-squashed loss falls slowly whatever the lr: loss-activation-mismatch
     ratios = [float(np.median(s.finite.values)) for s in ctx.log.group("update_ratio").values()
               if len(s.finite)]
     ratio = max(ratios) if ratios else None

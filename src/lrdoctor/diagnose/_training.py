@@ -10,6 +10,7 @@ import numpy as np
 
 from lrdoctor.diagnose._context import Context, tail
 from lrdoctor.diagnose._curves import _f, _levels, _lr_at
+from lrdoctor.diagnose._epochs import below_chance
 from lrdoctor.diagnose._finding import Finding
 from lrdoctor.errors import PlateauError
 from lrdoctor.plateau._state import infer_mode
@@ -62,15 +63,21 @@ def noise_or_regularization(ctx: Context) -> list[Finding]:
     if ctx.train_acc is not None and ctx.val_acc is not None and len(ctx.val_acc) >= 3:
         ta = float(np.median(tail(ctx.train_acc, 0.3)))
         va = float(np.median(tail(ctx.val_acc, 0.3)))
+        if below_chance(ctx) is not None:
+            return out  # noise cannot push training accuracy below chance: unshuffled-data
         if va - ta > NOISE_ACC_GAP and ta < 0.9 and high_floor:
             return [_f("label-noise", "warning",
                        f"validation accuracy {va:.1%} stays above training accuracy {ta:.1%} and "
                        f"the training loss floors at {lend:.4g}: the model cannot fit the "
                        "training labels it generalizes from"
-                       + ("" if meta else " (or strong dropout; the log does not say)"),
+                       + ("" if meta else
+                          ". Strong dropout (active in training only) makes training worse than "
+                          "validation the same way, and this log does not hold the model's "
+                          "dropout rates: check them first (one minute)"),
                        "Audit the training labels (confident-learning / cleanlab), or use a "
                        "noise-robust loss (label smoothing, bootstrapping).", [ctx.start], 0.55,
-                       gap=va - ta)]
+                       gap=va - ta, candidates=["label-noise"] + ([] if meta else
+                                                                  ["over-regularization"]))]
     elif ctx.val is not None and len(ctx.val) >= 3 and "dropout" in meta and dropout < 0.5:
         vend = float(np.median(tail(ctx.val, 0.3)))
         if vend < 0.8 * lend and high_floor:

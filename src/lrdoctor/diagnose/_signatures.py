@@ -1,0 +1,228 @@
+"""Rules that name setup faults from per-epoch loss and accuracy alone (a Keras CSVLogger's
+columns), by signatures that follow from how each fault acts on a classifier.
+
+Each rule stays quiet when the log holds the live measurement that decides the same question
+directly (a Monitor log: per-layer gradients, dead fractions, input statistics, the first
+outputs); the rules in ``_internals`` read those. Where per-epoch columns cannot tell two causes
+apart, the finding says so and names the one-minute check (``data["candidates"]`` lists them).
+The chance-level analysis lives in ``_epochs``. Thresholds: module constants, docs/doctor.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lrdoctor.diagnose._context import Context, first_bad
+from lrdoctor.diagnose._curves import _f, _lr_at
+from lrdoctor.diagnose._epochs import (below_chance, chance_tail, curves, measured,
+                                       squashed_loss)
+from lrdoctor.diagnose._finding import Finding
+
+__all__ = ["RULES"]
+
+OVERFLOW_EPOCHS = 2       # the loss is NaN/Inf within the first 2 epochs
+
+_MONITOR_RUN = "run lrdoctor.torch.Monitor, which measures it directly"
+
+
+def _epoch_of(ctx: Context, i: int) -> str:
+    c = curves(ctx)
+    return ctx.fmt_step(c.steps[i]) if c is not None and i < len(c) else ctx.fmt_step(ctx.start)
+
+
+def constant_output(ctx: Context) -> list[Finding]:
+    """dead-relu: the loss is pinned at chance level from the second epoch on.
+
+    Rule (:func:`~lrdoctor.diagnose._epochs.chance_tail`): at chance (``accuracy * exp(loss)``
+    <= 1.3), no blow-up (first epoch < 1.5x the level), median ``|loss - level|`` <= 0.1% of
+    the level over the tail (PIN_REL), not creeping, not frozen. Why: a network whose units
+    output zero passes nothing but the last bias, which settles on the label prior within an
+    epoch; the loss is then the prior's entropy to a few 1e-4. Weights decayed to zero and a
+    bottleneck whose units died give the same curve: the evidence says so.
+    """
+    if measured(ctx, "dead_frac/", "grad_norm/"):
+        return []
+    t = chance_tail(ctx)
+    if t is None or t.blew_up or not t.pinned or t.frozen:
+        return []
+    return [_f("dead-relu", "warning",
+               f"from {_epoch_of(ctx, t.start)} on the training loss stays within "
+               f"{t.deviation:.2%} of {t.level:.4g} (= ln {math.exp(t.level):.3g}) with accuracy "
+               f"at chance (accuracy x exp(loss) = {t.acc_ratio:.2f}): the output does not "
+               "depend on the input, no signal reaches the last layer. Dead ReLUs (a negative "
+               "bias init, or units killed by an early spike) do this; so do weight decay so "
+               "strong the weights collapsed to zero and a layer too narrow. Per-epoch loss and "
+               "accuracy cannot tell these apart without activation statistics or the weight "
+               f"norm: check the weight decay (one minute), then {_MONITOR_RUN} (dead_frac per "
+               "layer)",
+               "Initialise biases at zero with He init for the weights (or use LeakyReLU/GELU); "
+               "if the weight decay is above ~1e-2, lower it.",
+               [float(curves(ctx).steps[t.start])], 0.6, level=t.level,
+               candidates=["dead-relu", "over-regularization", "underfitting"])]
+
+
+def creep_to_chance(ctx: Context) -> list[Finding]:
+    """vanishing-gradients: the loss creeps down to chance level from above.
+
+    Rule: at chance, no blow-up, the first two tail epochs both > 0.25% above the tail's lowest
+    loss (CREEP_REL) and the tail's first third above its last third, not frozen. Why: a deep
+    saturating stack maps every input to nearly the same, uninformative features; the last layer
+    (which still gets gradient) can only learn to ignore them, so the loss decays to the prior's
+    entropy from above and never below. Strong dropout noise can look alike.
+    """
+    if measured(ctx, "grad_norm/", "saturation/"):
+        return []
+    t = chance_tail(ctx)
+    if t is None or t.blew_up or not t.creeping or t.frozen:
+        return []
+    c = curves(ctx)
+    return [_f("vanishing-gradients", "warning",
+               f"the training loss creeps down to chance level from above ({c.train[0]:.4g} at "
+               f"{_epoch_of(ctx, 0)}, the next two epochs still >= {t.early_excess:.1%} above the "
+               f"{t.level:.4g} it settles at) and never gets below it, accuracy at chance "
+               f"(accuracy x exp(loss) = {t.acc_ratio:.2f}): the output varies with the "
+               "input but carries no information, so the early layers are not learning — "
+               "vanishing gradients, typical of deep sigmoid/tanh stacks. Without per-layer "
+               "gradient norms this cannot be told apart from dropout so strong it drowns the "
+               f"signal: check the activations and the dropout rate, or {_MONITOR_RUN}",
+               "Use ReLU-family activations with He/Xavier initialisation, add normalization "
+               "layers or residual connections.",
+               [ctx.log.first_step], 0.55, candidates=["vanishing-gradients",
+                                                      "over-regularization"])]
+
+
+def scale_blowup(ctx: Context) -> list[Finding]:
+    """unnormalized-input: a first-epoch loss far above chance level, then pinned there.
+
+    Rule: at chance, the first epoch's mean loss > 1.5x the tail's level (BLOWUP), the tail
+    pinned (median deviation <= 0.1%). Why: a fresh classifier with sane inputs and init starts
+    near ln C (here <= 1.03x the level); inputs hundreds of times too large (or weights too
+    large) give enormous logits and gradients at once, the first updates kill the units, and the
+    output falls back to the label prior. The two causes look the same per epoch: both are
+    named, the likelier first.
+    """
+    if measured(ctx, "input/", "act_std/"):
+        return []
+    t = chance_tail(ctx)
+    if t is None or not t.blew_up or not t.pinned:
+        return []
+    first = float(curves(ctx).train[0])
+    return [_f("unnormalized-input", "warning",
+               f"the first epoch's mean loss {first:.4g} is {t.first_ratio:.3g}x the chance level "
+               f"{t.level:.4g} (= ln {math.exp(t.level):.3g}) where the run then stays, pinned "
+               "within {:.2%} with accuracy at chance: the first steps saw enormous logits and "
+               "the units died. Inputs that are not standardized (e.g. pixels 0-255) do this; a "
+               "far too large weight initialization looks the same in per-epoch columns. Check "
+               "x.std() of one batch and the loss of the first batch before any step (one "
+               f"minute), or {_MONITOR_RUN}".format(t.deviation),
+               "Standardize the inputs (subtract the training mean, divide by the std; images: "
+               "divide by 255); if they already are, use the default (Kaiming/Xavier) init.",
+               [ctx.log.first_step], 0.65,
+               candidates=["unnormalized-input", "bad-initialization"])]
+
+
+def bounce_at_chance(ctx: Context) -> list[Finding]:
+    """lr-too-high: at chance level the loss keeps jumping.
+
+    Rule: at chance, not frozen, and either a blow-up (first epoch > 1.5x the level) with a tail
+    that is not pinned (median deviation > 0.1%), or no blow-up and a median deviation > 1%
+    (BOUNCE_REL) without a creep. Why: with dead units only the last bias learns, and it settles
+    on the prior to 1e-4 unless each step throws it around: the jitter left is the step size's.
+    """
+    if measured(ctx, "grad_norm", "update_ratio/"):
+        return []
+    t = chance_tail(ctx)
+    if t is None or t.frozen or not (t.blew_up and not t.pinned or t.bouncing):
+        return []
+    first = float(curves(ctx).train[0])
+    lr = _lr_at(ctx, ctx.start)
+    return [_f("lr-too-high", "warning",
+               (f"the first epoch's mean loss was {first:.4g} ({t.first_ratio:.3g}x chance level "
+                f"{t.level:.4g}); since then " if t.blew_up else "")
+               + f"the loss jumps around chance level ({t.deviation:.2%} median deviation from "
+               f"{t.level:.4g}, accuracy at chance)" + (f" with lr {lr:.3g}" if lr else "")
+               + ": the steps are too large for the model to settle even on the label prior",
+               "Divide the learning rate by 10 (run `lrdoctor find` for a measured one), or warm "
+               "it up.", [ctx.log.first_step], 0.6)]
+
+
+def early_overflow(ctx: Context) -> list[Finding]:
+    """lr-too-high: an epoch-level log whose train or val loss is NaN/Inf within the first
+    OVERFLOW_EPOCHS (2) epochs.
+
+    Too few points to see a shape: the finding names the alternatives (unnormalized inputs, a
+    far too large init) and the one-minute check that splits them (the first batch's loss).
+    """
+    if ctx.unit != "epoch":
+        return []
+    c = curves(ctx)
+    bad = [first_bad(s) for s in (ctx.train_raw, ctx.val_raw) if s is not None]
+    bad = [b for b in bad if b is not None]
+    if c is None or not bad:
+        return []
+    step = min(bad)
+    i = int(np.searchsorted(c.steps, step))
+    if i >= OVERFLOW_EPOCHS:
+        return []
+    first = float(c.train[0])
+    lr = _lr_at(ctx, step)
+    return [_f("lr-too-high", "warning",
+               f"the loss became NaN/Inf at {ctx.fmt_step(step)}"
+               + (f" after a first-epoch mean of {first:.3g}" if math.isfinite(first) else "")
+               + (f" (lr {lr:.3g})" if lr else "")
+               + ": a learning rate far too high does this, and so do unnormalized inputs or a "
+               "far too large initialization, which per-epoch columns cannot tell apart. Check "
+               "the loss of the first batch before any step (one minute): near ln(classes) means "
+               "the learning rate, far above it the inputs or the init",
+               "Divide the learning rate by 10 and check that the first batch's loss is near "
+               "ln(classes).", [step], 0.6,
+               candidates=["lr-too-high", "unnormalized-input", "bad-initialization"])]
+
+
+def softmax_floor(ctx: Context) -> list[Finding]:
+    """loss-activation-mismatch: accuracy rises far faster than a softmax-squashed loss can fall
+    (:func:`lrdoctor.diagnose._epochs.squashed_loss`). Quiet when the Monitor inspected the
+    first outputs (``n_outputs`` in the log's metadata): its check decides."""
+    if ctx.meta.get("n_outputs") or any(e.code == "loss-activation-mismatch"
+                                        for e in ctx.log.events):
+        return []
+    q = squashed_loss(ctx)
+    if q is None:
+        return []
+    return [_f("loss-activation-mismatch", "warning",
+               f"{q.split} accuracy rose to {q.acc:.1%} while the loss fell only {q.fall:.1%} of "
+               f"ln C = {q.ln_c:.4g} (to {q.loss:.4g}; lowest {q.lowest:.4g}): the predicted "
+               "probabilities are squashed into a band. Softmax outputs fed to CrossEntropyLoss "
+               f"confine the loss to [ln(1+(C-1)/e), ln C] = [{q.floor:.3g}, {q.ln_c:.3g}], so "
+               f"it can fall at most {q.max_fall:.0%}; here it fell at {q.slope:.2f}x that pace "
+               f"(C = {q.classes:.3g}" + (", estimated from the stalled start" if q.estimated
+                                          else "")
+               + "). Very strong label smoothing or weight decay also make a model this "
+               "underconfident: check whether the model's last layer is a softmax (one minute)",
+               "Feed raw logits to CrossEntropyLoss (remove the final softmax), or use NLLLoss "
+               "on log_softmax outputs.", [q.step], 0.8, classes=q.classes, slope=q.slope)]
+
+
+def sorted_batches(ctx: Context) -> list[Finding]:
+    """unshuffled-data: the model scores below chance on its own training data (see
+    :func:`lrdoctor.diagnose._epochs.below_chance`)."""
+    if measured(ctx, "batch/label_purity"):
+        return []
+    b = below_chance(ctx)
+    if b is None:
+        return []
+    return [_f("unshuffled-data", "warning",
+               f"training accuracy {b.train_acc:.1%} is below chance while validation scores "
+               f"{b.val_acc:.1%} (chance by its loss: {b.chance:.1%}), and the training loss "
+               f"{b.train_loss:.4g} is above the validation loss {b.val_loss:.4g}: the model "
+               "does worse on the data it trains on than on data it never saw. With shuffled "
+               "batches that cannot happen; it does when batches come sorted by label (each "
+               "batch holds a class the model was just pulled away from)",
+               "Shuffle the training data every epoch (DataLoader(shuffle=True), or "
+               "model.fit(..., shuffle=True) on unsorted arrays).", [ctx.log.first_step], 0.7)]
+
+
+RULES = (constant_output, creep_to_chance, scale_blowup, bounce_at_chance, early_overflow,
+         softmax_floor, sorted_batches)
