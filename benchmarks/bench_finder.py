@@ -1,14 +1,18 @@
 """Benchmark P1: how good is the LR finder's suggestion? Regret against a grid-search oracle.
 
 For each example task x {SGD momentum 0.9, Adam}: the oracle is the best mean validation metric
-(over 3 seeds) among a half-decade grid of 7 constant LRs, trained for the task's fixed epoch
-budget. Each rule's suggestion (from a range test run with seed s) is trained with seed s under
+(over 3 seeds) among a half-decade grid of 7 constant LRs, trained for a fixed epoch budget:
+``LRDOCTOR_BENCH_BUDGET_X`` (default 4) times the example's default epochs. The examples'
+defaults (6-10 epochs, 2 for charlm) are sized for a quick demo and stop long before the
+validation curve flattens; at 4x it has flattened at the reference LRs (measured, see
+docs/finder.md), which is the run a user would tune an LR for. ``LRDOCTOR_BENCH_BUDGET_X=1``
+gives the short-budget table. Each rule's suggestion (from a range test run with seed s) is trained with seed s under
 the same budget; regret = oracle - mean metric (accuracy in percentage points; charlm:
 validation loss in nats, lower is better, so regret = mean loss - oracle loss).
 
 Rules compared on the same tasks and seeds:
-- lrdoctor ``steepest``, ``valley``, ``minimum``: 3 repeats, median (``find_lr`` defaults);
-- lrdoctor rules on the first repeat only (what 1 repeat would give);
+- every lrdoctor rule (``lrdoctor.finder.RULES``): 3 repeats, median (``find_lr`` defaults);
+- the default rule on the first repeat only (what 1 repeat would give);
 - torch-lr-finder (the real package): its own range test over the same range and step count,
   the suggestion of ``plot(suggest_lr=True)``;
 - fastai ``valley`` and Lightning's ``suggestion()`` (re-implemented in ``lrdoctor.finder._rules``)
@@ -16,10 +20,11 @@ Rules compared on the same tasks and seeds:
   bias-corrected EMA, beta 0.98).
 
 Set ``LRDOCTOR_BENCH_QUICK=1`` for a smoke run (1 seed, 2 tasks). Raw numbers go to
-``out/bench_finder.json``. Training runs are deterministic on a CPU, so their scores are cached
+``out/bench_finder_x<BUDGET_X>.json``. Training runs are deterministic on a CPU, so their scores are cached
 in ``out/bench_finder_cache.json`` keyed by task, optimizer, LR, seed and a hash of the
 ``lrdoctor.examples`` sources; the notes say how many were reused (delete the file for a cold
-run). Range tests always run.
+run). Range tests always run. Training runs go to ``LRDOCTOR_BENCH_WORKERS`` (default 2)
+processes.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ SEEDS = (0,) if QUICK else (0, 1, 2)
 GRID = {"sgd": 10 ** np.arange(-3.0, 0.01, 0.5), "adam": 10 ** np.arange(-4.5, -1.49, 0.5)}
 FINDER = {"start_lr": 1e-6, "end_lr": 10.0, "num_steps": 200, "repeats": 3}
 OUT = Path(__file__).resolve().parent.parent / "out"  # ignored by git
+BUDGET_X = int(os.environ.get("LRDOCTOR_BENCH_BUDGET_X", "4"))
+WORKERS = int(os.environ.get("LRDOCTOR_BENCH_WORKERS", "2"))
 
 torch.set_num_threads(int(os.environ.get("LRDOCTOR_BENCH_THREADS", "1")))
 CACHE = OUT / "bench_finder_cache.json"
@@ -68,24 +75,58 @@ _cache: dict[str, float] = json.loads(CACHE.read_text()) if CACHE.exists() else 
 _counts = {"new": 0, "reused": 0}
 
 
+def _key(task, opt: str, lr: float, seed: int) -> str:
+    return f"{CODE}|{task.name}|{task.epochs}|{opt}|{float(f'{lr:.4g}')!r}|{seed}"
+
+
+def _train_score(name: str, epochs: int, opt: str, lr: float, seed: int) -> float:
+    """Validation metric after ``epochs`` at a constant ``lr`` (accuracy in %, or nats)."""
+    torch.set_num_threads(1)
+    t = examples.get(name, seed=seed, epochs=epochs)
+    res = examples.train(t, opt, lr=lr)
+    if t.metric == "accuracy":
+        return 100.0 * res.metrics["val_accuracy"] if not res.diverged else 100.0 / t.data.n_classes
+    value = res.metrics.get("val_loss", math.inf)
+    cap = math.log(t.data.n_classes)  # a uniform predictor's loss
+    return cap if (res.diverged or not math.isfinite(value)) else min(value, cap)
+
+
+def train_all(task, jobs: set[tuple[str, float, int]]) -> None:
+    """Train every ``(opt, lr, seed)`` not in the cache, on ``WORKERS`` processes."""
+    wanted = {(o, float(f"{lr:.4g}"), s) for o, lr, s in jobs}
+    todo = sorted(j for j in wanted if _key(task, *j) not in _cache)
+    _counts["reused"] += len(wanted) - len(todo)
+    _counts["new"] += len(todo)
+    if not todo:
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=max(1, WORKERS)) as pool:
+        futures = {j: pool.submit(_train_score, task.name, task.epochs, *j) for j in todo}
+        for j, f in futures.items():
+            _cache[_key(task, *j)] = f.result()
+            _save_cache()
+
+
+def _save_cache() -> None:
+    """Merge into the file (another run may have added entries) and replace it atomically."""
+    OUT.mkdir(exist_ok=True)
+    try:
+        on_disk = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    except ValueError:
+        on_disk = {}
+    on_disk.update(_cache)
+    _cache.update(on_disk)
+    tmp = CACHE.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_cache))
+    os.replace(tmp, CACHE)
+
+
 def score(task, opt: str, lr: float, seed: int) -> float:
-    """Validation metric after the fixed budget at a constant ``lr`` (accuracy in %, or nats)."""
-    key = f"{CODE}|{task.name}|{task.epochs}|{opt}|{float(f'{lr:.4g}')!r}|{seed}"
-    if key in _cache:
-        _counts["reused"] += 1
-    else:
-        _counts["new"] += 1
-        t = task.replace(seed=seed)
-        res = examples.train(t, opt, lr=float(f"{lr:.4g}"))
-        if t.metric == "accuracy":
-            value = 100.0 * res.metrics["val_accuracy"] if not res.diverged else 100.0 / t.data.n_classes
-        else:
-            value = res.metrics.get("val_loss", math.inf)
-            cap = math.log(t.data.n_classes)  # a uniform predictor's loss
-            value = cap if (res.diverged or not math.isfinite(value)) else min(value, cap)
-        _cache[key] = value
-        OUT.mkdir(exist_ok=True)
-        CACHE.write_text(json.dumps(_cache))
+    """The cached validation metric of ``(task, opt, lr, seed)`` (trained if missing)."""
+    key = _key(task, opt, lr, seed)
+    if key not in _cache:
+        train_all(task, {(opt, lr, seed)})
     return _cache[key]
 
 
@@ -119,21 +160,18 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     raw: dict[str, dict] = {}
     started = time.perf_counter()
-    rule_names = [*(f"lrdoctor {r}" for r in RULES), *(f"lrdoctor {r} (1 repeat)" for r in RULES),
+    one_repeat = f"lrdoctor {DEFAULT_RULE} (1 repeat)"
+    rule_names = [*(f"lrdoctor {r}" for r in RULES), one_repeat,
                   "torch-lr-finder", "fastai valley", "lightning"]
     regrets: dict[str, dict[str, float]] = {r: {} for r in rule_names}
     costs: dict[str, list[float]] = {"lrdoctor": [], "torch-lr-finder": [], "peers (1 repeat)": []}
     for name in TASKS:
         base = examples.get(name)
+        base = base.replace(epochs=base.epochs * BUDGET_X)
         run_steps = base.epochs * base.steps_per_epoch
         for opt in OPTS:
             cell = f"{name}/{opt}"
             t0 = time.perf_counter()
-            grid = {float(lr): [score(base, opt, lr, s) for s in SEEDS] for lr in GRID[opt]}
-            means = {lr: float(np.mean(v)) for lr, v in grid.items()}
-            better = max if base.metric == "accuracy" else min
-            oracle_lr = better(means, key=means.get)
-            oracle = means[oracle_lr]
             picks: dict[str, list[float | None]] = {r: [] for r in rule_names}
             curves_out = []
             for s in SEEDS:
@@ -143,12 +181,9 @@ def main() -> None:
                 res = find_lr(model, optimizer, t.train_loader, t.loss_fn, **FINDER)
                 costs["lrdoctor"].append(res.settings["steps_run"] / run_steps)
                 first = res.curves[0]
-                one = analyze([first])
                 for r in RULES:
-                    full = analyze(res.curves, rule=r)
-                    picks[f"lrdoctor {r}"].append(full.suggestion)
-                    picks[f"lrdoctor {r} (1 repeat)"].append(
-                        analyze([first], rule=r).suggestion if one.suggestion is not None else None)
+                    picks[f"lrdoctor {r}"].append(analyze(res.curves, rule=r).suggestion)
+                picks[one_repeat].append(analyze([first]).suggestion)
                 causal = ema(first.losses, 0.98)
                 fv = fastai_valley(first.lrs, causal)
                 lt = lightning(first.lrs, causal)
@@ -159,12 +194,19 @@ def main() -> None:
                 picks["torch-lr-finder"].append(lr_t)
                 costs["torch-lr-finder"].append(steps_t / run_steps)
                 curves_out.append([c.to_dict() for c in res.curves])
+            habitual = 0.01 if opt == "sgd" else 1e-3  # no suggestion: the user keeps this LR
             for r in rule_names:
-                vals = []
-                for s, lr in zip(SEEDS, picks[r]):
-                    if lr is None:  # no suggestion: the user keeps the optimizer's habitual LR
-                        lr = 0.01 if opt == "sgd" else 1e-3
-                    vals.append(score(base, opt, lr, s))
+                picks[r] = [habitual if lr is None else lr for lr in picks[r]]
+            jobs = {(opt, float(lr), s) for lr in GRID[opt] for s in SEEDS}
+            jobs |= {(opt, lr, s) for r in rule_names for s, lr in zip(SEEDS, picks[r])}
+            train_all(base, jobs)
+            grid = {float(lr): [score(base, opt, lr, s) for s in SEEDS] for lr in GRID[opt]}
+            means = {lr: float(np.mean(v)) for lr, v in grid.items()}
+            better = max if base.metric == "accuracy" else min
+            oracle_lr = better(means, key=means.get)
+            oracle = means[oracle_lr]
+            for r in rule_names:
+                vals = [score(base, opt, lr, s) for s, lr in zip(SEEDS, picks[r])]
                 got = float(np.mean(vals))
                 regrets[r][cell] = (oracle - got) if base.metric == "accuracy" else (got - oracle)
             raw[cell] = {"oracle_lr": oracle_lr, "oracle": oracle, "grid": grid,
@@ -173,7 +215,7 @@ def main() -> None:
             print(f"{cell}: oracle {oracle:.4g} at lr {oracle_lr:.3g}; "
                   + ", ".join(f"{r}: {regrets[r][cell]:+.3g}" for r in rule_names)
                   + f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
-            (OUT / "bench_finder.json").write_text(json.dumps(raw, default=float))
+            (OUT / f"bench_finder_x{BUDGET_X}.json").write_text(json.dumps(raw, default=float))
 
     acc_cells = [c for c in regrets[rule_names[0]] if not c.startswith("charlm")]
     lm_cells = [c for c in regrets[rule_names[0]] if c.startswith("charlm")]
@@ -183,8 +225,6 @@ def main() -> None:
         lm = [regrets[r][c] for c in lm_cells]
         cost = costs["lrdoctor"] if r.startswith("lrdoctor") and "1 repeat" not in r else \
             costs["torch-lr-finder"] if r == "torch-lr-finder" else costs["peers (1 repeat)"]
-        if "1 repeat" in r:
-            cost = costs["peers (1 repeat)"]
         rows.append([r, float(np.mean(acc)), float(np.max(acc)),
                      float(np.mean(lm)) if lm else "-", float(np.max(lm)) if lm else "-",
                      float(np.mean(cost))])
@@ -197,7 +237,9 @@ def main() -> None:
     notes = (
         f"Tasks: {', '.join(TASKS)}; optimizers SGD(momentum 0.9) and Adam; seeds {list(SEEDS)}. "
         f"Oracle: best mean validation metric over 7 constant LRs (half-decade grid; SGD 1e-3..1, "
-        f"Adam 3e-5..3e-2) at each task's fixed epoch budget. Range test: {FINDER}. "
+        f"Adam 3e-5..3e-2) at a fixed epoch budget of {BUDGET_X}x each example's default "
+        f"({', '.join(f'{n} {examples.get(n).epochs * BUDGET_X}' for n in TASKS)} epochs). "
+        f"Range test: {FINDER}. "
         f"Regret in accuracy percentage points (mean / worst over the {len(acc_cells)} "
         f"classification cells) and charlm validation nats; negative = better than the grid's best. "
         f"A missing suggestion counts as training at the habitual LR (SGD 0.01, Adam 1e-3). "
@@ -208,12 +250,14 @@ def main() -> None:
         f"Training runs: {_counts['new']} new, {_counts['reused']} reused from the score cache. "
         f"Wall time {time.perf_counter() - started:.0f}s."
     )
-    record("LR finder regret vs grid oracle (P1)",
+    budget = f"{BUDGET_X}x epochs"
+    record(f"LR finder regret vs grid oracle (P1, {budget})",
            ["rule", "mean regret pp", "worst pp", "charlm mean nats", "charlm worst nats",
             "finder cost / run"], rows, notes)
     per_cell = [[c, *[regrets[r][c] for r in rule_names]] for c in acc_cells + lm_cells]
-    record("LR finder regret per task (P1 detail)", ["task/opt", *rule_names], per_cell,
-           "pp of accuracy (charlm: nats); oracle LRs and raw picks in out/bench_finder.json")
+    record(f"LR finder regret per task (P1 detail, {budget})", ["task/opt", *rule_names], per_cell,
+           "pp of accuracy (charlm: nats); oracle LRs and raw picks in "
+           f"out/bench_finder_x{BUDGET_X}.json")
 
 
 if __name__ == "__main__":

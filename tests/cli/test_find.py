@@ -11,6 +11,7 @@ pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 from lrdoctor.cli import main  # noqa: E402
+from lrdoctor.finder import DEFAULT_RULE  # noqa: E402
 
 QUICK = ["--steps", "60", "--repeats", "1", "--lr-range", "1e-5", "10"]
 
@@ -21,7 +22,7 @@ def test_example_json_and_plot(tmp_path, capsys):
     assert rc == 0
     data = json.loads(out.read_text())
     assert {"suggestion", "interval", "rule", "grade", "specs"} <= set(data)
-    assert data["rule"] == "edge"
+    assert data["rule"] == DEFAULT_RULE
     if data["suggestion"] is not None:
         low, high = data["interval"]
         assert low <= data["suggestion"] <= high

@@ -16,8 +16,11 @@ from lrdoctor.finder import (
     Curve,
     RangeTest,
     analyze,
+    MARGIN,
     ema,
     ramp,
+    robust_smooth,
+    running_median,
     zero_lag,
 )
 from lrdoctor.finder._rules import fastai_valley, lightning, torch_lr_finder
@@ -73,6 +76,42 @@ def test_zero_lag_does_not_shift_a_step():
     assert abs(int(np.argmax(centred < 0.5)) - 100) <= 1
 
 
+def test_running_median_ignores_isolated_spikes_and_keeps_steps():
+    y = np.r_[np.ones(20), np.zeros(20)]
+    spiky = y.copy()
+    spiky[[5, 30]] = 100.0
+    assert np.array_equal(running_median(spiky, 2), y)
+    assert np.array_equal(running_median(y, 0), y)
+    with pytest.raises(FinderError, match="half"):
+        running_median(y, -1)
+
+
+def test_blow_ups_past_the_minimum_do_not_move_it():
+    # a range test's high-LR end is spiky: a plain (zero-lag) average lets blow-up batches past
+    # the minimum lift the curve many steps earlier, which moves its minimum to smaller LRs
+    lrs, loss = synthetic(noise=0.02)
+    true_min = int(np.argmin(synthetic()[1]))
+    spiky = loss.copy()
+    spiky[true_min + 8] = 500.0
+    spiky[true_min + 15] = 800.0
+    assert int(np.argmin(robust_smooth(spiky, 0.9))) == int(np.argmin(robust_smooth(loss, 0.9)))
+    assert int(np.argmin(zero_lag(spiky, 0.9))) <= int(np.argmin(zero_lag(loss, 0.9))) - 8
+
+
+def test_robust_smooth_handles_non_positive_losses_and_beta_zero():
+    y = np.linspace(1.0, -1.0, 200)  # e.g. a negative log-likelihood: no log taken
+    assert np.allclose(robust_smooth(y, 0.9)[40:-40], y[40:-40], atol=1e-2)
+    assert np.allclose(robust_smooth(np.array([3.0, 1.0, 2.0]), 0.0), [3.0, 1.0, 2.0])
+    with pytest.raises(FinderError, match="beta"):
+        robust_smooth(y, 1.0)
+
+
+@given(st.lists(st.floats(0.01, 10.0), min_size=1, max_size=60), st.floats(0.0, 0.99))
+def test_robust_smooth_stays_within_the_data(values, beta):
+    out = robust_smooth(values, beta)
+    assert out.min() >= min(values) * (1 - 1e-9) and out.max() <= max(values) * (1 + 1e-9)
+
+
 @given(st.lists(st.floats(0.01, 10.0), min_size=1, max_size=60), st.floats(0.0, 0.99))
 def test_ema_stays_within_the_data(values, beta):
     out = ema(values, beta)
@@ -116,6 +155,8 @@ def test_rules_on_a_textbook_curve(noise):
     assert 10**-3.2 < picks["steepest"].lr < 10**-1.8
     assert picks["steepest"].lr < picks["edge"].lr < 0.1
     assert picks["minimum"].lr == pytest.approx(c.lrs[np.argmin(c.smoothed)] / 10)
+    assert picks["margin"].lr == pytest.approx(c.lrs[np.argmin(c.smoothed)] / MARGIN)
+    assert picks["minimum"].lr < picks["margin"].lr < 0.1
     assert picks["valley"].lr < picks["edge"].lr
     for p in picks.values():
         assert p.low <= p.high

@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ramp length in optimizer steps (default %(default)s)")
     p.add_argument("--repeats", type=int, default=3,
                    help="runs on different batches (default %(default)s)")
-    p.add_argument("--rule", default=None, help="suggestion rule: edge, steepest, valley, minimum")
+    p.add_argument("--rule", default=None, help="suggestion rule: margin (default), steepest, edge, valley, minimum")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the example task (default %(default)s)")
     p.add_argument("--schedule-steps", type=int, metavar="N",

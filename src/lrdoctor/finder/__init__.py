@@ -14,15 +14,36 @@ into a median suggestion, an interval, a grade and Leslie-Smith schedule specs
 (True, True)
 """
 
-from lrdoctor.finder._curve import Curve, RangeTest, default_beta, ema, ramp, zero_lag
+from lrdoctor.finder._curve import (
+    Curve,
+    RangeTest,
+    default_beta,
+    ema,
+    ramp,
+    robust_smooth,
+    running_median,
+    zero_lag,
+)
 from lrdoctor.finder._result import DEFAULT_RULE, GRADES, SPEC_KINDS, FinderResult, analyze
-from lrdoctor.finder._rules import PEER_RULES, RULES, Pick, descent, edge, minimum, steepest, valley
+from lrdoctor.finder._rules import (
+    MARGIN,
+    PEER_RULES,
+    RULES,
+    Pick,
+    descent,
+    edge,
+    margin,
+    minimum,
+    steepest,
+    valley,
+)
 
 __all__ = [
     "Curve",
     "DEFAULT_RULE",
     "FinderResult",
     "GRADES",
+    "MARGIN",
     "PEER_RULES",
     "Pick",
     "RULES",
@@ -33,8 +54,11 @@ __all__ = [
     "descent",
     "edge",
     "ema",
+    "margin",
     "minimum",
     "ramp",
+    "robust_smooth",
+    "running_median",
     "steepest",
     "valley",
     "zero_lag",

@@ -4,15 +4,22 @@ The ramp is an lrdoctor schedule of the optimizer step: ``exponential`` goes fro
 to ``end_lr`` geometrically over ``num_steps`` steps (``lr(k) = start * (end / start) **
 (k / (num_steps - 1))``), ``linear`` arithmetically.
 
-Losses are smoothed with a bias-corrected exponential moving average,
-``avg_k = beta * avg_{k-1} + (1 - beta) * loss_k``, ``smoothed_k = avg_k / (1 - beta ** (k + 1))``.
-The test stops at the first NaN/Inf loss or once ``smoothed > diverge_factor * best smoothed``
-(after ``min_steps``), judged on that causal average. A causal average lags by about
-``1 / (1 - beta)`` steps — with fastai's and Lightning's ``beta = 0.98`` over 100 steps that is
-half the ramp, which drags every feature of the curve to larger LRs. So the curve the rules
-read (:attr:`Curve.smoothed`) is zero-lag: the mean of the forward and the backward
-bias-corrected averages, and ``beta`` defaults to ``1 - 1 / max(2, num_steps / 20)`` (a time
-constant of 5% of the ramp).
+The stop rule reads a causal, bias-corrected exponential moving average,
+``avg_k = beta * avg_{k-1} + (1 - beta) * loss_k``, ``smoothed_k = avg_k / (1 - beta ** (k + 1))``:
+the test stops at the first NaN/Inf loss or once ``smoothed > diverge_factor * best smoothed``
+(after ``min_steps``). ``beta`` defaults to ``1 - 1 / max(2, num_steps / 20)`` (a time constant
+``tau = 1 / (1 - beta)`` of 5% of the ramp).
+
+The curve the rules read (:attr:`Curve.smoothed`, :func:`robust_smooth`) is different, for two
+reasons. A causal average lags by about ``tau`` steps — with fastai's and Lightning's
+``beta = 0.98`` over 100 steps that is half the ramp, which drags every feature of the curve to
+larger LRs — so it is zero-lag: the mean of the forward and the backward averages. And a plain
+average, forward or backward, is dragged by the spikes of the high-LR end: one loss of 600 at
+the divergence lifts the backward average tens of steps earlier, which moves the curve's minimum
+a decade to the left. So the losses are first taken to log space (loss ratios, not differences:
+a blow-up is exponential) and passed through a running median over ``tau`` steps (``2h + 1``
+points, ``h = round(tau / 2)``), which ignores isolated spikes, before the zero-lag average.
+Losses that are not all positive skip the log.
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ import numpy as np
 from lrdoctor.errors import FinderError
 from lrdoctor.schedules import Schedule, Warmup
 
-__all__ = ["Curve", "RangeTest", "default_beta", "ema", "ramp", "zero_lag"]
+__all__ = [
+    "Curve", "RangeTest", "default_beta", "ema", "ramp", "robust_smooth", "running_median",
+    "zero_lag",
+]
 
 RAMPS = ("exponential", "linear")
 
@@ -72,6 +82,46 @@ def zero_lag(losses: np.ndarray | list[float], beta: float) -> np.ndarray:
     return 0.5 * (ema(arr, beta) + ema(arr[::-1], beta)[::-1])
 
 
+def running_median(values: np.ndarray | list[float], half: int) -> np.ndarray:
+    """The median of each point's window ``values[k - half : k + half + 1]`` (cut at the ends).
+
+    >>> running_median([1.0, 1.0, 50.0, 1.0, 1.0], 1).tolist()
+    [1.0, 1.0, 1.0, 1.0, 1.0]
+    """
+    arr = np.asarray(values, float)
+    n, half = len(arr), int(half)
+    if half < 0:
+        raise FinderError(f"half must be >= 0, got {half}")
+    if half == 0 or n < 2:
+        return arr.copy()
+    padded = np.pad(arr, half, constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    return np.nanmedian(windows, axis=1)
+
+
+def robust_smooth(losses: np.ndarray | list[float], beta: float) -> np.ndarray:
+    """The curve the rules read: log, running median over ``tau`` steps, zero-lag EMA, exp.
+
+    ``tau = 1 / (1 - beta)``; the median's half window is ``round(tau / 2)`` (none for
+    ``beta = 0``). Losses that are not all positive are smoothed as they are, without the log.
+
+    >>> loss = np.r_[np.linspace(2.0, 1.0, 31), np.linspace(1.05, 2.0, 20)]  # lowest at 30
+    >>> loss[36] = 600.0                                 # one blow-up batch past the minimum
+    >>> int(np.argmin(robust_smooth(loss, 0.9))), int(np.argmin(zero_lag(loss, 0.9)))
+    (28, 0)
+    """
+    arr = np.asarray(losses, float)
+    if len(arr) == 0:
+        return arr.copy()
+    if not 0 <= beta < 1:
+        raise FinderError(f"beta must be in [0, 1), got {beta!r}")
+    half = int(round(0.5 / (1.0 - beta))) if beta > 0 else 0
+    positive = bool(np.all(arr > 0))
+    x = np.log(arr) if positive else arr
+    out = zero_lag(running_median(x, half), beta)
+    return np.exp(out) if positive else out
+
+
 def ema(losses: np.ndarray | list[float], beta: float = 0.98) -> np.ndarray:
     """Bias-corrected exponential moving average of ``losses`` (fastai's and Lightning's).
 
@@ -116,10 +166,10 @@ class Curve:
     @classmethod
     def from_losses(cls, lrs: list[float] | np.ndarray, losses: list[float] | np.ndarray, *,
                     beta: float | None = None, stop: str = "end") -> Curve:
-        """A curve from raw losses, smoothed here with :func:`zero_lag`."""
+        """A curve from raw losses, smoothed here with :func:`robust_smooth`."""
         beta = default_beta(len(losses)) if beta is None else beta
-        return cls(np.asarray(lrs, float), np.asarray(losses, float), zero_lag(losses, beta), stop,
-                   beta)
+        return cls(np.asarray(lrs, float), np.asarray(losses, float),
+                   robust_smooth(losses, beta), stop, beta)
 
     def to_dict(self) -> dict[str, object]:
         return {"lrs": self.lrs.tolist(), "losses": self.losses.tolist(),
@@ -218,7 +268,7 @@ class RangeTest:
         return np.array(self._smoothed)
 
     def curve(self) -> Curve:
-        """The recorded curve, smoothed with :func:`zero_lag` for the rules."""
+        """The recorded curve, smoothed with :func:`robust_smooth` for the rules."""
         losses = np.array(self._losses)
-        return Curve(np.array(self._lrs), losses, zero_lag(losses, float(self.beta or 0)),
+        return Curve(np.array(self._lrs), losses, robust_smooth(losses, float(self.beta or 0)),
                      self.stop or "interrupted", self.beta)

@@ -18,7 +18,7 @@ from lrdoctor.finder._rules import RULES, Pick, descent, noise
 __all__ = ["DEFAULT_RULE", "GRADES", "SPEC_KINDS", "FinderResult", "analyze"]
 
 #: The rule ``find_lr`` uses unless told otherwise; chosen by benchmarks/bench_finder.py.
-DEFAULT_RULE = "edge"
+DEFAULT_RULE = "margin"
 #: Grades, best first: the interval spans <= 0.5 decade, <= 1 decade, more; or no descent.
 GRADES = ("good", "fair", "poor", "none")
 #: Schedule kinds :meth:`FinderResult.spec_for` writes.
@@ -33,13 +33,15 @@ def descent_sigmas(curve: Curve) -> float:
     """The smoothed loss's fall before its minimum in units of the smoothed curve's noise.
 
     The noise of the raw losses (:func:`~lrdoctor.finder._rules.noise`, before the minimum)
-    times ``sqrt((1 - beta) / (1 + beta))``, the factor by which an EMA shrinks white noise.
+    times ``sqrt(pi / 2) * sqrt((1 - beta) / (1 + beta))``: an EMA shrinks white noise by the
+    second factor; the running median before it (:func:`~lrdoctor.finder.robust_smooth`) costs
+    the first (a median of n points is that much noisier than their mean).
     """
     if len(curve) < 5:
         return 0.0
     i = int(np.nanargmin(curve.smoothed))
     beta = curve.beta if curve.beta is not None else default_beta(len(curve))
-    sigma = noise(curve.losses[: i + 1]) * math.sqrt((1 - beta) / (1 + beta))
+    sigma = noise(curve.losses[: i + 1]) * math.sqrt(math.pi / 2 * (1 - beta) / (1 + beta))
     head = float(np.median(curve.smoothed[: max(3, len(curve) // 20)]))
     fall = head - float(curve.smoothed[i])
     return math.inf if sigma == 0 and fall > 0 else (fall / sigma if sigma > 0 else 0.0)

@@ -10,6 +10,10 @@ taken against the log of the LR, the axis the ramp is uniform in.
 - ``valley``: the longest descending stretch (fastai's "valley", by ESRI), ~1/2 of the way down
   it. Range: its middle third.
 - ``minimum``: the LR of the lowest smoothed loss, divided by 10. Range: ÷20 .. ÷5.
+- ``margin``: the LR of the lowest smoothed loss divided by a safety margin, ``MARGIN`` (chosen
+  by benchmark P1, see ``docs/finder.md``). The loss minimum of a range test sits at the edge of
+  stability — the LR where the step starts to overshoot — and a constant LR held for a whole run
+  needs room below it, more the longer the run. Range: ÷(2 × margin) .. ÷(margin / 2).
 - ``edge``: the upper edge of the steep descent — going right from the steepest point, the
   last LR where the slope is still at least half the steepest: the largest LR that still
   makes fast progress, before the curve bends into its minimum. Range: the steepest point
@@ -34,8 +38,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lrdoctor.errors import FinderError
+
 __all__ = [
-    "PEER_RULES", "RULES", "Pick", "descent", "edge", "minimum", "noise", "steepest", "valley",
+    "MARGIN", "PEER_RULES", "RULES", "Pick", "descent", "edge", "margin", "minimum", "noise",
+    "steepest", "valley",
 ]
 
 
@@ -185,6 +192,24 @@ def minimum(lrs: np.ndarray, losses: np.ndarray) -> Pick | None:
     return Pick(best / 10, i, best / 20, best / 5)
 
 
+#: The ``margin`` rule's divisor of the min-loss LR (see the module docstring).
+MARGIN = 4.0
+
+
+def margin(lrs: np.ndarray, losses: np.ndarray, *, factor: float = MARGIN) -> Pick | None:
+    """The LR of the lowest smoothed loss divided by ``factor`` (default :data:`MARGIN`)."""
+    if not factor >= 1:
+        raise FinderError(f"margin factor must be >= 1, got {factor!r}")
+    lrs, losses = _clean(lrs, losses)
+    if len(losses) < 5:
+        return None
+    i = int(np.argmin(losses))
+    if i == 0:
+        return None
+    best = float(lrs[i])
+    return Pick(best / factor, i, best / (2 * factor), min(best, 2 * best / factor))
+
+
 # ---- peers, as their projects compute them -----------------------------------------------------
 
 
@@ -228,8 +253,8 @@ def torch_lr_finder(lrs: np.ndarray, losses: np.ndarray) -> Pick | None:
 Rule = Callable[[np.ndarray, np.ndarray], "Pick | None"]
 
 #: lrdoctor's rules, by name.
-RULES: dict[str, Rule] = {"steepest": steepest, "edge": edge, "valley": valley,
-                          "minimum": minimum}
+RULES: dict[str, Rule] = {"margin": margin, "steepest": steepest, "edge": edge,
+                          "valley": valley, "minimum": minimum}
 #: The peers' rules, for comparison (see the module docstring).
 PEER_RULES: dict[str, Rule] = {"fastai_valley": fastai_valley, "lightning": lightning,
                                "torch_lr_finder": torch_lr_finder}
