@@ -195,3 +195,13 @@ def test_directory_prefers_monitor_jsonl_over_other_jsonl(tmp_path):
     (tmp_path / "lrdoctor" / "journal.jsonl").write_text('{"step": 3, "cause": "plateau"}\n')
     log = load(tmp_path)
     assert log.format == "lrdoctor-jsonl" and log.source.endswith("log.jsonl")
+
+
+def test_directory_prefers_rank0s_log_over_other_ranks_copies(tmp_path):
+    # RankMonitor(write="all") leaves log.jsonl (rank 0) beside log.rank1.jsonl, log.rank2.jsonl
+    meta = '{"type": "meta", "version": 1, "every": 50}\n'
+    for name, loss in (("log.jsonl", 1.0), ("log.rank1.jsonl", 2.0), ("log.rank2.jsonl", 3.0)):
+        (tmp_path / name).write_text(
+            meta + f'{{"type": "scalars", "step": 0, "values": {{"train/loss": {loss}}}}}\n')
+    log = load(tmp_path)
+    assert log.source.endswith("log.jsonl") and log.get("train/loss").values[0] == 1.0

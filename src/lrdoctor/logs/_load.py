@@ -96,11 +96,17 @@ def _newest(paths: list[Path]) -> Path:
     return max(paths, key=key)
 
 
+_RANK_COPY = re.compile(r"\.rank[1-9]\d*\.jsonl$")
+
+
 def _load_dir(p: Path, format: str) -> TrainingLog:
     if format == "tensorboard":
         return read_tensorboard(p)
     jsonl = sorted(p.rglob("*.jsonl"))
     ours = [q for q in jsonl if _is_monitor_log(q)]
+    # RankMonitor(write="all"): log.jsonl is rank 0's, log.rank<N>.jsonl the other ranks' copies
+    rank0 = [q for q in ours if not _RANK_COPY.search(q.name)]
+    ours = rank0 or ours
     candidates = [
         ours,
         [q for q in p.rglob("trainer_state.json")],
