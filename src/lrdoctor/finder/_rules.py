@@ -180,18 +180,6 @@ def valley(lrs: np.ndarray, losses: np.ndarray) -> Pick | None:
     return Pick(float(lrs[i]), i, float(lrs[lo]), float(lrs[hi]))
 
 
-def minimum(lrs: np.ndarray, losses: np.ndarray) -> Pick | None:
-    """The LR of the lowest smoothed loss, divided by 10."""
-    lrs, losses = _clean(lrs, losses)
-    if len(losses) < 5:
-        return None
-    i = int(np.argmin(losses))
-    if i == 0:
-        return None
-    best = float(lrs[i])
-    return Pick(best / 10, i, best / 20, best / 5)
-
-
 #: The ``margin`` rule's divisor of the min-loss LR (see the module docstring).
 MARGIN = 4.0
 
@@ -208,6 +196,11 @@ def margin(lrs: np.ndarray, losses: np.ndarray, *, factor: float = MARGIN) -> Pi
         return None
     best = float(lrs[i])
     return Pick(best / factor, i, best / (2 * factor), min(best, 2 * best / factor))
+
+
+def minimum(lrs: np.ndarray, losses: np.ndarray) -> Pick | None:
+    """The LR of the lowest smoothed loss, divided by 10 (fastai's first rule)."""
+    return margin(lrs, losses, factor=10.0)
 
 
 # ---- peers, as their projects compute them -----------------------------------------------------

@@ -235,10 +235,6 @@ class ReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):
             optimizers[0].learning_rate = self.schedule  # the schedule times the plateau factor
             self._last_eval_step, self._last_eval_lrs = 0, [_lr(optimizers[0])]
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if not self._begun:
-            self._begin(epoch)
-
     def _step(self) -> int | None:
         if self.schedule is None:
             return None
@@ -263,12 +259,6 @@ class ReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):
         if any(abs(a - b) > 1e-6 * max(abs(a), abs(b)) for a, b in zip(before, lrs)):
             self.journal.append(Entry("schedule", epoch=epoch + 1, step=k, old_lrs=before, new_lrs=lrs,
                                       evidence={"schedule": spec, "from_step": self._last_eval_step}))
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if not self._begun:
-            self._begin(epoch)
-        self._evaluate(epoch, logs)
-        self._record(epoch)  # the state after this epoch, to the state file
 
     def _evaluate(self, epoch: int, logs: dict[str, Any] | None) -> None:
         if self._mode is None:

@@ -144,16 +144,6 @@ class EarlyStopping(Resumable, keras.callbacks.EarlyStopping):
         super().on_train_begin(logs)
         self.es_state = EarlyStopState()
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if not self._begun:
-            self._begin(epoch)
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if not self._begun:
-            self._begin(epoch)
-        self._evaluate(epoch, logs)
-        self._record(epoch)  # the state after this epoch, to the state file
-
     def _evaluate(self, epoch: int, logs: dict[str, Any] | None) -> None:
         if self._mode is None:
             self._mode = _resolve_mode(self, self.monitor, self.mode)

@@ -324,6 +324,19 @@ class Resumable:
         at = [i for i, s in enumerate(snaps) if s == plain(state)]
         return snaps[: at[-1] + 1] if at else None
 
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self._begun:
+            self._begin(epoch)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self._begun:
+            self._begin(epoch)
+        self._evaluate(epoch, logs)
+        self._record(epoch)  # the state after this epoch, to the state file
+
+    def _evaluate(self, epoch: int, logs: dict[str, Any] | None) -> None:
+        raise NotImplementedError  # the callback's own decision for this epoch
+
     def _record(self, epoch: int) -> None:
         """At every epoch end: the snapshot, appended to the state file."""
         self._epochs_done, self._steps_done = epoch + 1, model_step(self.model) or 0
