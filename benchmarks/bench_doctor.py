@@ -8,16 +8,27 @@ warning/critical whose code is one of the benchmark's classes (or 'healthy' when
 a fault counts as detected when its expected code (or an accepted alternative) is among the
 warning/critical findings. Thresholds were tuned on seeds 0-3 (TUNE_SEEDS: first on seed 0;
 a first report on seeds 1-3 exposed three rule bugs that were fixed, so those seeds count as
-tuning too); the tables report seeds 4-6 (REPORT_SEEDS) only. Latency: the earliest fraction of the run (10%, 20%, ... of the
-steps) at which the log, cut there, already yields the right finding.
+tuning too; the per-epoch signature rules for the CSV columns were tuned on seeds 0-3 from the
+cached logs, without looking at seeds 4-6); the tables report seeds 4-6 (REPORT_SEEDS) only.
+Latency: the earliest fraction of the run (10%, 20%, ... of the steps) at which the log, cut
+there, already yields the right finding.
 
     python benchmarks/bench_doctor.py            # all, ~10 min on 2 cores
     python benchmarks/bench_doctor.py --quick    # one seed, for a smoke test
+    python benchmarks/bench_doctor.py p3 --rediagnose   # re-diagnose the cached report logs
+
+Every P3 run keeps its logs (``<task>_<fault>_<seed>.jsonl``, ``.csv`` and a ``.json`` with the
+run's summary) in ``out/bench_doctor/`` (CACHE); ``--rediagnose`` reads them back instead of
+training again, so a change to the rules is re-measured in seconds. Tuning prints per run:
+
+    python benchmarks/bench_doctor.py --tune                 # train TUNE_SEEDS into the cache
+    python benchmarks/bench_doctor.py --tune --rediagnose    # re-diagnose (FAULTS=.., SEEDS=..)
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import sys
@@ -37,6 +48,7 @@ TASKS = ("digits-mlp", "mnist1d-conv")
 TUNE_SEEDS = (0, 1, 2, 3)     # thresholds were tuned looking at these
 REPORT_SEEDS = (4, 5, 6)      # ... and are reported on these only
 FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+CACHE = Path(__file__).resolve().parents[1] / "out" / "bench_doctor"   # gitignored (/out/)
 
 
 @dataclass(frozen=True)
@@ -182,8 +194,41 @@ def run_one(args: tuple[str, Fault, int, str]) -> dict[str, Any]:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    return {"task": task_name, "fault": fault.name, "seed": seed, "jsonl": str(jsonl),
-            "csv": str(csv_path), "val_accuracy": rows[-1]["val_accuracy"]}
+    result = {"task": task_name, "fault": fault.name, "seed": seed, "jsonl": str(jsonl),
+              "csv": str(csv_path), "val_accuracy": rows[-1]["val_accuracy"]}
+    (Path(out_dir) / f"{tag}.json").write_text(json.dumps(result))
+    return result
+
+
+def train_runs(seeds: tuple[int, ...], faults: Any = FAULTS) -> tuple[list[dict[str, Any]], float]:
+    """Train every (task, fault, seed) into CACHE; the results and the training seconds."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    jobs = [(t, f, s, str(CACHE)) for t in TASKS for f in faults for s in seeds]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(run_one, jobs))
+    train_s = time.perf_counter() - t0
+    (CACHE / f"train_{'-'.join(map(str, seeds))}.json").write_text(
+        json.dumps({"seconds": train_s, "runs": len(results)}))
+    return results, train_s
+
+
+def cached_runs(seeds: tuple[int, ...], faults: Any = FAULTS) -> tuple[list[dict[str, Any]], float]:
+    """The results :func:`train_runs` left in CACHE (no training); the seconds it took then."""
+    results = []
+    for t in TASKS:
+        for f in faults:
+            for s in seeds:
+                path = CACHE / f"{t}_{f.name}_{s}.json"
+                if not path.exists():
+                    sys.exit(f"{path} is missing: train first (without --rediagnose)")
+                r = json.loads(path.read_text())
+                r.update(jsonl=str(CACHE / Path(r["jsonl"]).name),
+                         csv=str(CACHE / Path(r["csv"]).name))
+                results.append(r)
+    meta = CACHE / f"train_{'-'.join(map(str, seeds))}.json"
+    train_s = json.loads(meta.read_text())["seconds"] if meta.exists() else math.nan
+    return results, train_s
 
 
 def classify(diagnosis: Any, classes: set[str]) -> str:
@@ -256,16 +301,14 @@ def summarize(rows: list[dict[str, Any]], kind: str) -> dict[str, Any]:
             "latency_le_30": (sum(x <= 0.3 for x in lats) / len(lats)) if lats else math.nan}
 
 
-def p3(quick: bool) -> None:
+def p3(quick: bool, rediagnose: bool = False) -> None:
     from _results import record
 
     seeds = (0,) if quick else REPORT_SEEDS
-    work = tempfile.mkdtemp(prefix="lrdoctor-bench-")
-    jobs = [(t, f, s, work) for t in TASKS for f in FAULTS for s in seeds]
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(run_one, jobs))
-    train_s = time.perf_counter() - t0
+    results, train_s = cached_runs(seeds) if rediagnose else train_runs(seeds)
+    trained = (f"Re-diagnosed the cached logs of {len(results)} runs (python benchmarks/"
+               f"bench_doctor.py p3 --rediagnose; training them took {train_s:.0f} s)."
+               if rediagnose else f"Training {len(results)} runs took {train_s:.0f} s.")
     report = results
     for kind, label in (("jsonl", "live Monitor logs"), ("csv", "Keras-CSVLogger columns only")):
         s = evaluate(report, kind)
@@ -280,7 +323,7 @@ def p3(quick: bool) -> None:
                           for r in s["false_alarms"][:6]))
                       + f"; median detection latency {s['latency_median']:.0%} of the run, "
                       f"{s['latency_le_30']:.0%} of detections by 30% (goal <= 30%). "
-                      f"Training {len(results)} runs took {train_s:.0f} s.\n\n"
+                      f"{trained}\n\n"
                       + confusion_md(s) + "\n\n" + misses_md(s)))
 
 
@@ -309,47 +352,10 @@ def misses_md(s: dict[str, Any]) -> str:
 
 
 def p4() -> None:
-    """Monitor overhead: the same training with and without a Monitor, interleaved, best of 7.
+    """Monitor overhead as a CPU-time ratio with/without: see benchmarks/_monitor_overhead.py."""
+    from _monitor_overhead import p4 as measure
 
-    The ratio uses this process's CPU time (torch on one thread), which other processes on a
-    shared machine barely disturb; wall-clock ratios are shown next to it.
-    """
-    import torch
-
-    from _results import record
-    from lrdoctor import examples
-    from lrdoctor.torch import Monitor
-
-    torch.set_num_threads(1)
-    rows = []
-    for name in TASKS:
-        task = examples.get(name, seed=0)
-        cpu = {True: [], False: []}
-        wall = {True: [], False: []}
-        for _ in range(7):
-            for use in (False, True):
-                model = task.build_model(0)
-                opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-                path = Path(tempfile.mkdtemp()) / "m.jsonl"
-                c, t = time.process_time(), time.perf_counter()
-                mon = Monitor(model, opt, path) if use else None
-                examples.train(task, opt, model=model, monitor=mon, evaluate=False)
-                if mon:
-                    mon.close()
-                cpu[use].append(time.process_time() - c)
-                wall[use].append(time.perf_counter() - t)
-        steps = task.steps_per_epoch * task.epochs
-        rows.append([name, steps, round(1e3 * min(cpu[False]) / steps, 3),
-                     round(1e3 * min(cpu[True]) / steps, 3),
-                     round(min(cpu[True]) / min(cpu[False]), 4),
-                     round(min(wall[True]) / min(wall[False]), 4)])
-    record("P4 Monitor overhead (default every=50, CPU, 1 thread)",
-           ["task", "steps", "CPU ms/step without", "CPU ms/step with Monitor",
-            "CPU ratio (goal <= 1.03)", "wall ratio"],
-           rows, notes="Best of 7 interleaved runs each of examples.train (evaluation off, so "
-                       "only training steps are timed), Monitor construction and close included. "
-                       f"Load average while measuring: {os.getloadavg()[0]:.1f} on "
-                       f"{os.cpu_count()} cores.")
+    measure()
 
 
 def p6() -> None:
@@ -388,15 +394,14 @@ def p6() -> None:
            notes=f"findings: {', '.join(d.codes)}")
 
 
-def tune() -> None:
-    """Seed 0 only, printed per run (not recorded): what the thresholds were tuned on."""
-    work = tempfile.mkdtemp(prefix="lrdoctor-tune-")
+def tune(rediagnose: bool = False) -> None:
+    """TUNE_SEEDS (or SEEDS=0,1), printed per run (not recorded): what thresholds are tuned on."""
     names = os.environ.get("FAULTS", "")
-    seeds = tuple(int(x) for x in os.environ.get("SEEDS", "0").split(","))
+    seeds = tuple(int(x) for x in os.environ.get("SEEDS", ",".join(map(str, TUNE_SEEDS))).split(","))
+    if set(seeds) & set(REPORT_SEEDS):
+        sys.exit(f"--tune on report seeds {REPORT_SEEDS} would tune on what is reported")
     faults = [f for f in FAULTS if not names or f.name in names.split(",")]
-    jobs = [(t, f, s, work) for t in TASKS for f in faults for s in seeds]
-    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(run_one, jobs))
+    results, _ = cached_runs(seeds, faults) if rediagnose else train_runs(seeds, faults)
     for kind in ("jsonl", "csv"):
         s = evaluate(results, kind)
         print(f"== {kind}: macro-F1 {s['macro_f1']:.3f}, false alarms {len(s['false_alarms'])}")
@@ -408,7 +413,7 @@ def tune() -> None:
 
 if __name__ == "__main__":
     if "--tune" in sys.argv:
-        tune()
+        tune("--rediagnose" in sys.argv)
         sys.exit(0)
     quick = "--quick" in sys.argv
     only = [a for a in sys.argv[1:] if not a.startswith("--")]
@@ -417,4 +422,4 @@ if __name__ == "__main__":
     if not only or "p4" in only:
         p4()
     if not only or "p3" in only:
-        p3(quick)
+        p3(quick, "--rediagnose" in sys.argv)

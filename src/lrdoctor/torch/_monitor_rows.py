@@ -1,0 +1,149 @@
+"""The Monitor's row buffer: values stay tensors until a flush turns them into JSONL lines.
+
+A buffered row is ``(step, epoch, loss, lrs, grad_norm, extra)``: ``loss`` a float or a 0-d
+tensor, ``lrs`` a list of floats (or None; consecutive rows share one list while the rates stay
+the same), ``grad_norm`` a float or the per-tensor gradient norms (0-d tensors) whose L2
+combination it is (or None), ``extra`` None or a dict of further values. An extra
+value is a float, a 0-d tensor, a list/tuple of 0-d tensors (logged as their L2 combination) or
+a :class:`Deferred` (several values computed from tensors at flush time). :func:`drain` converts
+every tensor of every pending row with one device sync and formats the lines.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["Deferred", "drain", "to_floats"]
+
+_Tensor = torch.Tensor
+_item = torch.Tensor.item
+
+
+class Deferred:
+    """Values computed at flush time: ``fn(floats of tensors) -> {name: value or None}``.
+
+    The key a Deferred is stored under in a row's ``extra`` is only a label; its own names are
+    the ones written (``None`` values are left out)."""
+
+    __slots__ = ("fn", "tensors")
+
+    def __init__(self, tensors: Sequence[torch.Tensor],
+                 fn: Callable[[list[float]], dict[str, float | None]]):
+        self.tensors, self.fn = tensors, fn
+
+
+def to_floats(tensors: list[torch.Tensor]) -> list[float]:
+    """Many 0-d tensors to floats with one device sync (one by one on the CPU, where an
+    ``item()`` is cheaper than a ``stack``, or when they cannot be stacked)."""
+    if not tensors:
+        return []
+    if tensors[0].is_cpu:
+        return list(map(_item, tensors))
+    try:
+        return torch.stack([t.reshape(()) for t in tensors]).tolist()
+    except RuntimeError:  # mixed dtypes or devices
+        return list(map(_item, tensors))
+
+
+_KEYS: dict[str, str] = {}
+
+
+def _key(name: str) -> str:
+    """``"name": `` (JSON-escaped), cached: the names of a run are few."""
+    k = _KEYS.get(name)
+    if k is None:
+        k = _KEYS[name] = f"{json.dumps(name)}: "
+    return k
+
+
+def _num(v: float) -> str:
+    if v - v == 0:  # finite (NaN - NaN and inf - inf are NaN)
+        return repr(float(v))
+    return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+
+
+def drain(rows: list[tuple[Any, ...]], out: list[str], lr_names: Callable[[int], list[str]],
+          nonfinite: Callable[[str, int], None]) -> None:
+    """Append the JSONL lines of ``rows`` to ``out``. ``nonfinite(name, step)`` is told about
+    each non-finite value before its row's line is appended (the caller writes an event line for
+    the first); ``lr_names(n)`` names ``n`` learning rates."""
+    tensors: list[torch.Tensor] = []
+    for _, _, loss, _, gnorm, extra in rows:
+        if loss.__class__ is not float and isinstance(loss, _Tensor):
+            tensors.append(loss)
+        if gnorm.__class__ is tuple or gnorm.__class__ is list:
+            tensors.extend(gnorm)
+        if extra:
+            for v in extra.values():
+                if isinstance(v, _Tensor):
+                    tensors.append(v)
+                elif isinstance(v, (list, tuple)):
+                    tensors.extend(v)
+                elif isinstance(v, Deferred):
+                    tensors.extend(v.tensors)
+    floats = to_floats(tensors)
+    pos = 0
+    last_lrs: list[float] | None = None
+    lr_text, names = "", []
+    hypot, isfinite = math.hypot, math.isfinite
+    for k, epoch, loss, lrs, g, extra in rows:
+        if loss.__class__ is not float and isinstance(loss, _Tensor):
+            loss = floats[pos]
+            pos += 1
+        if g.__class__ is tuple or g.__class__ is list:
+            n = len(g)
+            g = hypot(*floats[pos:pos + n])
+            pos += n
+        if lrs is not last_lrs and lrs:  # rows share the list while the rates stay the same
+            last_lrs, names = lrs, lr_names(len(lrs))
+            lr_text = ", ".join(_key(n) + _num(v) for n, v in zip(names, lrs))
+            for n, v in zip(names, lrs):
+                if not isfinite(v):
+                    nonfinite(n, k)
+        if extra is None and lrs and loss is not None and g is not None \
+                and loss - loss == 0 and g - g == 0:  # the common row, all finite
+            out.append(f'{{"type": "scalars", "step": {k}, "epoch": {epoch}, "values": '
+                       f'{{"train/loss": {loss!r}, {lr_text}, "grad_norm": {g!r}}}}}\n')
+            continue
+        vals: dict[str, float | None] = {}
+        if extra:
+            for name, v in extra.items():
+                if isinstance(v, _Tensor):
+                    vals[name] = floats[pos]
+                    pos += 1
+                elif isinstance(v, (list, tuple)):
+                    vals[name] = hypot(*floats[pos:pos + len(v)])
+                    pos += len(v)
+                elif isinstance(v, Deferred):
+                    n = len(v.tensors)
+                    vals.update(v.fn(floats[pos:pos + n]))
+                    pos += n
+                else:
+                    vals[name] = v
+        body = []
+        if loss is not None and "train/loss" not in vals:  # a metric of the same name wins
+            if not isfinite(loss):
+                nonfinite("train/loss", k)
+            body.append(f'"train/loss": {_num(loss)}')
+        if lrs:
+            if vals and any(n in vals for n in names):
+                body.extend(_key(n) + _num(v) for n, v in zip(names, lrs) if n not in vals)
+            else:
+                body.append(lr_text)
+        if g is not None and "grad_norm" not in vals:
+            if not isfinite(g):
+                nonfinite("grad_norm", k)
+            body.append(f'"grad_norm": {_num(g)}')
+        for name, v in vals.items():
+            if v is None:
+                continue
+            if not isfinite(v):
+                nonfinite(name, k)
+            body.append(_key(name) + _num(v))
+        out.append(f'{{"type": "scalars", "step": {k}, "epoch": {epoch}, '
+                   f'"values": {{{", ".join(body)}}}}}\n')
