@@ -118,6 +118,9 @@ def test_plateau_scheduler_gets_the_journal(tmp_path):
                 if e.cause == "plateau"]
     assert [e.step for e in plateaus] == [6, 12, 18]  # eval_loss never improves by 1000%
     assert plateaus[0].new_lrs == (2.5e-3,)
+    log = load(tmp_path / "lrdoctor")  # settings and cuts in the run's log (Monitor.watch)
+    assert [e.data["mode"] for e in log.events if e.code == "lr-scheduler"] == ["min"]
+    assert [e.step for e in log.events if e.code == "plateau"] == [6, 12, 18]
 
 
 def test_resume_keeps_lr_trajectory_and_journal(tmp_path):

@@ -119,7 +119,14 @@ def test_plateau_recipe_journals_reductions(tmp_path):
     assert plateaus[0].new_lrs == (0.025,) and plateaus[1].new_lrs == (0.0125,)
     _, lrs = _lrs(tmp_path / "run" / "log.jsonl")
     assert lrs[:16] == [0.05] * 16 and lrs[16:] == [0.025] * 8
-    assert load(tmp_path / "run" / "log.jsonl").has("val/loss")
+    log = load(tmp_path / "run" / "log.jsonl")
+    assert log.has("val/loss")
+    # the run's log carries the scheduler's settings and its cuts (Monitor.watch)
+    settings = [e.data for e in log.events if e.code == "lr-scheduler"]
+    assert settings == [{"kind": "PlateauLR", "mode": "min", "factor": 0.5, "patience": 0,
+                         "threshold": 1e-4, "threshold_mode": "rel", "cooldown": 0,
+                         "monitor": "val_loss"}]
+    assert [e.data["new_lrs"] for e in log.events if e.code == "plateau"] == [[0.025], [0.0125]]
 
 
 @pytest.mark.parametrize("recipe", ["scheduled", "plateau"])

@@ -184,3 +184,53 @@ def test_logs_the_lr_each_step_used_whatever_the_call_order(tmp_path, order):
     if order == "scheduler-first":
         expected[7] = s(8)  # nothing ran at step 7: the groups already hold step 8's lr
     assert list(lr.values) == pytest.approx(expected, rel=1e-12)
+
+
+def _plateau_run(tmp_path, sched_of, *, metric=None, acc=(0.5, 0.6, 0.7, 0.8, 0.85, 0.9)):
+    """An accuracy that rises every epoch, fed to a plateau scheduler the Monitor watches."""
+    m = model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    sched = sched_of(opt)
+    x, y = data()
+    path = tmp_path / "log.jsonl"
+    with Monitor(m, opt, path) as mon:
+        mon.watch(sched, metric=metric)
+        for a in acc:
+            for i in range(0, 64, 16):
+                loss = nn.functional.cross_entropy(m(x[i:i + 16]), y[i:i + 16])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                mon.step(loss=loss)
+            mon.epoch(val_accuracy=a, val_loss=1 - a)
+            sched.step(a)
+    return load(path), sched
+
+
+def test_watch_logs_plateau_settings_and_decisions_for_the_doctor(tmp_path):
+    from lrdoctor.torch import PlateauLR
+
+    log, sched = _plateau_run(
+        tmp_path, lambda opt: PlateauLR(opt, mode="min", patience=0, monitor="val_accuracy"))
+    settings = [e for e in log.events if e.code == "lr-scheduler"]
+    assert settings and settings[0].data["mode"] == "min"
+    assert settings[0].data["monitor"] == "val_accuracy" and settings[0].data["kind"] == "PlateauLR"
+    cuts = [e for e in log.events if e.code == "plateau"]
+    assert len(cuts) == len([e for e in sched.journal if e.cause == "plateau"]) >= 3
+    assert all(c.data["new_lrs"][0] < c.data["old_lrs"][0] for c in cuts)
+    found = {f.code: f for f in D.diagnose(log).findings}
+    assert found["plateau-monitor-mismatch"].severity == "critical"
+    assert f"cut the lr {len(cuts)} times" in found["plateau-monitor-mismatch"].evidence
+
+
+def test_watch_torch_reduce_lr_on_plateau_with_a_named_metric(tmp_path):
+    wrong, _ = _plateau_run(
+        tmp_path, lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min"),
+        metric="val_accuracy")
+    assert "plateau-monitor-mismatch" in D.diagnose(wrong).codes
+    (tmp_path / "log.jsonl").unlink()
+    right, _ = _plateau_run(
+        tmp_path, lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max"),
+        metric="val_accuracy")
+    assert [e.data["mode"] for e in right.events if e.code == "lr-scheduler"] == ["max"]
+    assert "plateau-monitor-mismatch" not in D.diagnose(right).codes

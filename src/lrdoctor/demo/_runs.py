@@ -166,28 +166,16 @@ def train_run(task: Any, *, name: str, title: str, lr: float, out_dir: Path,
     tick = _tick(progress, name)
     tick(0, total)
 
-    forwarded = 0
-
     def on_epoch(row: dict[str, float]) -> None:
-        nonlocal forwarded
         if "val_accuracy" in row:
             plateau.step(row["val_accuracy"])
-        # Mirror the plateau's decisions into the monitor log, with its settings, so a reader
-        # of that one file (the doctor) sees what watched which metric in which mode.
-        entries = list(plateau.journal or [])
-        for e in entries[forwarded:]:
-            monitor.event(e.cause, e.explain(), mode=mode, monitor="val_accuracy",
-                          old_lrs=list(e.old_lrs), new_lrs=list(e.new_lrs), epoch=e.epoch)
-        forwarded = len(entries)
         tick(int(row["epoch"]), total)
 
     began = time.perf_counter()
     with Monitor(model, opt, log_path) as monitor:
-        monitor.event("lr-scheduler", f"PlateauLR(mode='{mode}', monitor='val_accuracy', "
-                      f"patience={patience}, factor={factor:g})"
-                      + (f" on {schedule}" if schedule else ""),
-                      kind="PlateauLR", mode=mode, monitor="val_accuracy", patience=patience,
-                      factor=factor, schedule=schedule)
+        # its settings and decisions go into the monitor log too, so a reader of that one file
+        # (the doctor) sees what watched which metric in which mode
+        monitor.watch(plateau)
         result = examples.train(task, opt, model=model, monitor=monitor, on_epoch=on_epoch)
     seconds = time.perf_counter() - began
     settings = {"optimizer": f"{optimizer} (momentum 0.9)" if optimizer == "sgd" else optimizer,

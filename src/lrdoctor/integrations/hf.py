@@ -92,6 +92,10 @@ class LRDoctorCallback(_transformers.TrainerCallback):
         self.monitor = RankMonitor(model, optimizer, self.files.log, write=self.write,
                                    start_step=start, start_epoch=evaluations,
                                    **self.monitor_kwargs)
+        if type(lr_scheduler).__name__ in ("PlateauLR", "ReduceLROnPlateau"):
+            # settings and decisions into the run's log: the doctor checks mode vs metric
+            self.monitor.watch(lr_scheduler, metric=getattr(lr_scheduler, "monitor", None)
+                               or getattr(args, "metric_for_best_model", None))
         self._hook = model.register_forward_hook(self._capture_loss)
         self._marked_step = start
 

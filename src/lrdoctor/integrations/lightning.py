@@ -124,6 +124,11 @@ class LRDoctorCallback(_pl.Callback):
         self.monitor = RankMonitor(pl_module, trainer.optimizers[0], self.files.log,
                                    write=self.write, trace_dir=trace, start_step=start,
                                    start_epoch=evaluations, **self.monitor_kwargs)
+        for cfg in getattr(trainer, "lr_scheduler_configs", []):
+            # settings and decisions into the run's log: the doctor checks mode vs metric
+            if _is_plateau(cfg.scheduler) or type(cfg.scheduler).__name__ == "ReduceLROnPlateau":
+                self.monitor.watch(cfg.scheduler, metric=getattr(cfg.scheduler, "monitor", None)
+                                   or getattr(cfg, "monitor", None))
         self._seen_step = self._marked_step = start
         self._lrs = None
 

@@ -161,6 +161,12 @@ class RankMonitor:
         if self.monitor is not None:
             self.monitor.epoch(**metrics)
 
+    def watch(self, scheduler: Any, *, metric: str | None = None) -> None:
+        """Log an LR scheduler's settings and decisions (:meth:`lrdoctor.torch.Monitor.watch`;
+        rank 0 writes)."""
+        if self.monitor is not None:
+            self.monitor.watch(scheduler, metric=metric)
+
     def close(self) -> None:
         if self.monitor is not None:
             self.monitor.close()

@@ -47,7 +47,9 @@ from torch import nn
 
 from lrdoctor.errors import LRDoctorError
 from lrdoctor.logs._names import canonical
-from lrdoctor.torch._monitor_checks import check_init, check_outputs, describe
+from lrdoctor.journal import Journal
+from lrdoctor.torch._monitor_checks import (check_init, check_outputs, describe,
+                                             scheduler_settings)
 from lrdoctor.torch._monitor_rows import drain
 from lrdoctor.torch._monitor_stats import (RELU_LIKE, SATURATING, NoiseWindow, Snapshot,
                                            activation_hook, batch_stats, heavy_stats)
@@ -132,6 +134,7 @@ class Monitor:
         self._lr_hook = _step_pre_hook(optimizer, self._remember_lrs)
         self._lr_names: list[str] = []
         self._seen_nonfinite = False
+        self._watched: list[list[Any]] = []  # [journal, entries forwarded, settings data]
         self._write({"type": "meta", "version": 1, "every": every,
                      **describe(model, optimizer, self._params, list(self._layers),
                                 [n for n, _ in self._act_modules])})
@@ -177,7 +180,38 @@ class Monitor:
             values["train/loss_epoch"] = values.pop("train/loss")
         self._rows.append((max(self.global_step - 1, 0), self.epoch_count, None, None, None,
                            values))
+        self._forward_decisions()
         self.flush()
+
+    def watch(self, scheduler: Any, *, metric: str | None = None) -> None:
+        """Log an LR scheduler's settings now, and each decision it journals from now on.
+
+        The settings event (``lr-scheduler``: kind, ``mode``, ``monitor`` — the watched metric's
+        name, ``metric`` or the scheduler's own ``monitor`` — patience, factor, schedule) lets the
+        doctor check a plateau scheduler's mode against its metric from this one file. A
+        :class:`~lrdoctor.torch.PlateauLR` without a journal gets an in-memory one; its entries
+        (plateau reductions, warm-up end, restarts, early stop) are written as events at each
+        :meth:`epoch` and at :meth:`close`.
+        """
+        text, data = scheduler_settings(scheduler, metric)
+        self._event("lr-scheduler", text, data)
+        journal = getattr(scheduler, "journal", None)
+        if journal is None and hasattr(scheduler, "attach_journal"):
+            journal = Journal()
+            scheduler.attach_journal(journal)
+        if isinstance(journal, Journal):
+            self._watched.append([journal, len(journal), data])
+
+    def _forward_decisions(self) -> None:
+        for watched in self._watched:
+            journal, done, data = watched
+            entries = list(journal)
+            for e in entries[done:]:
+                self._event(e.cause, e.explain(), {
+                    "mode": data.get("mode"), "monitor": data.get("monitor"),
+                    "old_lrs": list(e.old_lrs), "new_lrs": list(e.new_lrs), "epoch": e.epoch},
+                    step=e.step)
+            watched[1] = len(entries)
 
     def event(self, code: str, message: str, **data: Any) -> None:
         """Write a free-form event (e.g. ``monitor.event("note", "switched to fp16")``)."""
@@ -198,6 +232,7 @@ class Monitor:
         if self._closed:
             return
         self._disarm()
+        self._forward_decisions()
         self._out_hook.remove()
         if self._lr_hook is not None:
             self._lr_hook.remove()

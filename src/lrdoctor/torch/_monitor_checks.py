@@ -83,3 +83,32 @@ def check_outputs(out: Any, targets: Any, loss_fn: Any) -> list[Event]:
                            f"targets range {tmin}..{tmax} but the model has {n_classes} outputs",
                            {"target_min": tmin, "target_max": tmax, "n_outputs": n_classes}))
     return events
+
+
+#: The settings of a plateau scheduler worth logging (lrdoctor's PlateauLR and torch's class).
+_PLATEAU_KNOBS = ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown")
+
+
+def scheduler_settings(scheduler: Any, metric: str | None = None) -> tuple[str, dict[str, Any]]:
+    """A one-line description and the data of an LR scheduler's settings event.
+
+    ``monitor`` (the watched metric's name) is ``metric``, else the scheduler's own
+    ``monitor`` attribute (PlateauLR's), else absent: torch's ``ReduceLROnPlateau`` does not know
+    which metric it is fed.
+    """
+    kind = type(scheduler).__name__
+    data: dict[str, Any] = {"kind": kind}
+    for knob in _PLATEAU_KNOBS:
+        value = getattr(scheduler, knob, None)
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            data[knob] = value
+    name = metric if metric is not None else getattr(scheduler, "monitor", None)
+    if isinstance(name, str):
+        data["monitor"] = name
+    schedules = getattr(scheduler, "schedules", None)
+    if schedules:
+        data["schedule"] = schedules[0].to_spec()
+    shown = ", ".join(f"{k}={data[k]!r}" for k in ("mode", "monitor", "patience", "factor")
+                      if k in data)
+    text = f"{kind}({shown})" + (f" on {data['schedule']}" if "schedule" in data else "")
+    return text, data
