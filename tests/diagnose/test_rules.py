@@ -119,6 +119,17 @@ def test_underfitting_with_accuracy():
     assert "underfitting" in codes(log)
 
 
+def test_underfitting_evidence_says_a_flat_loss_did_not_fall():
+    ev = np.arange(39, N, 40)
+    flat = np.full(N, 2.3) + np.linspace(0, 0.005, N)  # a hair above its start: not "fell -0%"
+    log = healthy_log(**{"train/loss": s(flat), "val/loss": s(np.full(len(ev), 2.3), ev),
+                         "train/accuracy": s(np.full(len(ev), 0.3), ev),
+                         "val/accuracy": s(np.full(len(ev), 0.3), ev)})
+    found = {f.code: f for f in diagnose(log).findings}
+    assert "did not fall" in found["underfitting"].evidence
+    assert "-0%" not in found["underfitting"].evidence
+
+
 def test_data_problem():
     ev = np.arange(39, N, 40)
     log = TrainingLog({"train/loss": s(2.3 + 0.01 * RNG.standard_normal(N)),

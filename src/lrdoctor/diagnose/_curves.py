@@ -325,7 +325,9 @@ def underfitting(ctx: Context) -> list[Finding]:
     elif drop >= UNDERFIT_NO_ACC_REL:
         return []
     return [_f("underfitting", "warning",
-               f"training loss only fell {drop:.0%} ({l0:.4g} -> {lend:.4g})"
+               (f"training loss only fell {drop:.0%}" if drop >= 0.005 else
+                "training loss did not fall")
+               + f" ({l0:.4g} -> {lend:.4g})"
                + (f"; final training accuracy {acc:.1%}" if acc is not None else "")
                + (f"; validation accuracy {vacc:.1%}" if vacc is not None else ""),
                "Use a bigger model or train longer, and check the learning rate and the "

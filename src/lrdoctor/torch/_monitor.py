@@ -21,7 +21,7 @@ once
     setup checks written as events: softmax/sigmoid outputs into a class-index loss, targets
     outside the output range (``loss-activation-mismatch``), weight scale far from fan-in
     scaling (``bad-initialization``); the optimizer, its hyper-parameters, the dropout rates and
-    the batch size go to the ``meta`` line.
+    the model's output count go to the ``meta`` line.
 
 The file is appended to and flushed at most once a second, at every ``epoch`` and at ``close``,
 so a killed run loses at most a second of log. Between flushes nothing waits for the device
