@@ -140,7 +140,10 @@ def test_data_problem():
 def test_still_learning_and_plateau_are_info():
     d = diagnose(TrainingLog({"train/loss": s(np.linspace(2.3, 0.5, N))}))
     assert "still-learning" in d.codes and not d.problems
-    d = diagnose(TrainingLog({"train/loss": s(decay(tau=20))}))
+    # a floor of 0.5 with 0.01 noise: 100 of 100 noise seeds read as a plateau (at a floor of
+    # 0.1 the same noise is 10% of the level and the 3% flatness test is a coin flip, so the
+    # result hung on how many draws earlier tests took from the shared RNG)
+    d = diagnose(TrainingLog({"train/loss": s(decay(tau=20, end=0.5))}))
     assert "plateau" in d.codes
 
 
