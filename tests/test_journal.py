@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lrdoctor.errors import LogFormatError
+from lrdoctor.errors import LogFormatError, LRDoctorError
 from lrdoctor.journal import CAUSES, Entry, Journal, format_lr, sentence
 
 PLATEAU_EV = {"monitor": "val_accuracy", "mode": "max", "best": 0.912, "best_evaluation": 9,
@@ -76,6 +76,17 @@ def test_restore_rewrites_the_file(tmp_path):
     j2 = Journal(p)
     j2.restore(state)
     assert len(Journal.load(p)) == 2 and len(j2) == 2
+
+
+def test_a_missing_parent_folder_is_created_and_a_folder_path_is_refused(tmp_path):
+    p = tmp_path / "run" / "nested" / "j.jsonl"
+    Journal(p).record("schedule", epoch=1, old_lrs=[1.0], new_lrs=[0.9])
+    assert [e.cause for e in Journal.load(p)] == ["schedule"]
+    fresh = tmp_path / "other" / "j.jsonl"
+    Journal(fresh).restore([])
+    assert fresh.exists()
+    with pytest.raises(LRDoctorError, match="is a folder"):
+        Journal(tmp_path).record("schedule", epoch=1, old_lrs=[1.0], new_lrs=[0.9])
 
 
 def test_unknown_cause_is_an_error():

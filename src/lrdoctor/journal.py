@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrdoctor.errors import LogFormatError
+from lrdoctor.errors import LogFormatError, LRDoctorError
 
 __all__ = ["CAUSES", "Entry", "Journal", "format_lr", "format_value", "sentence"]
 
@@ -105,7 +105,8 @@ class Journal:
     """An append-only list of :class:`Entry`, mirrored to a JSONL file when ``path`` is given.
 
     ``write=False`` keeps the entries in memory only (what non-zero DDP ranks do). Opening an
-    existing file appends to it; :meth:`load` reads one back.
+    existing file appends to it; a missing parent folder is created at the first write;
+    :meth:`load` reads one back.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, write: bool = True) -> None:
@@ -164,16 +165,25 @@ class Journal:
     def _write_lines(self, entries: Iterable[Entry], mode: str) -> None:
         assert self.path is not None
         text = "".join(e.to_json() + "\n" for e in entries)
+        self._make_parent()
         with open(self.path, mode, encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+
+    def _make_parent(self) -> None:
+        assert self.path is not None
+        if self.path.is_dir():
+            raise LRDoctorError(f"journal path {self.path} is a folder; pass a file path such "
+                                "as run/journal.jsonl")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def restore(self, entries: Sequence[Entry | dict[str, Any]]) -> None:
         """Replace the entries (resuming from a checkpoint); the file is rewritten to match, so
         decisions logged after the checkpoint by a run that then died do not linger."""
         self._entries = [e if isinstance(e, Entry) else Entry.from_dict(e) for e in entries]
         if self.path is not None and self.write:
+            self._make_parent()
             tmp = self.path.with_name(self.path.name + ".tmp")
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.write("".join(e.to_json() + "\n" for e in self._entries))
