@@ -13,6 +13,14 @@ cached logs, without looking at seeds 4-6); the tables report seeds 4-6 (REPORT_
 Latency: the earliest fraction of the run (10%, 20%, ... of the steps) at which the log, cut
 there, already yields the right finding.
 
+The CSV half has a ceiling below 1: some faults end in the same state and leave the same
+per-epoch columns. Weight decay 0.3, negative-bias dead ReLUs and the one-channel mnist1d-conv
+(tiny-model) are all a dead network pinned at chance; a huge init and inputs x255 on digits-mlp
+both blow up in epoch 0 and fall back to that dead network. With one label per such group
+(dead-relu; unnormalized-input; and bad-initialization for a first-epoch overflow at an ordinary
+lr) and everything else right, the tune seeds' macro-F1 is at most 0.874 (0.845 if digits-mlp's
+Adam at 30x, which trains to 86-90%, counts as not separable from a healthy run).
+
     python benchmarks/bench_doctor.py            # all, ~10 min on 2 cores
     python benchmarks/bench_doctor.py --quick    # one seed, for a smoke test
     python benchmarks/bench_doctor.py p3 --rediagnose   # re-diagnose the cached report logs

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from lrdoctor.diagnose import diagnose
+from lrdoctor.diagnose._context import Context
 from lrdoctor.diagnose._epochs import softmax_band
+from lrdoctor.diagnose._evalgap import NOISE_SHAPE, eval_above_chance, noise_shape
 from lrdoctor.logs import Series, TrainingLog
 
 LN10 = math.log(10)
@@ -111,7 +113,7 @@ def test_lr_too_high_from_a_bounce_at_chance_without_blow_up():
 
 
 def test_lr_too_high_from_an_overflow_in_the_first_epoch():
-    log = epochs_log([8e17], [0.1], [np.nan], [0.096])
+    log = epochs_log([8e17], [0.1], [np.nan], [0.096], lr=5.0)
     d = diagnose(log)
     assert "lr-too-high" in d.codes and "nonfinite" in d.codes
     f = next(f for f in d.findings if f.code == "lr-too-high")
@@ -141,7 +143,8 @@ def test_noisy_labels_are_not_a_squashed_loss():
     assert "loss-activation-mismatch" not in c and "unshuffled-data" not in c
     assert c[0] == "label-noise"
     f = next(f for f in diagnose(log).findings if f.code == "label-noise")
-    assert "dropout" in f.evidence  # the look-alike it cannot rule out from these columns
+    # confident model, train/val ratio of accuracy x exp(loss) ~1.4: the labels, not dropout
+    assert f.data["candidates"] == ["label-noise"]
 
 
 def test_unshuffled_data_from_training_accuracy_below_chance():
@@ -176,3 +179,116 @@ def test_learning_slowly_is_not_at_chance():
                      [2.22, 2.07, 1.93, 1.91, 1.85, 1.82, 1.89, 1.81],
                      [0.16, 0.18, 0.20, 0.21, 0.19, 0.20, 0.21, 0.23])
     assert problems(log) == ["underfitting"]
+
+
+def test_lr_column_decides_who_leads_an_early_overflow():
+    """NaN in the first epoch: at an ordinary lr the scale (init) leads, at lr 5 the lr."""
+    ordinary = diagnose(epochs_log([4e22], [0.1], [np.nan], [0.096], lr=0.05))
+    top = ordinary.problems[0]
+    assert top.code == "bad-initialization"
+    assert top.data["candidates"] == ["bad-initialization", "unnormalized-input", "lr-too-high"]
+    assert "lr-too-high" not in ordinary.codes
+    huge_lr = diagnose(epochs_log([4e22], [0.1], [np.nan], [0.096], lr=5.0))
+    assert huge_lr.problems[0].code == "lr-too-high"
+    assert "bad-initialization" not in huge_lr.codes
+    above = diagnose(epochs_log([4e22], [0.1], [np.nan], [0.096], lr=0.2))  # just above 0.1
+    assert "bad-initialization" not in above.codes
+
+
+def dropout_at_chance(val_peak_acc: float, val_peak_loss: float, n: int = 8):
+    """Train loss at chance (jitter 0.2%), validation at chance except one epoch."""
+    rng = np.random.default_rng(3)
+    loss = LN10 - 0.005 + 0.004 * np.abs(rng.standard_normal(n))
+    loss[0] = LN10 + 0.06
+    acc = 0.11 + 0.005 * rng.standard_normal(n)
+    vloss = LN10 + 0.004 + 0.002 * rng.standard_normal(n)
+    vacc = np.full(n, 0.10)
+    vloss[4], vacc[4] = val_peak_loss, val_peak_acc
+    return epochs_log(loss, acc, vloss, vacc)
+
+
+def test_over_regularization_when_evaluation_beats_a_training_loss_at_chance():
+    d = diagnose(dropout_at_chance(0.2, 2.26))
+    assert d.problems[0].code == "over-regularization"
+    f = d.problems[0]
+    assert f.data["candidates"] == ["over-regularization", "data-problem"]
+    assert f.data["ratio"] > 1.5 and "eval mode" in f.evidence
+
+
+@pytest.mark.parametrize("acc, loss", [(0.13, 2.26),    # 1.3x chance: within at-chance noise
+                                        (0.2, 2.45)])   # above chance but val loss above it
+def test_a_val_epoch_near_chance_is_not_train_mode_noise(acc, loss):
+    log = dropout_at_chance(acc, loss)
+    assert eval_above_chance(Context(log)) is None
+
+
+def test_eval_above_chance_is_quiet_when_the_log_records_dropout():
+    log = dropout_at_chance(0.2, 2.26)
+    log.meta["dropout"] = [0.0]
+    assert "over-regularization" not in problems(log)
+
+
+def test_over_regularization_from_a_jittering_loss_at_chance():
+    """Jitter 0.3% at chance, reached within the first epoch: random but uninformative output."""
+    rng = np.random.default_rng(5)
+    loss = LN10 + 0.007 * np.abs(rng.standard_normal(10))
+    loss[0] = LN10 + 0.06
+    vloss, vacc = at_chance(10, jitter=2e-3)
+    d = diagnose(epochs_log(loss, np.full(10, 0.105), vloss, vacc))
+    assert d.problems[0].code == "over-regularization"
+    assert d.problems[0].data["candidates"] == ["over-regularization", "lr-too-high"]
+    assert "dead-relu" not in d.codes
+
+
+def test_a_dead_networks_pinned_loss_is_not_jitter():
+    """The near miss: the same shape with 0.03% jitter is the constant output of dead units."""
+    rng = np.random.default_rng(5)
+    loss = LN10 + 0.0007 * np.abs(rng.standard_normal(10))
+    vloss, vacc = at_chance(10, jitter=2e-3)
+    c = problems(epochs_log(loss, np.full(10, 0.105), vloss, vacc))
+    assert c[0] == "dead-relu" and "over-regularization" not in c
+
+
+def val_above_train(train_loss: float, val_first: float = 2.15, n: int = 10):
+    """Validation beats training late in a run: train acc 0.31, val acc 0.43, val loss 1.48."""
+    x = np.arange(n) / (n - 1)
+    loss = 2.28 + (train_loss - 2.28) * np.sqrt(x)
+    acc = 0.12 + (0.31 - 0.12) * np.sqrt(x)
+    vloss = val_first + (1.48 - val_first) * np.sqrt(x)
+    vacc = 0.22 + (0.43 - 0.22) * np.sqrt(x)
+    return epochs_log(loss, acc, vloss, vacc)
+
+
+@pytest.mark.parametrize("train_loss, code", [(1.75, "over-regularization"),   # ratio 0.94
+                                               (1.85, "over-regularization"),   # 1.04
+                                               (1.90, "label-noise")])          # 1.10
+def test_train_val_shape_splits_dropout_from_noisy_labels(train_loss, code):
+    log = val_above_train(train_loss)
+    shape = noise_shape(Context(log))
+    assert shape.confident
+    assert shape.ratio == pytest.approx(0.31 / 0.43 * math.exp(train_loss - 1.48), rel=0.05)
+    assert (shape.ratio >= NOISE_SHAPE) == (code == "label-noise")
+    d = diagnose(log)
+    assert d.problems[0].code == code
+    other = "label-noise" if code == "over-regularization" else "over-regularization"
+    assert other not in d.codes
+    if code == "over-regularization":
+        assert d.problems[0].data["candidates"] == ["over-regularization", "label-noise"]
+
+
+def test_before_the_model_is_confident_the_split_stays_open():
+    """Val loss only at 0.9x its first value: too early for noisy labels to show; label-noise,
+    naming dropout as the look-alike."""
+    log = val_above_train(1.75, val_first=1.64)
+    assert not noise_shape(Context(log)).confident
+    d = diagnose(log)
+    assert d.problems[0].code == "label-noise"
+    assert d.problems[0].data["candidates"] == ["label-noise", "over-regularization"]
+
+
+def test_the_monitors_dropout_record_keeps_label_noise_without_the_split():
+    log = val_above_train(1.75)
+    log.meta["dropout"] = []
+    d = diagnose(log)
+    assert d.problems[0].code == "label-noise"
+    assert d.problems[0].data["candidates"] == ["label-noise"]

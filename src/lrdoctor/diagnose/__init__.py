@@ -6,7 +6,8 @@ small function ``(Context) -> list[Finding]`` in ``_curves`` (what any log shows
 learning rate), ``_training`` (how training was set up, seen in the curves), ``_internals`` (what
 only the live Monitor records: gradients per layer, activations, inputs, setup) or
 ``_signatures`` (setup faults read from per-epoch loss and accuracy alone, via the chance-level
-analysis in ``_epochs``, for logs without the Monitor's measurements). When a log lacks what a rule needs, the rule records the reason in
+analysis in ``_epochs`` and the train-versus-validation analysis in ``_evalgap``, for logs without
+the Monitor's measurements). When a log lacks what a rule needs, the rule records the reason in
 ``Diagnosis.not_checked`` instead of guessing. Finding codes and thresholds: docs/doctor.md.
 
 >>> import numpy as np

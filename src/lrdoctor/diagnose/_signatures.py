@@ -18,11 +18,13 @@ from lrdoctor.diagnose._context import Context, first_bad
 from lrdoctor.diagnose._curves import _f, _lr_at
 from lrdoctor.diagnose._epochs import (below_chance, chance_tail, curves, measured,
                                        squashed_loss)
+from lrdoctor.diagnose._evalgap import eval_above_chance
 from lrdoctor.diagnose._finding import Finding
 
 __all__ = ["RULES"]
 
 OVERFLOW_EPOCHS = 2       # the loss is NaN/Inf within the first 2 epochs
+ORDINARY_LR = 0.1         # ... at lr <= 0.1 (where plain SGD trains): the scale is off, not the lr
 
 _MONITOR_RUN = "run lrdoctor.torch.Monitor, which measures it directly"
 
@@ -114,9 +116,11 @@ def scale_blowup(ctx: Context) -> list[Finding]:
                f"{t.level:.4g} (= ln {math.exp(t.level):.3g}) where the run then stays, pinned "
                "within {:.2%} with accuracy at chance: the first steps saw enormous logits and "
                "the units died. Inputs that are not standardized (e.g. pixels 0-255) do this; a "
-               "far too large weight initialization looks the same in per-epoch columns. Check "
-               "x.std() of one batch and the loss of the first batch before any step (one "
-               f"minute), or {_MONITOR_RUN}".format(t.deviation),
+               "far too large weight initialization kills the units the same way and leaves the "
+               "same per-epoch columns (both end as a dead network fitting the label prior). "
+               "Check x.std() of one batch (near 1 when standardized) and each weight's std x "
+               "sqrt(fan_in) (near 1 for the default init) (one minute), or run "
+               "lrdoctor.torch.Monitor, which records both".format(t.deviation),
                "Standardize the inputs (subtract the training mean, divide by the std; images: "
                "divide by 255); if they already are, use the default (Kaiming/Xavier) init.",
                [ctx.log.first_step], 0.65,
@@ -149,11 +153,16 @@ def bounce_at_chance(ctx: Context) -> list[Finding]:
 
 
 def early_overflow(ctx: Context) -> list[Finding]:
-    """lr-too-high: an epoch-level log whose train or val loss is NaN/Inf within the first
-    OVERFLOW_EPOCHS (2) epochs.
+    """lr-too-high, or bad-initialization at an ordinary lr: an epoch-level log whose train or
+    val loss is NaN/Inf within the first OVERFLOW_EPOCHS (2) epochs.
 
-    Too few points to see a shape: the finding names the alternatives (unnormalized inputs, a
-    far too large init) and the one-minute check that splits them (the first batch's loss).
+    Too few points to see a shape, so the learning rate column decides which cause leads: at
+    ``lr <= ORDINARY_LR`` (0.1, where plain SGD trains) a step is too small to overflow a sane
+    network within an epoch, so the scale of the weights or the inputs is off, and the init
+    (whose scale compounds layer by layer) is named first; unnormalized inputs more often blow
+    up and then fall back to chance (:func:`scale_blowup`). Above it, or without an lr column,
+    the learning rate is named first. Either way the finding lists all three in
+    ``data["candidates"]`` with the one-minute check that splits them.
     """
     if ctx.unit != "epoch":
         return []
@@ -168,17 +177,90 @@ def early_overflow(ctx: Context) -> list[Finding]:
         return []
     first = float(c.train[0])
     lr = _lr_at(ctx, step)
+    seen = (f"the loss became NaN/Inf at {ctx.fmt_step(step)}"
+            + (f" after a first-epoch mean of {first:.3g}" if math.isfinite(first) else "")
+            + (f" (lr {lr:.3g})" if lr else ""))
+    if lr is not None and 0 < lr <= ORDINARY_LR:
+        return [_f("bad-initialization", "warning",
+                   seen + f": at a learning rate this ordinary (<= {ORDINARY_LR:g}) a step cannot "
+                   "overflow a sanely scaled network within an epoch, so the scale of the "
+                   "weights or of the inputs is off. A far too large initialization (its scale "
+                   "compounds layer by layer) overflows this fast; unnormalized inputs usually "
+                   "blow up and fall back to chance, but can overflow too, and for an adaptive "
+                   "optimizer this lr may itself be too high: per-epoch columns cannot tell these "
+                   "apart. Check each weight's std x sqrt(fan_in) (near 1 for Kaiming/Xavier) "
+                   "and x.std() of one batch (one minute), or run lrdoctor.torch.Monitor, which "
+                   "records both",
+                   "Use the default (Kaiming/Xavier) initialisation; if x.std() of a batch is far "
+                   "from 1, standardize the inputs.", [step], 0.6, lr=lr,
+                   candidates=["bad-initialization", "unnormalized-input", "lr-too-high"])]
     return [_f("lr-too-high", "warning",
-               f"the loss became NaN/Inf at {ctx.fmt_step(step)}"
-               + (f" after a first-epoch mean of {first:.3g}" if math.isfinite(first) else "")
-               + (f" (lr {lr:.3g})" if lr else "")
-               + ": a learning rate far too high does this, and so do unnormalized inputs or a "
-               "far too large initialization, which per-epoch columns cannot tell apart. Check "
+               seen + ": a learning rate far too high does this, and so do unnormalized inputs or "
+               "a far too large initialization, which per-epoch columns cannot tell apart. Check "
                "the loss of the first batch before any step (one minute): near ln(classes) means "
                "the learning rate, far above it the inputs or the init",
                "Divide the learning rate by 10 and check that the first batch's loss is near "
                "ln(classes).", [step], 0.6,
                candidates=["lr-too-high", "unnormalized-input", "bad-initialization"])]
+
+
+def eval_beats_train(ctx: Context) -> list[Finding]:
+    """over-regularization: training sits at chance while the evaluated model does not
+    (:func:`lrdoctor.diagnose._evalgap.eval_above_chance`).
+
+    Quiet when the log records the model's dropout rates (``dropout`` in its metadata, as the
+    Monitor writes): ``noise_or_regularization`` then reads them.
+    """
+    if "dropout" in ctx.meta:
+        return []
+    e = eval_above_chance(ctx)
+    if e is None:
+        return []
+    return [_f("over-regularization", "warning",
+               f"the training loss stays at chance level {e.level:.4g} (= ln "
+               f"{math.exp(e.level):.3g}; training accuracy x exp(loss) = {e.train_ratio:.2f}) "
+               f"while validation reached {e.val_acc:.1%} at {_epoch_of(ctx, e.index)}, "
+               f"{e.ratio:.2f}x the chance accuracy, with a val loss {e.val_loss:.4g} below that "
+               "level: the network computes something the training-mode forward pass hides. "
+               "Dropout far too strong (active in training only) does this; so does "
+               "training-only augmentation or a layer that behaves differently in training "
+               "(data-problem). Evaluate the training set in eval mode (one minute): near the "
+               "validation accuracy means the train-mode regularization",
+               "Lower the dropout rate (0.1-0.5) or the augmentation strength, and check that "
+               "the training loss then falls.", [float(curves(ctx).steps[e.index])], 0.65,
+               ratio=e.ratio, candidates=["over-regularization", "data-problem"])]
+
+
+def noisy_at_chance(ctx: Context) -> list[Finding]:
+    """over-regularization: at chance level the loss jitters more than a dead network's but
+    neither creeps down nor bounces.
+
+    Rule: at chance (:func:`~lrdoctor.diagnose._epochs.chance_tail`), no blow-up, not frozen,
+    not creeping, median ``|loss - level|`` above PIN_REL (0.1%) and at most BOUNCE_REL (1%)
+    of the level. Why: a network that passes no signal outputs a constant (the last bias), so
+    its epoch-mean loss is pinned to a few 1e-4 (<= 0.07% in the tuning runs); one whose
+    training forward pass is randomized (dropout 0.9) outputs noise that carries no label
+    information: the mean loss reaches chance in the first epoch and then varies by 0.1-0.5%.
+    A learning rate a little too high can also jitter a dead network that much: named too.
+    Quiet when the log records the dropout rates or per-layer gradients.
+    """
+    if "dropout" in ctx.meta or measured(ctx, "grad_norm/", "dead_frac/"):
+        return []
+    t = chance_tail(ctx)
+    if (t is None or t.blew_up or t.frozen or t.pinned or t.creeping or t.bouncing):
+        return []
+    return [_f("over-regularization", "warning",
+               f"from {_epoch_of(ctx, t.start)} on the training loss sits at chance level "
+               f"{t.level:.4g} (= ln {math.exp(t.level):.3g}, accuracy x exp(loss) = "
+               f"{t.acc_ratio:.2f}) and varies by {t.deviation:.2%} (median) without creeping "
+               "down: more than the constant output of a dead network (<= 0.1%), less than "
+               "steps too large (> 1%). The output is random but uninformative in training "
+               "mode: dropout far too strong does this; a learning rate a little too high on "
+               "dead units can look alike. Check the dropout rates and evaluate the training set "
+               f"in eval mode (one minute), or {_MONITOR_RUN}",
+               "Lower the dropout rate (0.1-0.5), and check that the training loss then falls.",
+               [float(curves(ctx).steps[t.start])], 0.55, level=t.level,
+               candidates=["over-regularization", "lr-too-high"])]
 
 
 def softmax_floor(ctx: Context) -> list[Finding]:
@@ -225,4 +307,4 @@ def sorted_batches(ctx: Context) -> list[Finding]:
 
 
 RULES = (constant_output, creep_to_chance, scale_blowup, bounce_at_chance, early_overflow,
-         softmax_floor, sorted_batches)
+         eval_beats_train, noisy_at_chance, softmax_floor, sorted_batches)

@@ -10,7 +10,8 @@ import numpy as np
 
 from lrdoctor.diagnose._context import Context, tail
 from lrdoctor.diagnose._curves import _f, _levels, _lr_at
-from lrdoctor.diagnose._epochs import below_chance
+from lrdoctor.diagnose._epochs import below_chance, squashed_loss
+from lrdoctor.diagnose._evalgap import NOISE_SHAPE, noise_shape
 from lrdoctor.diagnose._finding import Finding
 from lrdoctor.errors import PlateauError
 from lrdoctor.plateau._state import infer_mode
@@ -66,18 +67,15 @@ def noise_or_regularization(ctx: Context) -> list[Finding]:
         if below_chance(ctx) is not None:
             return out  # noise cannot push training accuracy below chance: unshuffled-data
         if va - ta > NOISE_ACC_GAP and ta < 0.9 and high_floor:
+            if "dropout" not in meta:
+                return [_val_above_train(ctx, ta, va, lend)]
             return [_f("label-noise", "warning",
                        f"validation accuracy {va:.1%} stays above training accuracy {ta:.1%} and "
                        f"the training loss floors at {lend:.4g}: the model cannot fit the "
-                       "training labels it generalizes from"
-                       + ("" if meta else
-                          ". Strong dropout (active in training only) makes training worse than "
-                          "validation the same way, and this log does not hold the model's "
-                          "dropout rates: check them first (one minute)"),
+                       "training labels it generalizes from",
                        "Audit the training labels (confident-learning / cleanlab), or use a "
                        "noise-robust loss (label smoothing, bootstrapping).", [ctx.start], 0.55,
-                       gap=va - ta, candidates=["label-noise"] + ([] if meta else
-                                                                  ["over-regularization"]))]
+                       gap=va - ta, candidates=["label-noise"])]
     elif ctx.val is not None and len(ctx.val) >= 3 and "dropout" in meta and dropout < 0.5:
         vend = float(np.median(tail(ctx.val, 0.3)))
         if vend < 0.8 * lend and high_floor:
@@ -86,6 +84,52 @@ def noise_or_regularization(ctx: Context) -> list[Finding]:
                        "without strong dropout: the training labels look noisy",
                        "Audit the training labels, or use a noise-robust loss.", [ctx.start], 0.5)]
     return out
+
+
+def _val_above_train(ctx: Context, ta: float, va: float, lend: float) -> Finding:
+    """label-noise or over-regularization when validation beats training and the log does not
+    record the dropout rates: :func:`~lrdoctor.diagnose._evalgap.noise_shape` decides.
+
+    Once the model is confident (val loss <= 0.8x its first value), a train/val ratio of
+    ``accuracy * exp(loss)`` below NOISE_SHAPE (1.05) says the training split holds no examples
+    the model disbelieves: train-mode-only noise (dropout), over-regularization. At or above it,
+    or before the model is confident, label-noise (naming dropout as the look-alike while it
+    cannot be ruled out). A softmax-squashed loss (loss-activation-mismatch) distorts the ratio:
+    then label-noise as well.
+    """
+    shape = noise_shape(ctx)
+    gap = (f"validation accuracy {va:.1%} stays above training accuracy {ta:.1%} and the "
+           f"training loss floors at {lend:.4g}")
+    check = ("evaluate the training set in eval mode (one minute): near the validation accuracy "
+             "means train-mode regularization, still below it the labels")
+    if (shape is not None and shape.confident and not shape.noisy_labels
+            and squashed_loss(ctx) is None):
+        return _f("over-regularization", "warning",
+                  gap + f", yet the training split's accuracy x exp(loss) is {shape.ratio:.2f}x "
+                  f"validation's (< {NOISE_SHAPE:g}; median of the last {shape.epochs} epochs, val "
+                  f"loss at {shape.val_fall:.0%} of its first value): no training examples get "
+                  "the tiny probability a model gives labels it rightly disbelieves, so training "
+                  "is worse only because the training forward pass is noisier. Dropout far too "
+                  "strong (active in training only) or heavy training-only augmentation does "
+                  "this; noisy labels would push the ratio above 1 by now. To be sure, " + check,
+                  "Lower the dropout rate (0.1-0.5) or the augmentation strength and check that "
+                  "training accuracy then catches up with validation.", [ctx.start], 0.6,
+                  ratio=shape.ratio, candidates=["over-regularization", "label-noise"])
+    decided = shape is not None and shape.confident and shape.noisy_labels
+    return _f("label-noise", "warning",
+              gap + ": the model cannot fit the training labels it generalizes from"
+              + (f"; the training split's accuracy x exp(loss) is {shape.ratio:.2f}x "
+                 f"validation's (>= {NOISE_SHAPE:g}): some training labels get the tiny "
+                 "probability of labels the model rightly disbelieves, which dropout noise "
+                 "does not produce" if decided else
+                 ". Strong dropout (active in training only) makes training worse than "
+                 "validation the same way, this log does not hold the model's dropout rates "
+                 "and its columns cannot tell the two apart yet (the model is not confident "
+                 "enough for noisy labels to show): " + check),
+              "Audit the training labels (confident-learning / cleanlab), or use a "
+              "noise-robust loss (label smoothing, bootstrapping).", [ctx.start], 0.55,
+              gap=va - ta, candidates=["label-noise"] + ([] if decided
+                                                         else ["over-regularization"]))
 
 
 def missing_warmup(ctx: Context) -> list[Finding]:
