@@ -12,12 +12,14 @@ the same budget; regret = oracle - mean metric (accuracy in percentage points; c
 validation loss in nats, lower is better, so regret = mean loss - oracle loss).
 
 Rules compared on the same tasks and seeds:
-- every lrdoctor rule (``lrdoctor.finder.RULES``): 3 repeats, median (``find_lr`` defaults);
-- the default rule on the first repeat only (what 1 repeat would give);
+- every lrdoctor rule (``lrdoctor.finder.RULES``): 3 repeats, median, on the zoomed second pass
+  (``find_lr`` defaults);
+- the default rule on the first pass alone (``zoom=False``: what the range test gave before the
+  zoom) and on the first pass's first repeat only (what 1 repeat without zoom would give);
 - torch-lr-finder (the real package): its own range test over the same range and step count,
   the suggestion of ``plot(suggest_lr=True)``;
 - fastai ``valley`` and Lightning's ``suggestion()`` (re-implemented in ``lrdoctor.finder._rules``)
-  applied to the first repeat's losses smoothed as those projects record them (causal
+  applied to the first pass's first repeat (the usual range), its losses smoothed as those projects record them (causal
   bias-corrected EMA, beta 0.98).
 
 Set ``LRDOCTOR_BENCH_QUICK=1`` for a smoke run (1 seed, 2 tasks). Raw numbers go to
@@ -184,11 +186,13 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     raw: dict[str, dict] = {}
     started = time.perf_counter()
-    one_repeat = f"lrdoctor {DEFAULT_RULE} (1 repeat)"
-    rule_names = [*(f"lrdoctor {r}" for r in RULES), one_repeat,
+    one_repeat = f"lrdoctor {DEFAULT_RULE} (1 repeat, no zoom)"
+    no_zoom = f"lrdoctor {DEFAULT_RULE} (no zoom)"
+    rule_names = [*(f"lrdoctor {r}" for r in RULES), no_zoom, one_repeat,
                   "torch-lr-finder", "fastai valley", "lightning"]
     regrets: dict[str, dict[str, float]] = {r: {} for r in rule_names}
-    costs: dict[str, list[float]] = {"lrdoctor": [], "torch-lr-finder": [], "peers (1 repeat)": []}
+    costs: dict[str, list[float]] = {"lrdoctor": [], "no zoom": [], "torch-lr-finder": [],
+                                     "peers (1 repeat)": []}
     for label, (name, options) in TASKS.items():
         base = examples.get(name, **options)
         base = base.replace(epochs=base.epochs * BUDGET_X)
@@ -204,9 +208,12 @@ def main() -> None:
                 optimizer = examples.make_optimizer(opt, model, 1e-3)
                 res = find_lr(model, optimizer, t.train_loader, t.loss_fn, **FINDER)
                 costs["lrdoctor"].append(res.settings["steps_run"] / run_steps)
-                first = res.curves[0]
+                coarse = res.coarse or res  # no zoom when the first pass saw no descent
+                costs["no zoom"].append(coarse.settings["steps_run"] / run_steps)
+                first = coarse.curves[0]
                 for r in RULES:
                     picks[f"lrdoctor {r}"].append(analyze(res.curves, rule=r).suggestion)
+                picks[no_zoom].append(coarse.suggestion)
                 picks[one_repeat].append(analyze([first]).suggestion)
                 causal = ema(first.losses, 0.98)
                 fv = fastai_valley(first.lrs, causal)
@@ -247,8 +254,9 @@ def main() -> None:
     for r in rule_names:
         acc = [regrets[r][c] for c in acc_cells]
         lm = [regrets[r][c] for c in lm_cells]
-        cost = costs["lrdoctor"] if r.startswith("lrdoctor") and "1 repeat" not in r else \
-            costs["torch-lr-finder"] if r == "torch-lr-finder" else costs["peers (1 repeat)"]
+        cost = costs["no zoom"] if r == no_zoom else costs["peers (1 repeat)"] if (
+            r == one_repeat or not r.startswith("lrdoctor") and r != "torch-lr-finder") else \
+            costs["torch-lr-finder"] if r == "torch-lr-finder" else costs["lrdoctor"]
         rows.append([r, float(np.mean(acc)), float(np.max(acc)),
                      float(np.mean(lm)) if lm else "-", float(np.max(lm)) if lm else "-",
                      float(np.mean(cost))])
@@ -265,7 +273,9 @@ def main() -> None:
         f"Adam 3e-5..3e-2) at a fixed epoch budget of {BUDGET_X}x each example's default "
         f"({', '.join(f'{n} {examples.get(t).epochs * BUDGET_X}' for n, (t, _) in TASKS.items())}"
         " epochs). "
-        f"Range test: {FINDER}. "
+        f"Range test: {FINDER}, then (find_lr's default) a zoomed second pass of 3 x "
+        f"{FINDER['num_steps'] // 2} steps over the first pass's min-loss LR /30 .. x10; "
+        "'no zoom' rows read the first pass alone. "
         f"Regret in accuracy percentage points (mean / worst over the {len(acc_cells)} "
         f"classification cells) and charlm validation nats; negative = better than the grid's best. "
         f"A missing suggestion counts as training at the habitual LR (SGD 0.01, Adam 1e-3). "

@@ -22,6 +22,7 @@ from lrdoctor.finder import (
     robust_smooth,
     running_median,
     zero_lag,
+    zoom_range,
 )
 from lrdoctor.finder._rules import fastai_valley, lightning, torch_lr_finder
 from lrdoctor.schedules import parse
@@ -201,6 +202,17 @@ def test_analyze_combines_repeats():
     assert len(res.lrs) == len(res.losses) == len(res.smoothed) == 200
     d = res.to_dict()
     assert {"suggestion", "interval", "rule", "grade", "specs"} <= set(d)
+
+
+def test_zoom_range_brackets_the_loss_minimum():
+    lrs, loss = synthetic(noise=0.01, blowup_at=0.01)
+    res = analyze([Curve.from_losses(lrs, loss)])
+    m = res.picks["margin"] * MARGIN
+    lo, hi = zoom_range(res)
+    assert math.isclose(lo, m / 30) and math.isclose(hi, m * 10)
+    assert lo < res.suggestion < m < hi  # the default pick lies inside the window
+    flat = analyze([Curve.from_losses(lrs, 2.3 + np.random.default_rng(0).normal(0, 0.05, 200))])
+    assert zoom_range(flat) is None  # nothing to zoom in on
 
 
 def test_flat_curve_says_so_instead_of_inventing_a_number():

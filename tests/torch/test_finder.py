@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import random
 
 import numpy as np
@@ -12,6 +13,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from lrdoctor.errors import FinderError  # noqa: E402
+from lrdoctor.finder import zoom_range  # noqa: E402
 from lrdoctor.torch import FinderResult, find_lr  # noqa: E402
 
 FAST = {"start_lr": 1e-5, "end_lr": 10.0, "num_steps": 40, "repeats": 2}
@@ -307,8 +309,37 @@ def test_validation_loss_curve():
     model, loader = make_problem(n=512)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     res = find_lr(model, opt, loader[:24], nn.CrossEntropyLoss(), val_loader=loader[24:],
-                  val_every=2, start_lr=1e-4, end_lr=1.0, num_steps=20, repeats=1)
+                  val_every=2, start_lr=1e-4, end_lr=1.0, num_steps=20, repeats=1, zoom=False)
     assert len(res.curves[0]) == 10 and res.settings["validation"]
+
+
+def test_zoomed_second_pass_reads_the_minimum_off_a_slower_ramp(setup):
+    model, optimizer, loader = setup
+    before = capture(model, optimizer)
+    seen = []
+    res = find_lr(model, optimizer, loader * 4, nn.CrossEntropyLoss(), start_lr=1e-5,
+                  end_lr=10.0, num_steps=60, repeats=2, progress=lambda d, t: seen.append((d, t)))
+    assert_restored(before, model, optimizer)
+    assert res.coarse is not None and res.coarse.suggestion is not None
+    lo, hi = res.settings["zoom"]
+    assert (lo, hi) == pytest.approx(zoom_range(res.coarse))
+    assert res.settings["zoom_steps"] == 30 and len(res.curves) == 2
+    assert all(math.isclose(c.lrs[0], lo) and c.lrs[-1] <= hi * (1 + 1e-9) for c in res.curves)
+    assert lo <= res.suggestion <= hi
+    assert seen[-1] == (2 * 60 + 2 * 30, 2 * 60 + 2 * 30)  # the bar counts both passes
+    assert res.to_dict()["coarse"]["suggestion"] == res.coarse.suggestion
+    plain = find_lr(model, optimizer, loader * 4, nn.CrossEntropyLoss(), start_lr=1e-5,
+                    end_lr=10.0, num_steps=60, repeats=2, zoom=False)
+    assert plain.coarse is None and plain.settings["zoom"] is None
+    assert plain.suggestion == res.coarse.suggestion  # the same first pass
+    assert_restored(before, model, optimizer)
+
+
+@pytest.mark.parametrize("bad", [5, 2.5, True])
+def test_bad_zoom_steps(setup, bad):
+    model, optimizer, loader = setup
+    with pytest.raises(FinderError, match="zoom_steps"):
+        find_lr(model, optimizer, loader, nn.CrossEntropyLoss(), **FAST, zoom_steps=bad)
 
 
 def test_examples_task_end_to_end():

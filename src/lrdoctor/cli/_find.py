@@ -54,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ramp length in optimizer steps (default %(default)s)")
     p.add_argument("--repeats", type=int, default=3,
                    help="runs on different batches (default %(default)s)")
+    p.add_argument("--no-zoom", dest="zoom", action="store_false",
+                   help="skip the zoomed second pass over the 2.5 decades around the first "
+                        "pass's loss minimum (it adds half the steps again)")
     p.add_argument("--rule", default=None, help="suggestion rule: margin (default), steepest, edge, valley, minimum")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the example task (default %(default)s)")
@@ -155,17 +158,22 @@ def run(args: argparse.Namespace) -> int:
         model = problem["model"]
         label = args.model
     optimizer = examples.make_optimizer(args.optimizer, model, start)
-    total = args.steps * args.repeats
     with progress() as bar:
-        job = bar.add_task(f"range test {start:g} -> {end:g}", total=total)
+        job = bar.add_task(f"range test {start:g} -> {end:g}", total=None)
         result = find_lr(model, optimizer, problem["train"], problem["loss_fn"],
                          step_fn=problem["step_fn"], start_lr=start, end_lr=end,
-                         num_steps=args.steps, repeats=args.repeats, rule=rule,
-                         progress=lambda done, _total: bar.update(job, completed=done))
+                         num_steps=args.steps, repeats=args.repeats, rule=rule, zoom=args.zoom,
+                         progress=lambda done, total: bar.update(job, completed=done,
+                                                                 total=total))
     steps = args.schedule_steps or problem["schedule_steps"] or 1000
 
     console.print(f"[bold]LR range test[/] on {label}, optimizer {args.optimizer}, "
                   f"{args.repeats} x {args.steps} steps over {start:g} .. {end:g}")
+    if result.coarse is not None:
+        zlo, zhi = result.settings["zoom"]
+        console.print(f"zoomed: {args.repeats} x {result.settings['zoom_steps']} steps over "
+                      f"{zlo:.3g} .. {zhi:.3g} (first pass alone: "
+                      f"{result.coarse.summary()})", soft_wrap=True)
     if result.suggestion is None:
         console.print("[bold yellow]no suggestion[/]: " + " ".join(result.notes), soft_wrap=True)
     else:

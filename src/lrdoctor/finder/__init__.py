@@ -4,7 +4,8 @@ Train for a few hundred steps while the LR ramps up (:func:`ramp`), record the l
 (:class:`RangeTest` smooths it and stops on divergence or NaN/Inf), then read a learning rate
 off the curve with a rule (:data:`RULES`). :func:`analyze` combines repeats on different batches
 into a median suggestion, an interval, a grade and Leslie-Smith schedule specs
-(:class:`FinderResult`). ``lrdoctor.torch.find_lr`` runs the whole thing on a PyTorch model.
+(:class:`FinderResult`); :func:`zoom_range` is where a second, slower ramp should look.
+``lrdoctor.torch.find_lr`` runs the whole thing on a PyTorch model.
 
 >>> import numpy as np
 >>> lrs = np.logspace(-5, 0, 100)
@@ -24,7 +25,16 @@ from lrdoctor.finder._curve import (
     running_median,
     zero_lag,
 )
-from lrdoctor.finder._result import DEFAULT_RULE, GRADES, SPEC_KINDS, FinderResult, analyze
+from lrdoctor.finder._result import (
+    DEFAULT_RULE,
+    GRADES,
+    SPEC_KINDS,
+    ZOOM_ABOVE,
+    ZOOM_BELOW,
+    FinderResult,
+    analyze,
+    zoom_range,
+)
 from lrdoctor.finder._rules import (
     MARGIN,
     PEER_RULES,
@@ -49,6 +59,8 @@ __all__ = [
     "RULES",
     "RangeTest",
     "SPEC_KINDS",
+    "ZOOM_ABOVE",
+    "ZOOM_BELOW",
     "analyze",
     "default_beta",
     "descent",
@@ -62,4 +74,5 @@ __all__ = [
     "steepest",
     "valley",
     "zero_lag",
+    "zoom_range",
 ]

@@ -1,4 +1,5 @@
-"""The range-test picture: raw and smoothed loss against log LR, the picks, the interval."""
+"""The range-test picture: raw and smoothed loss against log LR, the picks, the interval; after a
+zoomed second pass, the first pass's smoothed curve too, and the zoomed window shaded."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ def plot_result(result: FinderResult, *, ax: Any = None) -> Any:
         ax = fig.add_subplot(1, 1, 1)
     else:
         fig = ax.figure
+    if result.coarse is not None:  # the first pass, over the whole range
+        ax.plot(result.coarse.lrs, result.coarse.smoothed, color="0.45", lw=1.2, ls="--",
+                label="first pass (smoothed)")
+        lo, hi = result.settings.get("zoom") or (result.lrs[0], result.lrs[-1])
+        ax.axvspan(lo, hi, color="0.5", alpha=0.06, label="zoomed second pass")
     for i, c in enumerate(result.curves):
         ax.plot(c.lrs, c.losses, color="0.7", lw=0.8, alpha=0.8,
                 label="raw loss" if i == 0 else None)

@@ -13,9 +13,10 @@ import numpy as np
 
 from lrdoctor.errors import FinderError
 from lrdoctor.finder._curve import Curve, default_beta
-from lrdoctor.finder._rules import RULES, Pick, descent, noise
+from lrdoctor.finder._rules import MARGIN, RULES, Pick, descent, noise
 
-__all__ = ["DEFAULT_RULE", "GRADES", "SPEC_KINDS", "FinderResult", "analyze"]
+__all__ = ["DEFAULT_RULE", "GRADES", "SPEC_KINDS", "ZOOM_ABOVE", "ZOOM_BELOW", "FinderResult",
+           "analyze", "zoom_range"]
 
 #: The rule ``find_lr`` uses unless told otherwise; chosen by benchmarks/bench_finder.py.
 DEFAULT_RULE = "margin"
@@ -83,6 +84,7 @@ class FinderResult:
     picks: dict[str, float | None] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
+    coarse: FinderResult | None = None
 
     # ---- curves --------------------------------------------------------------------------------
     @property
@@ -166,6 +168,7 @@ class FinderResult:
             "losses": self.losses.tolist(),
             "smoothed": self.smoothed.tolist(),
             "curves": [c.to_dict() for c in self.curves],
+            "coarse": self.coarse.to_dict() if self.coarse is not None else None,
         }
 
     def summary(self) -> str:
@@ -191,6 +194,31 @@ class FinderResult:
                     f"cannot write {target}: the folder {target.parent} does not exist")
             fig.savefig(target, dpi=120, bbox_inches="tight")
         return fig
+
+
+#: the zoomed second pass ramps from ``m / ZOOM_BELOW`` to ``m * ZOOM_ABOVE`` around the first
+#: pass's min-loss LR ``m``: 2.5 decades instead of the usual 6-8, so with half the steps
+#: (find_lr's default) each decade near the minimum gets about 1.4 times as many
+ZOOM_BELOW, ZOOM_ABOVE = 30.0, 10.0
+
+
+def zoom_range(result: FinderResult) -> tuple[float, float] | None:
+    """The LR range of a zoomed second pass: ``(m / ZOOM_BELOW, m * ZOOM_ABOVE)``.
+
+    ``m`` is the median, over the repeats with a clear descent, of the LR at the lowest
+    smoothed loss (the ``margin`` pick times :data:`~lrdoctor.finder.MARGIN`). ``None`` when the
+    first pass found no clear descent: there is nothing to zoom in on.
+
+    Why a second pass: a ramp over many decades spends most of its steps where nothing happens
+    and crosses the decade around the minimum in a few dozen steps, so where it places the
+    minimum depends on how fast it ramps. Ramping again over the neighbourhood of that minimum,
+    from the same starting state, reads it off a slower ramp (P1 in benchmarks/RESULTS.md).
+    """
+    pick = result.picks.get("margin")
+    if result.suggestion is None or pick is None:
+        return None
+    m = pick * MARGIN
+    return m / ZOOM_BELOW, m * ZOOM_ABOVE
 
 
 def _fmt(lr: float | None) -> str:

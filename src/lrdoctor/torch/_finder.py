@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import math
 import random
@@ -27,7 +28,8 @@ import numpy as np
 import torch
 
 from lrdoctor.errors import FinderError
-from lrdoctor.finder import DEFAULT_RULE, RULES, FinderResult, RangeTest, analyze
+from lrdoctor.finder import (DEFAULT_RULE, RULES, Curve, FinderResult, RangeTest, analyze,
+                             zoom_range)
 from lrdoctor.finder._curve import check_range
 
 __all__ = ["FinderResult", "find_lr"]
@@ -123,15 +125,21 @@ def _scaler_default_state() -> dict[str, Any]:
 
 
 class _Batches:
-    """Endless batches: restarts the loader when it runs out (unless it yields nothing)."""
+    """Endless batches: restarts the loader when it runs out (unless it yields nothing).
+
+    The first ``iter(loader)`` waits for the first batch: a shuffling DataLoader draws from the
+    RNGs there, which must happen inside the test's restore guard.
+    """
 
     def __init__(self, loader: Iterable[Any]):
         self.loader = loader
-        self.it: Iterator[Any] = iter(loader)
+        self.it: Iterator[Any] | None = None
         self.since_restart = 0
         self.total = 0
 
     def next(self) -> Any:
+        if self.it is None:
+            self.it = iter(self.loader)
         try:
             batch = next(self.it)
         except StopIteration:
@@ -251,6 +259,7 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             accumulation_steps: int = 1, amp: str | None = None, grad_scaler: Any = None,
             val_loader: Iterable[Any] | None = None, val_every: int = 1,
             diverge_factor: float | None = 4.0, beta: float | None = None,
+            zoom: bool = True, zoom_steps: int | None = None,
             progress: Callable[[int, int], None] | None = None) -> FinderResult:
     """Run the LR range test and return a :class:`~lrdoctor.finder.FinderResult`.
 
@@ -263,6 +272,14 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     one optimizer step (the ramp advances per optimizer step). ``amp='bf16'|'fp16'`` runs the
     forward pass under ``torch.autocast``; pass the training's ``grad_scaler`` for fp16 (one
     is made on CUDA if missing). ``progress(done, total)`` is called after every step.
+
+    ``zoom`` (default on) runs a second pass of ``repeats`` ramps of ``zoom_steps`` steps
+    (default ``num_steps // 2``) over :func:`~lrdoctor.finder.zoom_range` of the first — the
+    2.5 decades around its loss minimum — each from the restored state, and suggests from those
+    slower ramps; the result's ``coarse`` is the first pass. On P1 (benchmarks/RESULTS.md,
+    2026-12-02) it lowered charlm's regret from 0.20 to 0.14 nats and the held-out cells' from
+    0.27 to 0.21 pp, left the eight main cells' within noise (0.38 -> 0.49 pp) and costs half a
+    pass more; ``zoom=False`` reads the first pass alone.
 
     Raises :class:`~lrdoctor.errors.FinderError` on bad input (an empty loader, a NaN/Inf loss
     at the first step, ``start_lr >= end_lr``, no trainable parameters), with every piece of
@@ -320,83 +337,112 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 
     snapshot = _Snapshot(model, optimizer, grad_scaler)
     ratios = _ratios(optimizer)
-    total_steps = repeats * num_steps
+    if zoom_steps is None:
+        zoom_steps = max(num_steps // 2, 10)
+    elif isinstance(zoom_steps, bool) or not isinstance(zoom_steps, int) or zoom_steps < 10:
+        raise FinderError(f"zoom_steps must be an integer >= 10, got {zoom_steps!r}")
+    total_steps = repeats * (num_steps + (zoom_steps if zoom else 0))
     done = 0
-    curves = []
     skipped_total = 0
     steps_run = 0
     started = time.perf_counter()
-    try:
-        batches = _Batches(train_loader)
-        for r in range(repeats):
-            if r:
-                snapshot.restore()
-            model.train()
-            test = RangeTest(start_lr, end_lr, num_steps, mode, beta=beta,
-                             diverge_factor=diverge_factor)
-            skipped_in_row = 0
-            while test.running:
-                _set_lr(optimizer, test.lr(), ratios)
-                optimizer.zero_grad(set_to_none=True)
-                loss_sum = torch.zeros((), device=device)
-                try:
-                    for _ in range(accumulation_steps):
-                        loss = compute_loss(batches.next())
-                        loss_sum += loss.detach().float()
-                        scaled = loss / accumulation_steps
-                        if grad_scaler is not None:
-                            scaled = grad_scaler.scale(scaled)
-                        scaled.backward()
-                except StopIteration:
-                    if batches.total == 0:
-                        raise FinderError("train_loader yielded no batches") from None
-                    test.end_of_data()
-                    break
-                train_loss = loss_sum / accumulation_steps
-                if grad_scaler is not None:
-                    before = float(grad_scaler.get_scale())
-                    grad_scaler.step(optimizer)
-                    grad_scaler.update()
-                    if float(grad_scaler.get_scale()) < before:  # inf/NaN grads: step skipped
-                        skipped_total += 1
-                        skipped_in_row += 1
-                        if skipped_in_row >= 50:
-                            log.warning("the GradScaler skipped 50 steps in a row; stopping")
-                            test.end_of_data()
-                        continue
-                    skipped_in_row = 0
-                else:
-                    optimizer.step()
-                record = val_loader is None or (test.step + 1) % val_every == 0 or \
-                    test.step == num_steps - 1
-                if record:
-                    value = reduce(val_loss() if val_loader is not None else train_loss)
-                    if test.recorded == 0 and not math.isfinite(value):
-                        raise FinderError(
-                            f"the loss is {value} at the first step (lr={test.lr():.3g}), before "
-                            "the LR could matter: check the model, the data and the loss function")
-                    test.record(value)
-                else:
-                    test.advance()
-                done += 1
-                steps_run += 1
-                if progress is not None:
-                    progress(done, total_steps)
-            curves.append(test.curve())
-            done = (r + 1) * num_steps
+    batches = _Batches(train_loader)
+
+    def one_ramp(lo: float, hi: float, steps: int, record_mode: str) -> Curve:
+        """One ramp from the restored state (the caller restores): the recorded curve."""
+        nonlocal done, skipped_total, steps_run
+        model.train()
+        test = RangeTest(lo, hi, steps, record_mode, beta=beta, diverge_factor=diverge_factor)
+        skipped_in_row = 0
+        while test.running:
+            _set_lr(optimizer, test.lr(), ratios)
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum = torch.zeros((), device=device)
+            try:
+                for _ in range(accumulation_steps):
+                    loss = compute_loss(batches.next())
+                    loss_sum += loss.detach().float()
+                    scaled = loss / accumulation_steps
+                    if grad_scaler is not None:
+                        scaled = grad_scaler.scale(scaled)
+                    scaled.backward()
+            except StopIteration:
+                if batches.total == 0:
+                    raise FinderError("train_loader yielded no batches") from None
+                test.end_of_data()
+                break
+            train_loss = loss_sum / accumulation_steps
+            if grad_scaler is not None:
+                before = float(grad_scaler.get_scale())
+                grad_scaler.step(optimizer)
+                grad_scaler.update()
+                if float(grad_scaler.get_scale()) < before:  # inf/NaN grads: step skipped
+                    skipped_total += 1
+                    skipped_in_row += 1
+                    if skipped_in_row >= 50:
+                        log.warning("the GradScaler skipped 50 steps in a row; stopping")
+                        test.end_of_data()
+                    continue
+                skipped_in_row = 0
+            else:
+                optimizer.step()
+            record = val_loader is None or (test.step + 1) % val_every == 0 or \
+                test.step == steps - 1
+            if record:
+                value = reduce(val_loss() if val_loader is not None else train_loss)
+                if test.recorded == 0 and not math.isfinite(value):
+                    raise FinderError(
+                        f"the loss is {value} at the first step (lr={test.lr():.3g}), before "
+                        "the LR could matter: check the model, the data and the loss function")
+                test.record(value)
+            else:
+                test.advance()
+            done += 1
+            steps_run += 1
             if progress is not None:
                 progress(done, total_steps)
+        return test.curve()
+
+    def passes(lo: float, hi: float, steps: int, first: bool) -> list[Curve]:
+        """``repeats`` ramps, each from the restored state (the very first from the caller's)."""
+        nonlocal done
+        curves = []
+        for r in range(repeats):
+            if r or not first:
+                snapshot.restore()
+            start = done
+            curves.append(one_ramp(lo, hi, steps, mode))
+            done = start + steps  # a ramp that stopped early counts as done
+            if progress is not None:
+                progress(done, total_steps)
+        return curves
+
+    def settings(**extra: Any) -> dict[str, Any]:
+        return {"start_lr": start_lr, "end_lr": end_lr, "num_steps": num_steps,
+                "repeats": repeats, "mode": mode, "accumulation_steps": accumulation_steps,
+                "amp": amp, "validation": val_loader is not None,
+                "skipped_steps": skipped_total, "steps_run": steps_run,
+                "seconds": round(time.perf_counter() - started, 3), **extra}
+
+    try:
+        curves = passes(start_lr, end_lr, num_steps, first=True)
+        if all(len(c) == 0 for c in curves):
+            raise FinderError("the range test recorded no losses (every step was skipped or "
+                              "the loader ran dry)")
+        result = analyze(curves, rule=rule, settings=settings(zoom=None))
+        window = zoom_range(result) if zoom else None
+        if window is not None:
+            zoomed = passes(*window, zoom_steps, first=False)
+            fine = analyze(zoomed, rule=rule, settings=settings(
+                zoom=[float(window[0]), float(window[1])], zoom_steps=zoom_steps))
+            if fine.suggestion is not None:
+                result = dataclasses.replace(fine, coarse=result)
+            else:  # the zoomed ramps said nothing clear: keep the first pass, and say so
+                result = dataclasses.replace(result, settings=fine.settings, notes=(
+                    *result.notes, "the zoomed second pass found no clear descent; the "
+                    "suggestion is the first pass's"))
     finally:
         snapshot.restore()
-    settings = {"start_lr": start_lr, "end_lr": end_lr, "num_steps": num_steps,
-                "repeats": repeats, "mode": mode, "accumulation_steps": accumulation_steps,
-                "amp": amp, "validation": val_loader is not None, "skipped_steps": skipped_total,
-                "seconds": round(time.perf_counter() - started, 3),
-                "steps_run": steps_run}
-    if all(len(c) == 0 for c in curves):
-        raise FinderError("the range test recorded no losses (every step was skipped or the "
-                          "loader ran dry)")
-    result = analyze(curves, rule=rule, settings=settings)
     if distributed:
         import torch.distributed as dist
 
