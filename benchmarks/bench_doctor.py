@@ -9,7 +9,8 @@ a fault counts as detected when its expected code (or an accepted alternative) i
 warning/critical findings. Thresholds were tuned on seeds 0-3 (TUNE_SEEDS: first on seed 0;
 a first report on seeds 1-3 exposed three rule bugs that were fixed, so those seeds count as
 tuning too; the per-epoch signature rules for the CSV columns were tuned on seeds 0-3 from the
-cached logs, without looking at seeds 4-6); the tables report seeds 4-6 (REPORT_SEEDS) only.
+cached logs, without looking at seeds 4-6); seeds 4-6 were reported, then looked at, and count
+as tuning seeds since 2026-12-02; the tables report seeds 7-9 (REPORT_SEEDS) only.
 Latency: the earliest fraction of the run (10%, 20%, ... of the steps) at which the log, cut
 there, already yields the right finding.
 
@@ -53,8 +54,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 TASKS = ("digits-mlp", "mnist1d-conv")
-TUNE_SEEDS = (0, 1, 2, 3)     # thresholds were tuned looking at these
-REPORT_SEEDS = (4, 5, 6)      # ... and are reported on these only
+TUNE_SEEDS = (0, 1, 2, 3, 4, 5, 6)   # thresholds were tuned looking at these
+REPORT_SEEDS = (7, 8, 9)             # ... and are reported on these only
 FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 CACHE = Path(__file__).resolve().parents[1] / "out" / "bench_doctor"   # gitignored (/out/)
 
