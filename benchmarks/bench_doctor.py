@@ -19,7 +19,7 @@ per-epoch columns. Weight decay 0.3, negative-bias dead ReLUs and the one-channe
 (tiny-model) are all a dead network pinned at chance; a huge init and inputs x255 on digits-mlp
 both blow up in epoch 0 and fall back to that dead network. With one label per such group
 (dead-relu; unnormalized-input; and bad-initialization for a first-epoch overflow at an ordinary
-lr) and everything else right, the tune seeds' macro-F1 is at most 0.874 (0.845 if digits-mlp's
+lr) and everything else right, seeds 0-3's macro-F1 is at most 0.874 (0.845 if digits-mlp's
 Adam at 30x, which trains to 86-90%, counts as not separable from a healthy run).
 
     python benchmarks/bench_doctor.py            # all, ~10 min on 2 cores
