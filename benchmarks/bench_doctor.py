@@ -10,7 +10,10 @@ warning/critical findings. Thresholds were tuned on seeds 0-3 (TUNE_SEEDS: first
 a first report on seeds 1-3 exposed three rule bugs that were fixed, so those seeds count as
 tuning too; the per-epoch signature rules for the CSV columns were tuned on seeds 0-3 from the
 cached logs, without looking at seeds 4-6); seeds 4-6 were reported, then looked at, and count
-as tuning seeds since 2026-12-02; the tables report seeds 7-9 (REPORT_SEEDS) only.
+as tuning seeds since 2026-12-02; seeds 7-9 were reported next and showed one false alarm
+(overfitting called on a healthy run), after which the overfitting rule was made to need a rise
+confirmed by the last 2 evaluations (checked on seeds 0-6 only), so 7-9 count as tuning too since
+2026-12-03; the tables report seeds 10-12 (REPORT_SEEDS) only.
 Latency: the earliest fraction of the run (10%, 20%, ... of the steps) at which the log, cut
 there, already yields the right finding.
 
@@ -54,8 +57,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 TASKS = ("digits-mlp", "mnist1d-conv")
-TUNE_SEEDS = (0, 1, 2, 3, 4, 5, 6)   # thresholds were tuned looking at these
-REPORT_SEEDS = (7, 8, 9)             # ... and are reported on these only
+TUNE_SEEDS = tuple(range(10))        # thresholds were tuned looking at these
+REPORT_SEEDS = (10, 11, 12)          # ... and are reported on these only
 FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 CACHE = Path(__file__).resolve().parents[1] / "out" / "bench_doctor"   # gitignored (/out/)
 

@@ -103,6 +103,17 @@ def test_overfitting():
     assert d.first_step("overfitting") == ev[np.argmin(val)]
 
 
+def test_one_noisy_last_evaluation_is_not_overfitting():
+    ev = np.arange(39, N, 40)
+    val = 0.15 + 2.2 * np.exp(-ev / 60.0)
+    val[6:] = val[5] + 0.001                           # converged at epoch 5 ...
+    bumped = val.copy()
+    bumped[-1] = val[-1] + 0.3 * (val[0] - val[-1])    # ... and the last epoch alone bounces up
+    assert "overfitting" not in diagnose(healthy_log(**{"val/loss": s(bumped, ev)})).codes
+    bumped[-2] = bumped[-1]                                # ... confirmed by the one before
+    assert "overfitting" in diagnose(healthy_log(**{"val/loss": s(bumped, ev)})).codes
+
+
 def test_overfitting_by_memorization():
     ev = np.arange(39, N, 40)
     log = healthy_log(**{"train/loss": s(decay(end=0.001)), "val/loss": s(np.full(len(ev), 0.6), ev),

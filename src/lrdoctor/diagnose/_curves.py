@@ -26,6 +26,7 @@ UNDERFIT_NO_ACC_REL = 0.2   # without accuracy: the loss fell by less than 20% o
 LOW_LR_REL = 0.1            # the loss fell by less than 10% of L0 while still sloping down
 LOW_UPDATE_RATIO = 1e-4     # or the median |dw|/|w| per step is below this (healthy ~1e-3)
 OVERFIT_RISE = 0.1          # val rises above its minimum by 10% of (val0 - valmin) and by 2%
+OVERFIT_CONFIRM = 2         # ... in each of the last 2 evaluations (or last 10%, if more)
 OVERFIT_ACC_GAP = 0.1       # final train accuracy - val accuracy above this
 OSC_GRAD_KEEP = 0.5         # grad norm in the flat part at least half its early level
 OSC_JITTER = 0.1            # step-to-step loss jitter relative to the loss level
@@ -253,7 +254,8 @@ def trend(ctx: Context) -> list[Finding]:
         imin = int(np.argmin(vv))
         vend = float(np.median(vv[-max(1, len(vv) // 10):]))
         v_late = _rel_change(vv[-max(3, len(vv) // 3):])
-        rise = vend - vmin
+        # a rise every one of the last evaluations confirms, not one noisy epoch
+        rise = float(np.min(vv[-max(OVERFIT_CONFIRM, len(vv) // 10):])) - vmin
         if (ctx.frac(val.steps[imin]) < 0.8 and rise > OVERFIT_RISE * max(v0 - vmin, 1e-12)
                 and rise > 0.02 * abs(vmin) and lend <= lmin * 1.2 + 1e-12
                 and lend < float(np.interp(val.steps[imin], ctx.train.steps, ctx.train.values))):
