@@ -16,23 +16,26 @@ from pathlib import Path
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
-def machine() -> str:
-    """A one-line description of where the numbers were measured."""
-    cpu = platform.processor() or platform.machine()
+def cpu() -> str:
+    """The CPU model (``/proc/cpuinfo``'s model name where there is one)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """A one-line description of where the numbers were measured."""
     try:
         import torch
 
         tv = f", torch {torch.__version__}, {torch.get_num_threads()} threads"
     except ImportError:
         tv = ""
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}{tv}"
+    return f"{cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}{tv}"
 
 
 def _fmt(v: object) -> str:

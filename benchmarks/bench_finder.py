@@ -25,7 +25,8 @@ Rules compared on the same tasks and seeds:
 Set ``LRDOCTOR_BENCH_QUICK=1`` for a smoke run (1 seed, 2 tasks). Raw numbers go to
 ``out/bench_finder_x<BUDGET_X>[_held_out].json``. Training runs are deterministic on a CPU, so their scores are cached
 in ``out/bench_finder_cache.json`` keyed by task, optimizer, LR, seed and a hash of the
-``lrdoctor.examples`` sources; the notes say how many were reused (delete the file for a cold
+``lrdoctor.examples`` sources, the CPU model and the torch version (runs repeat bit for bit only
+on one kind of machine: ``bench_noise.py``); the notes say how many were reused (delete the file for a cold
 run). Range tests always run. Training runs go to ``LRDOCTOR_BENCH_WORKERS`` (default 2)
 processes.
 """
@@ -43,7 +44,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import record  # noqa: E402
+from _results import cpu, record  # noqa: E402
 
 from lrdoctor import examples  # noqa: E402
 from lrdoctor.finder import DEFAULT_RULE, RULES, analyze, ema  # noqa: E402
@@ -77,11 +78,14 @@ CACHE = OUT / "bench_finder_cache.json"
 
 
 def _code_hash() -> str:
+    """The examples' sources, the CPU model and torch's version: what a training run's score
+    depends on besides its arguments (another CPU rounds differently, see bench_noise.py)."""
     import hashlib
 
     h = hashlib.sha256()
     for path in sorted(Path(examples.__file__).parent.glob("*.py")):
         h.update(path.read_bytes())
+    h.update(f"{cpu()}|{torch.__version__}".encode())
     return h.hexdigest()[:12]
 
 
