@@ -12,8 +12,8 @@ tuning too; the per-epoch signature rules for the CSV columns were tuned on seed
 cached logs, without looking at seeds 4-6); seeds 4-6 were reported, then looked at, and count
 as tuning seeds since 2026-12-02; seeds 7-9 were reported next and showed one false alarm
 (overfitting called on a healthy run), after which the overfitting rule was made to need a rise
-confirmed by the last 2 evaluations (checked on seeds 0-6 only), so 7-9 count as tuning too since
-2026-12-03; the tables report seeds 10-12 (REPORT_SEEDS) only.
+confirmed by the last 2 evaluations (checked on seeds 0-6 only), so 7-9 count as tuning too; the
+tables report seeds 10-12 (REPORT_SEEDS) only.
 Latency: the earliest fraction of the run (10%, 20%, ... of the steps) at which the log, cut
 there, already yields the right finding.
 

@@ -23,12 +23,12 @@ Rules compared on the same tasks and seeds:
   bias-corrected EMA, beta 0.98).
 
 Set ``LRDOCTOR_BENCH_QUICK=1`` for a smoke run (1 seed, 2 tasks). Raw numbers go to
-``out/bench_finder_x<BUDGET_X>[_held_out].json``. Training runs are deterministic on a CPU, so their scores are cached
-in ``out/bench_finder_cache.json`` keyed by task, optimizer, LR, seed and a hash of the
-``lrdoctor.examples`` sources, the CPU model and the torch version (runs repeat bit for bit only
-on one kind of machine: ``bench_noise.py``); the notes say how many were reused (delete the file for a cold
-run). Range tests always run. Training runs go to ``LRDOCTOR_BENCH_WORKERS`` (default 2)
-processes.
+``out/bench_finder_x<BUDGET_X>[_held_out].json``. Training runs repeat bit for bit on one kind of
+CPU (not across CPUs or thread counts: ``bench_noise.py``), so their scores are cached in
+``out/bench_finder_cache.json`` keyed by task, optimizer, LR, seed and a hash of the
+``lrdoctor.examples`` sources, the CPU model and the torch version; the notes say how many were
+reused (delete the file for a cold run). Range tests always run. Training runs go to
+``LRDOCTOR_BENCH_WORKERS`` (default 2) processes.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def test_one_noisy_last_evaluation_is_not_overfitting():
     bumped = val.copy()
     bumped[-1] = val[-1] + 0.3 * (val[0] - val[-1])    # ... and the last epoch alone bounces up
     assert "overfitting" not in diagnose(healthy_log(**{"val/loss": s(bumped, ev)})).codes
-    bumped[-2] = bumped[-1]                                # ... confirmed by the one before
+    bumped[-2] = bumped[-1]                            # ... confirmed by the one before
     assert "overfitting" in diagnose(healthy_log(**{"val/loss": s(bumped, ev)})).codes
 
 
