@@ -4,7 +4,9 @@ Train for a few hundred steps while the LR ramps up (:func:`ramp`), record the l
 (:class:`RangeTest` smooths it and stops on divergence or NaN/Inf), then read a learning rate
 off the curve with a rule (:data:`RULES`). :func:`analyze` combines repeats on different batches
 into a median suggestion, an interval, a grade and Leslie-Smith schedule specs
-(:class:`FinderResult`); :func:`zoom_range` is where a second, slower ramp should look.
+(:class:`FinderResult`); :func:`zoom_range` is where a second, slower ramp should look, and
+:class:`BudgetProbe` checks, a quarter of the way into a run of known length, whether the
+suggestion can move closer to the loss minimum.
 ``lrdoctor.torch.find_lr`` runs the whole thing on a PyTorch model.
 
 >>> import numpy as np
@@ -24,6 +26,13 @@ from lrdoctor.finder._curve import (
     robust_smooth,
     running_median,
     zero_lag,
+)
+from lrdoctor.finder._probe import (
+    NEAR_MARGIN,
+    PROBE_FRACTION,
+    BudgetProbe,
+    ProbeReport,
+    probe_edge,
 )
 from lrdoctor.finder._result import (
     DEFAULT_RULE,
@@ -49,13 +58,17 @@ from lrdoctor.finder._rules import (
 )
 
 __all__ = [
+    "BudgetProbe",
     "Curve",
     "DEFAULT_RULE",
     "FinderResult",
     "GRADES",
     "MARGIN",
+    "NEAR_MARGIN",
     "PEER_RULES",
+    "PROBE_FRACTION",
     "Pick",
+    "ProbeReport",
     "RULES",
     "RangeTest",
     "SPEC_KINDS",
@@ -68,6 +81,7 @@ __all__ = [
     "ema",
     "margin",
     "minimum",
+    "probe_edge",
     "ramp",
     "robust_smooth",
     "running_median",

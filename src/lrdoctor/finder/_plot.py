@@ -1,5 +1,6 @@
 """The range-test picture: raw and smoothed loss against log LR, the picks, the interval; after a
-zoomed second pass, the first pass's smoothed curve too, and the zoomed window shaded."""
+zoomed second pass, the first pass's smoothed curve too, and the zoomed window shaded; after a
+budget probe, its edge and (when it moved) the moved suggestion."""
 
 from __future__ import annotations
 
@@ -45,12 +46,21 @@ def plot_result(result: FinderResult, *, ax: Any = None) -> Any:
         ax.set_ylim(lo - 0.1 * span, head + 0.6 * span)
     if result.interval is not None:
         ax.axvspan(*result.interval, color="tab:green", alpha=0.12, label="interval")
+    probe = result.probe
+    moved = probe is not None and probe.moved and result.suggestion is not None
     for name, lr in result.picks.items():
         if lr is None:
             continue
         style = "-" if name == result.rule else ":"
+        chosen = name == result.rule and not moved
         ax.axvline(lr, color=_COLORS.get(name, "k"), ls=style, lw=1.6 if style == "-" else 1.1,
-                   label=f"{name}: {lr:.3g}" + (" (suggestion)" if name == result.rule else ""))
+                   label=f"{name}: {lr:.3g}" + (" (suggestion)" if chosen else ""))
+    if moved:
+        ax.axvline(result.suggestion, color="tab:cyan", lw=1.8,
+                   label=f"after the budget probe: {result.suggestion:.3g} (suggestion)")
+    if probe is not None and probe.edge_lr is not None:
+        ax.axvline(probe.edge_lr, color="tab:cyan", ls="-.", lw=1,
+                   label=f"budget probe's edge: {probe.edge_lr:.3g}")
     div = result.divergence_lr
     if div is not None:
         ax.axvline(div, color="tab:red", ls="--", lw=1, label=f"divergence: {div:.3g}")

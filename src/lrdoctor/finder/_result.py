@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ import numpy as np
 
 from lrdoctor.errors import FinderError
 from lrdoctor.finder._curve import Curve, default_beta
+from lrdoctor.finder._probe import NEAR_MARGIN, ProbeReport
 from lrdoctor.finder._rules import MARGIN, RULES, Pick, descent, noise
 
 __all__ = ["DEFAULT_RULE", "GRADES", "SPEC_KINDS", "ZOOM_ABOVE", "ZOOM_BELOW", "FinderResult",
@@ -85,6 +87,7 @@ class FinderResult:
     notes: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
     coarse: FinderResult | None = None
+    probe: ProbeReport | None = None
 
     # ---- curves --------------------------------------------------------------------------------
     @property
@@ -111,6 +114,22 @@ class FinderResult:
         lrs = [float(c.lrs[-1]) for c in self.curves
                if c.stop in ("diverged", "nonfinite") and len(c)]
         return min(lrs) if lrs else None
+
+    def with_probe(self, report: ProbeReport) -> FinderResult:
+        """This result after a budget probe (:class:`~lrdoctor.finder.BudgetProbe`).
+
+        When the probe ``moved``, the suggestion becomes ``min_loss_lr / NEAR_MARGIN`` and the
+        interval moves by the same factor (its width, the repeats' disagreement, and so the
+        grade stay); either way the probe's sentence joins the notes.
+        """
+        suggestion, interval = self.suggestion, self.interval
+        if report.moved and suggestion is not None:
+            factor = report.min_loss_lr / NEAR_MARGIN / suggestion
+            suggestion *= factor
+            if interval is not None:
+                interval = (interval[0] * factor, interval[1] * factor)
+        return dataclasses.replace(self, suggestion=suggestion, interval=interval, probe=report,
+                                   notes=(*self.notes, report.sentence()))
 
     # ---- schedules ---------------------------------------------------------------------------
     def bounds(self) -> tuple[float, float]:
@@ -169,6 +188,7 @@ class FinderResult:
             "smoothed": self.smoothed.tolist(),
             "curves": [c.to_dict() for c in self.curves],
             "coarse": self.coarse.to_dict() if self.coarse is not None else None,
+            "probe": self.probe.to_dict() if self.probe is not None else None,
         }
 
     def summary(self) -> str:
