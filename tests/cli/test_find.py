@@ -55,12 +55,26 @@ def test_user_model_and_data_from_a_file(tmp_path, capsys):
     assert "suggestion" in json.loads(out.read_text())
 
 
+def test_budget_steps_runs_the_probe_and_sizes_the_specs(tmp_path, capsys):
+    out = tmp_path / "f.json"
+    rc = main(["find", "--example", "digits-mlp", *QUICK, "--budget-steps", "40",
+               "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert data["suggestion"] is not None  # digits-mlp has a clear descent
+    assert data["probe"]["warm_steps"] == 10
+    assert data["settings"]["budget_steps"] == 40
+    assert "steps=40" in data["specs"]["cosine"]
+    assert "budget probe" in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.parametrize("argv, message", [
     (["find", "--example", "nope"], "unknown example"),
     (["find", "--example", "digits-mlp", "--lr-range", "1", "0.1"], "below end_lr"),
     (["find", "--model", "nosuchmodule_xyz:f", "--data", "x:y"], "cannot import"),
     (["find", "--model", "os:getcwd"], "--data"),
     (["find", "--example", "digits-mlp", "--rule", "vibes"], "--rule"),
+    (["find", "--example", "digits-mlp", "--budget-steps", "2"], "--budget-steps"),
     (["find", "--example", "digits-mlp", "--json", "/no/such/dir/x.json"], "does not exist"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message, capsys):

@@ -366,3 +366,60 @@ def test_ddp_two_ranks_agree(tmp_path):
     assert r0["suggestion"] == r1["suggestion"] and r0["interval"] == r1["interval"]
     assert r0["losses"] == r1["losses"]  # all-reduced: one curve on both ranks
     assert r0["restored"] and r1["restored"]
+
+
+def _lr_driven(optimizer, probing, probe_loss):
+    """A step_fn whose loss is a clean range-test curve of the LR, then, once
+    ``probing["on"]`` (the budget probe), ``probe_loss(lr)``."""
+
+    def step_fn(model, batch):
+        lr = optimizer.param_groups[0]["lr"]
+        tie = 0.0 * model(batch[0]).sum()  # a graph to backpropagate through
+        if probing["on"]:
+            return tie + probe_loss(lr)
+        x = math.log10(lr)
+        return tie + 2.0 - math.tanh(x + 2) + (40.0 * (lr - 0.1) if lr > 0.1 else 0.0)
+
+    return step_fn
+
+
+@pytest.mark.parametrize("holds", [True, False])
+def test_budget_probe_moves_the_suggestion_only_when_the_loss_holds(setup, holds):
+    model, optimizer, loader = setup
+    before = capture(model, optimizer)
+    passes = 2 * 60 + 2 * 30
+    probe_loss = (lambda lr: 1.0) if holds else (lambda lr: 1.0 if lr < 0.03 else 3.0)
+    seen = []
+    probing = {"on": False}
+
+    def progress(done, total):
+        seen.append((done, total))
+        probing["on"] = done >= passes  # both passes are counted done: the probe is next
+
+    res = find_lr(model, optimizer, loader * 8, start_lr=1e-5, end_lr=10.0, num_steps=60,
+                  repeats=2, budget_steps=40, progress=progress,
+                  step_fn=_lr_driven(optimizer, probing, probe_loss))
+    assert_restored(before, model, optimizer)
+    probe = res.probe
+    assert probe is not None and probe.warm_steps == 10 and probe.moved is holds
+    assert probe.reference == pytest.approx(1.0)
+    no_probe = res.picks["margin"]
+    ramps = sum(len(c) for c in (*res.curves, *res.coarse.curves))
+    assert res.settings["budget_steps"] == 40
+    assert res.settings["steps_run"] == ramps + 10 + len(probe.lrs)
+    assert seen[-1] == (passes + 10 + 60, passes + 10 + 60)
+    if holds:
+        assert res.suggestion == pytest.approx(res.min_loss_lr / math.sqrt(2))
+        assert res.suggestion > no_probe
+    else:
+        assert res.suggestion == pytest.approx(no_probe) and probe.edge_lr < res.min_loss_lr
+    assert res.notes[-1] == probe.sentence()
+
+
+@pytest.mark.parametrize("bad", [3, 2.5, True])
+def test_bad_budget_steps(setup, bad):
+    model, optimizer, loader = setup
+    before = capture(model, optimizer)
+    with pytest.raises(FinderError, match="budget_steps"):
+        find_lr(model, optimizer, loader, nn.CrossEntropyLoss(), **FAST, budget_steps=bad)
+    assert_restored(before, model, optimizer)

@@ -19,6 +19,7 @@ __all__ = ["register"]
 EXAMPLES = """examples:
   lrdoctor find --example mnist1d-conv --optimizer adam --plot finder.png
   lrdoctor find --example charlm --lr-range 1e-5 1 --steps 150 --json finder.json
+  lrdoctor find --example charlm --optimizer sgd --budget-steps 704
   lrdoctor find --model mypkg.models:make_model --data mypkg.data:loaders --optimizer sgd
 
 --model names a function returning an nn.Module; --data a function returning a train loader,
@@ -57,6 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-zoom", dest="zoom", action="store_false",
                    help="skip the zoomed second pass over the 2.5 decades around the first "
                         "pass's loss minimum (it adds half the steps again)")
+    p.add_argument("--budget-steps", type=int, metavar="N",
+                   help="the optimizer steps of the run the LR is for: adds the budget probe "
+                        "(a quarter of N steps at the suggestion, then a short ramp), which "
+                        "moves the suggestion closer to the loss minimum when that stays safe")
     p.add_argument("--rule", default=None, help="suggestion rule: margin (default), steepest, edge, valley, minimum")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the example task (default %(default)s)")
@@ -141,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--{option} {target}: the folder {Path(target).parent} does not exist")
     if args.schedule_steps is not None and args.schedule_steps < 2:
         raise CLIError(f"--schedule-steps must be >= 2, got {args.schedule_steps}")
+    if args.budget_steps is not None and args.budget_steps < 4:
+        raise CLIError(f"--budget-steps must be >= 4 (the run's optimizer steps), "
+                       f"got {args.budget_steps}")
 
     from lrdoctor import examples
     from lrdoctor.torch import find_lr
@@ -163,9 +171,10 @@ def run(args: argparse.Namespace) -> int:
         result = find_lr(model, optimizer, problem["train"], problem["loss_fn"],
                          step_fn=problem["step_fn"], start_lr=start, end_lr=end,
                          num_steps=args.steps, repeats=args.repeats, rule=rule, zoom=args.zoom,
+                         budget_steps=args.budget_steps,
                          progress=lambda done, total: bar.update(job, completed=done,
                                                                  total=total))
-    steps = args.schedule_steps or problem["schedule_steps"] or 1000
+    steps = args.schedule_steps or args.budget_steps or problem["schedule_steps"] or 1000
 
     console.print(f"[bold]LR range test[/] on {label}, optimizer {args.optimizer}, "
                   f"{args.repeats} x {args.steps} steps over {start:g} .. {end:g}")

@@ -10,6 +10,9 @@ the same curve; rank 0's result is broadcast. Afterwards — also on an exceptio
 ``KeyboardInterrupt`` — parameters, gradients, buffers (BatchNorm statistics included), train/eval
 modes, the optimizer's state and hyperparameters, the scaler and the CPU/CUDA (and Python,
 numpy) RNG states are restored bit-exactly.
+
+With ``budget_steps``, a budget probe follows the passes, from the restored state too: a quarter
+of the run at the suggestion, then a short ramp (:class:`~lrdoctor.finder.BudgetProbe`).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ import numpy as np
 import torch
 
 from lrdoctor.errors import FinderError
-from lrdoctor.finder import (DEFAULT_RULE, RULES, Curve, FinderResult, RangeTest, analyze,
-                             zoom_range)
+from lrdoctor.finder import (DEFAULT_RULE, RULES, BudgetProbe, Curve, FinderResult, RangeTest,
+                             analyze, zoom_range)
+from lrdoctor.finder._probe import PROBE_FRACTION, PROBE_STEPS
 from lrdoctor.finder._curve import check_range
 
 __all__ = ["FinderResult", "find_lr"]
@@ -259,7 +263,7 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             accumulation_steps: int = 1, amp: str | None = None, grad_scaler: Any = None,
             val_loader: Iterable[Any] | None = None, val_every: int = 1,
             diverge_factor: float | None = 4.0, beta: float | None = None,
-            zoom: bool = True, zoom_steps: int | None = None,
+            zoom: bool = True, zoom_steps: int | None = None, budget_steps: int | None = None,
             progress: Callable[[int, int], None] | None = None) -> FinderResult:
     """Run the LR range test and return a :class:`~lrdoctor.finder.FinderResult`.
 
@@ -280,6 +284,13 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     2026-12-02) it lowered charlm's regret from 0.20 to 0.14 nats and the held-out cells' from
     0.27 to 0.21 pp, left the eight main cells' within noise (0.38 -> 0.49 pp) and costs half a
     pass more; ``zoom=False`` reads the first pass alone.
+
+    ``budget_steps`` (the optimizer steps of the run the LR is for) adds the budget probe
+    (:class:`~lrdoctor.finder.BudgetProbe`): from the restored state, train a quarter of the
+    run at the suggestion, then ramp toward 8x the min-loss LR. If the loss holds up to the
+    min-loss LR, the suggestion moves up to that LR / sqrt(2) (``result.probe`` says what it
+    saw). On P1 (benchmarks/RESULTS.md, 2026-12-03) it took charlm/SGD's regret from 0.28 to
+    0.003 nats and moved no classification cell; it costs a quarter of a run more.
 
     Raises :class:`~lrdoctor.errors.FinderError` on bad input (an empty loader, a NaN/Inf loss
     at the first step, ``start_lr >= end_lr``, no trainable parameters), with every piece of
@@ -337,22 +348,27 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 
     snapshot = _Snapshot(model, optimizer, grad_scaler)
     ratios = _ratios(optimizer)
+    if budget_steps is not None and (isinstance(budget_steps, bool) or
+                                     not isinstance(budget_steps, int) or budget_steps < 4):
+        raise FinderError(f"budget_steps must be None or an integer >= 4 (the optimizer steps "
+                          f"of the training run), got {budget_steps!r}")
+    warm_steps = max(1, int(PROBE_FRACTION * budget_steps)) if budget_steps else 0
     if zoom_steps is None:
         zoom_steps = max(num_steps // 2, 10)
     elif isinstance(zoom_steps, bool) or not isinstance(zoom_steps, int) or zoom_steps < 10:
         raise FinderError(f"zoom_steps must be an integer >= 10, got {zoom_steps!r}")
-    total_steps = repeats * (num_steps + (zoom_steps if zoom else 0))
+    total_steps = repeats * (num_steps + (zoom_steps if zoom else 0)) + \
+        (warm_steps + PROBE_STEPS if warm_steps else 0)
     done = 0
     skipped_total = 0
     steps_run = 0
     started = time.perf_counter()
     batches = _Batches(train_loader)
 
-    def one_ramp(lo: float, hi: float, steps: int, record_mode: str) -> Curve:
-        """One ramp from the restored state (the caller restores): the recorded curve."""
+    def drive(test: Any, steps: int, use_val: bool) -> None:
+        """Train while ``test`` runs: each optimizer step at ``test.lr()``, its loss recorded."""
         nonlocal done, skipped_total, steps_run
         model.train()
-        test = RangeTest(lo, hi, steps, record_mode, beta=beta, diverge_factor=diverge_factor)
         skipped_in_row = 0
         while test.running:
             _set_lr(optimizer, test.lr(), ratios)
@@ -386,11 +402,10 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 skipped_in_row = 0
             else:
                 optimizer.step()
-            record = val_loader is None or (test.step + 1) % val_every == 0 or \
-                test.step == steps - 1
-            if record:
-                value = reduce(val_loss() if val_loader is not None else train_loss)
-                if test.recorded == 0 and not math.isfinite(value):
+            if not use_val or (test.step + 1) % val_every == 0 or test.step == steps - 1:
+                value = reduce(val_loss() if use_val else train_loss)
+                if isinstance(test, RangeTest) and test.recorded == 0 and \
+                        not math.isfinite(value):
                     raise FinderError(
                         f"the loss is {value} at the first step (lr={test.lr():.3g}), before "
                         "the LR could matter: check the model, the data and the loss function")
@@ -401,6 +416,11 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             steps_run += 1
             if progress is not None:
                 progress(done, total_steps)
+
+    def one_ramp(lo: float, hi: float, steps: int, record_mode: str) -> Curve:
+        """One ramp from the restored state (the caller restores): the recorded curve."""
+        test = RangeTest(lo, hi, steps, record_mode, beta=beta, diverge_factor=diverge_factor)
+        drive(test, steps, val_loader is not None)
         return test.curve()
 
     def passes(lo: float, hi: float, steps: int, first: bool) -> list[Curve]:
@@ -441,6 +461,18 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 result = dataclasses.replace(result, settings=fine.settings, notes=(
                     *result.notes, "the zoomed second pass found no clear descent; the "
                     "suggestion is the first pass's"))
+        if warm_steps and result.suggestion is not None and result.min_loss_lr is not None:
+            snapshot.restore()
+            probe = BudgetProbe(result.suggestion, result.min_loss_lr, warm_steps)
+            start = done
+            drive(probe, warm_steps + PROBE_STEPS, use_val=False)
+            done = start + warm_steps + PROBE_STEPS  # a probe that stopped early counts as done
+            if progress is not None:
+                progress(done, total_steps)
+            result = result.with_probe(probe.report())
+            result = dataclasses.replace(result, settings={
+                **result.settings, "budget_steps": budget_steps, "steps_run": steps_run,
+                "seconds": round(time.perf_counter() - started, 3)})
     finally:
         snapshot.restore()
     if distributed:
