@@ -59,6 +59,9 @@ def record(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]],
         print(notes)
 
     command = os.environ.get("LRDOCTOR_BENCH_COMMAND") or " ".join([Path(sys.executable).name, *sys.argv])
+    settings = sorted(f"{k}={v}" for k, v in os.environ.items()
+                      if k.startswith("LRDOCTOR_BENCH_") and k != "LRDOCTOR_BENCH_COMMAND")
+    command = " ".join([*settings, command])  # the environment that shaped the run, too
     lines = [
         f"## {title}",
         "",

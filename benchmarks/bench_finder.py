@@ -7,13 +7,16 @@ defaults (6-10 epochs, 2 for charlm) are sized for a quick demo and stop long be
 validation curve flattens; at 4x it has flattened at the reference LRs (measured, see
 docs/finder.md), which is the run a user would tune an LR for. ``LRDOCTOR_BENCH_BUDGET_X=1``
 gives the short-budget table. ``LRDOCTOR_BENCH_TASKS=held-out`` runs the same on cells the
-default rule was not chosen on (``HELD_OUT``: other activations, BatchNorm). Each rule's suggestion (from a range test run with seed s) is trained with seed s under
+default rule was not chosen on (``HELD_OUT``: other activations, BatchNorm, a one-layer
+charlm). Each rule's suggestion (from a range test run with seed s) is trained with seed s under
 the same budget; regret = oracle - mean metric (accuracy in percentage points; charlm:
 validation loss in nats, lower is better, so regret = mean loss - oracle loss).
 
 Rules compared on the same tasks and seeds:
 - every lrdoctor rule (``lrdoctor.finder.RULES``): 3 repeats, median, on the zoomed second pass
-  (``find_lr`` defaults);
+  (``find_lr`` defaults); the default rule's row is ``find_lr(..., budget_steps=<the run's
+  steps>)``'s suggestion, after the budget probe (``lrdoctor.finder.BudgetProbe``), and the
+  ``(no probe)`` row is the same range test read without it;
 - the default rule on the first pass alone (``zoom=False``: what the range test gave before the
   zoom) and on the first pass's first repeat only (what 1 repeat without zoom would give);
 - torch-lr-finder (the real package): its own range test over the same range and step count,
@@ -55,11 +58,14 @@ QUICK = os.environ.get("LRDOCTOR_BENCH_QUICK") == "1"
 #: the rule (smoothing, MARGIN) was chosen looking at these cells ...
 TASKS: dict[str, tuple[str, dict]] = {n: (n, {}) for n in (
     ("digits-mlp", "mnist1d-conv") if QUICK else examples.names())}
-#: ... and never at these: other activations and normalisation, a held-out check of the rule
+#: ... and never at these: other activations and normalisation, a held-out check of the rule;
+#: the one-layer charlm was added (2026-12-03) after the budget probe was designed, to check on
+#: an unseen language model the probe's branch that moves the suggestion
 HELD_OUT: dict[str, tuple[str, dict]] = {
     "digits-mlp+tanh": ("digits-mlp", {"activation": "tanh"}),
     "mnist1d-conv+bn": ("mnist1d-conv", {"batchnorm": True}),
     "digits-cnn+gelu": ("digits-cnn", {"activation": "gelu"}),
+    "charlm+1layer": ("charlm", {"n_layers": 1}),
 }
 if os.environ.get("LRDOCTOR_BENCH_TASKS") == "held-out":
     TASKS = HELD_OUT
@@ -192,10 +198,12 @@ def main() -> None:
     started = time.perf_counter()
     one_repeat = f"lrdoctor {DEFAULT_RULE} (1 repeat, no zoom)"
     no_zoom = f"lrdoctor {DEFAULT_RULE} (no zoom)"
-    rule_names = [*(f"lrdoctor {r}" for r in RULES), no_zoom, one_repeat,
+    no_probe = f"lrdoctor {DEFAULT_RULE} (no probe)"
+    rule_names = [*(f"lrdoctor {r}" for r in RULES), no_probe, no_zoom, one_repeat,
                   "torch-lr-finder", "fastai valley", "lightning"]
     regrets: dict[str, dict[str, float]] = {r: {} for r in rule_names}
-    costs: dict[str, list[float]] = {"lrdoctor": [], "no zoom": [], "torch-lr-finder": [],
+    costs: dict[str, list[float]] = {"lrdoctor": [], "no probe": [], "no zoom": [],
+                                     "torch-lr-finder": [],
                                      "peers (1 repeat)": []}
     for label, (name, options) in TASKS.items():
         base = examples.get(name, **options)
@@ -206,17 +214,24 @@ def main() -> None:
             t0 = time.perf_counter()
             picks: dict[str, list[float | None]] = {r: [] for r in rule_names}
             curves_out = []
+            probes: list[dict | None] = []
             for s in SEEDS:
                 t = base.replace(seed=s)
                 model = t.build_model()
                 optimizer = examples.make_optimizer(opt, model, 1e-3)
-                res = find_lr(model, optimizer, t.train_loader, t.loss_fn, **FINDER)
+                res = find_lr(model, optimizer, t.train_loader, t.loss_fn, **FINDER,
+                              budget_steps=run_steps)
                 costs["lrdoctor"].append(res.settings["steps_run"] / run_steps)
+                probed = len(res.probe.lrs) + res.probe.warm_steps if res.probe else 0
+                costs["no probe"].append((res.settings["steps_run"] - probed) / run_steps)
                 coarse = res.coarse or res  # no zoom when the first pass saw no descent
                 costs["no zoom"].append(coarse.settings["steps_run"] / run_steps)
                 first = coarse.curves[0]
                 for r in RULES:
                     picks[f"lrdoctor {r}"].append(analyze(res.curves, rule=r).suggestion)
+                picks[no_probe].append(picks[f"lrdoctor {DEFAULT_RULE}"][-1])
+                picks[f"lrdoctor {DEFAULT_RULE}"][-1] = res.suggestion
+                probes.append(res.probe.to_dict() if res.probe else None)
                 picks[no_zoom].append(coarse.suggestion)
                 picks[one_repeat].append(analyze([first]).suggestion)
                 causal = ema(first.losses, 0.98)
@@ -245,7 +260,8 @@ def main() -> None:
                 got = float(np.mean(vals))
                 regrets[r][cell] = (oracle - got) if base.metric == "accuracy" else (got - oracle)
             raw[cell] = {"oracle_lr": oracle_lr, "oracle": oracle, "grid": grid,
-                         "picks": picks, "curves": curves_out, "metric": base.metric,
+                         "picks": picks, "curves": curves_out, "probes": probes,
+                         "metric": base.metric,
                          "run_steps": run_steps}
             print(f"{cell}: oracle {oracle:.4g} at lr {oracle_lr:.3g}; "
                   + ", ".join(f"{r}: {regrets[r][cell]:+.3g}" for r in rule_names)
@@ -254,13 +270,21 @@ def main() -> None:
 
     acc_cells = [c for c in regrets[rule_names[0]] if not c.startswith("charlm")]
     lm_cells = [c for c in regrets[rule_names[0]] if c.startswith("charlm")]
+
+    def cost_of(r: str) -> list[float]:
+        if r == f"lrdoctor {DEFAULT_RULE}":
+            return costs["lrdoctor"]
+        if r in (no_zoom, "torch-lr-finder"):
+            return costs["no zoom" if r == no_zoom else r]
+        if r == one_repeat or not r.startswith("lrdoctor"):
+            return costs["peers (1 repeat)"]
+        return costs["no probe"]  # the other rules read the zoomed pass, without the probe
+
     rows = []
     for r in rule_names:
         acc = [regrets[r][c] for c in acc_cells]
         lm = [regrets[r][c] for c in lm_cells]
-        cost = costs["no zoom"] if r == no_zoom else costs["peers (1 repeat)"] if (
-            r == one_repeat or not r.startswith("lrdoctor") and r != "torch-lr-finder") else \
-            costs["torch-lr-finder"] if r == "torch-lr-finder" else costs["lrdoctor"]
+        cost = cost_of(r)
         rows.append([r, float(np.mean(acc)), float(np.max(acc)),
                      float(np.mean(lm)) if lm else "-", float(np.max(lm)) if lm else "-",
                      float(np.mean(cost))])
@@ -278,8 +302,11 @@ def main() -> None:
         f"({', '.join(f'{n} {examples.get(t).epochs * BUDGET_X}' for n, (t, _) in TASKS.items())}"
         " epochs). "
         f"Range test: {FINDER}, then (find_lr's default) a zoomed second pass of 3 x "
-        f"{FINDER['num_steps'] // 2} steps over the first pass's min-loss LR /30 .. x10; "
-        "'no zoom' rows read the first pass alone. "
+        f"{FINDER['num_steps'] // 2} steps over the first pass's min-loss LR /30 .. x10, then "
+        "the budget probe (find_lr's budget_steps = the run's steps: a quarter of the run at the "
+        "suggestion, then a 60-step ramp to 8x the min-loss LR; where the loss holds up to that "
+        "LR, the suggestion moves to it / sqrt 2); the other lrdoctor rules and the 'no probe' "
+        "row read the zoomed pass without the probe, 'no zoom' rows the first pass alone. "
         f"Regret in accuracy percentage points (mean / worst over the {len(acc_cells)} "
         f"classification cells) and charlm validation nats; negative = better than the grid's best. "
         f"A missing suggestion counts as training at the habitual LR (SGD 0.01, Adam 1e-3). "
