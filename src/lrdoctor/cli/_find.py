@@ -193,9 +193,12 @@ def run(args: argparse.Namespace) -> int:
         table = Table(title="rules on the same curve")
         table.add_column("rule")
         table.add_column("lr", justify="right")
+        moved = result.probe is not None and result.probe.moved
         for name, lr in result.picks.items():
-            table.add_row(name + (" *" if name == result.rule else ""),
+            table.add_row(name + (" *" if name == result.rule and not moved else ""),
                           "-" if lr is None else f"{lr:.3g}")
+        if moved:
+            table.add_row(f"{result.rule} + budget probe *", f"{result.suggestion:.3g}")
         console.print(table)
         console.print(f"schedules for {steps} steps:")
         for kind, spec in result.specs(steps=steps).items():
