@@ -423,3 +423,17 @@ def test_bad_budget_steps(setup, bad):
     with pytest.raises(FinderError, match="budget_steps"):
         find_lr(model, optimizer, loader, nn.CrossEntropyLoss(), **FAST, budget_steps=bad)
     assert_restored(before, model, optimizer)
+
+
+def test_no_descent_means_no_probe_and_the_bar_still_completes(setup):
+    model, optimizer, loader = setup
+    seen = []
+
+    def flat(m, batch):  # a loss that does not depend on the LR: nothing to suggest
+        return 0.0 * m(batch[0]).sum() + 1.0
+
+    res = find_lr(model, optimizer, loader * 4, step_fn=flat, **FAST, budget_steps=40,
+                  progress=lambda d, t: seen.append((d, t)))
+    assert res.suggestion is None and res.probe is None
+    total = 2 * 40 + 2 * 20 + 10 + 60  # passes as if zoomed, and the probe: all counted done
+    assert seen[-1] == (total, total)

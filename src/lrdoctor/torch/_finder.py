@@ -214,7 +214,8 @@ def _distributed() -> tuple[bool, int]:
 
 def _check(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, start_lr: float,
            end_lr: float, num_steps: int, mode: str, repeats: int, accumulation_steps: int,
-           amp: str | None, val_every: int, rule: str, loss_fn: Any, step_fn: Any) -> None:
+           amp: str | None, val_every: int, rule: str, loss_fn: Any, step_fn: Any,
+           budget_steps: Any) -> None:
     check_range(start_lr, end_lr, num_steps, mode)
     if int(repeats) != repeats or repeats < 1:
         raise FinderError(f"repeats must be an integer >= 1, got {repeats!r}")
@@ -230,6 +231,10 @@ def _check(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, start_lr
         raise FinderError("step_fn must be a callable (model, batch) -> loss")
     if loss_fn is not None and not callable(loss_fn):
         raise FinderError("loss_fn must be a callable (output, target) -> loss")
+    if budget_steps is not None and (isinstance(budget_steps, bool) or
+                                     not isinstance(budget_steps, int) or budget_steps < 4):
+        raise FinderError(f"budget_steps must be None or an integer >= 4 (the optimizer steps "
+                          f"of the training run), got {budget_steps!r}")
     if not any(p.requires_grad for p in model.parameters()):
         raise FinderError("the model has no trainable parameters (all requires_grad=False): "
                           "unfreeze some before the range test")
@@ -298,7 +303,7 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     """
     _check(model, optimizer, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode,
            repeats=repeats, accumulation_steps=accumulation_steps, amp=amp, val_every=val_every,
-           rule=rule, loss_fn=loss_fn, step_fn=step_fn)
+           rule=rule, loss_fn=loss_fn, step_fn=step_fn, budget_steps=budget_steps)
     params = list(model.parameters())
     device = params[0].device if params else torch.device("cpu")
     if amp == "fp16" and grad_scaler is None and device.type == "cuda":
@@ -348,10 +353,6 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 
     snapshot = _Snapshot(model, optimizer, grad_scaler)
     ratios = _ratios(optimizer)
-    if budget_steps is not None and (isinstance(budget_steps, bool) or
-                                     not isinstance(budget_steps, int) or budget_steps < 4):
-        raise FinderError(f"budget_steps must be None or an integer >= 4 (the optimizer steps "
-                          f"of the training run), got {budget_steps!r}")
     warm_steps = max(1, int(PROBE_FRACTION * budget_steps)) if budget_steps else 0
     if zoom_steps is None:
         zoom_steps = max(num_steps // 2, 10)
@@ -473,6 +474,9 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             result = dataclasses.replace(result, settings={
                 **result.settings, "budget_steps": budget_steps, "steps_run": steps_run,
                 "seconds": round(time.perf_counter() - started, 3)})
+        if progress is not None and done < total_steps:  # no zoom window, or no probe to run
+            done = total_steps
+            progress(done, total_steps)
     finally:
         snapshot.restore()
     if distributed:
