@@ -113,11 +113,12 @@ def _label(task) -> str:
 
 
 def _train_score(name: str, options: dict, epochs: int, opt: str, lr: float,
-                 seed: int) -> float:
-    """Validation metric after ``epochs`` at a constant ``lr`` (accuracy in %, or nats)."""
+                 seed: int, monitor=None) -> float:
+    """Validation metric after ``epochs`` at a constant ``lr`` (accuracy in %, or nats);
+    ``monitor`` goes to ``examples.train`` (it sees every step's loss)."""
     torch.set_num_threads(1)
     t = examples.get(name, seed=seed, epochs=epochs, **options)
-    res = examples.train(t, opt, lr=lr)
+    res = examples.train(t, opt, lr=lr, monitor=monitor)
     if t.metric == "accuracy":
         return 100.0 * res.metrics["val_accuracy"] if not res.diverged else 100.0 / t.data.n_classes
     value = res.metrics.get("val_loss", math.inf)
