@@ -86,6 +86,8 @@ def test_probe_does_not_move_when_warm_training_failed_or_was_cut():
     q.record(1.0)
     q.end_of_data()
     assert q.stop == "data" and not q.report().moved and q.report().edge_lr is None
+    assert "the loader running out" in q.report().sentence()
+    assert "a NaN/Inf loss" in p.report().sentence()
     with pytest.raises(FinderError, match="after the probe stopped"):
         q.record(1.0)
 

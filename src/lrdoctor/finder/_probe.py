@@ -17,9 +17,9 @@ If ``edge >= m`` - raising the LR toward the range test's minimum after a quarte
 does not yet hurt - the loss is still limited by progress, not by the step's noise and
 overshoot, and the suggestion moves up to ``m / NEAR_MARGIN``. Otherwise (the usual case for a
 classifier whose loss has fallen near its floor: a higher LR lifts it at once) the suggestion
-stays. Chosen by benchmark P1 (``docs/finder.md``): on the eight main cells the edge was at
-0.32-0.64 ``m`` on every classification cell and 2.3-5 ``m`` on both charlm cells; on the six
-held-out cells it was below ``m`` wherever the range test found a descent.
+stays. Chosen on benchmark P1's eight main cells (``docs/finder.md``, 2026-12-03): the edge was
+at 0.32-0.72 ``m`` on every classification cell and 2.3-5.6 ``m`` on both charlm cells; on the
+held-out cells, 0.32-0.74 ``m`` on the classifiers and 3.5-6.7 ``m`` on a one-layer charlm.
 """
 
 from __future__ import annotations
@@ -97,9 +97,15 @@ class ProbeReport:
 
     def sentence(self) -> str:
         """One sentence for the result's notes."""
-        edge = "it never rose" if self.edge_lr is None else f"it rose from lr {self.edge_lr:.3g}"
+        if self.edge_lr is None:
+            why = {"nonfinite": "a NaN/Inf loss", "data": "the loader running out"}.get(
+                self.stop, self.stop)
+            return (f"budget probe: stopped by {why} after {self.warm_steps} warm steps at lr "
+                    f"{self.warm_lr:.3g} and {len(self.losses)} ramp steps, too early to tell; "
+                    "the suggestion keeps its margin")
         head = (f"budget probe: after {self.warm_steps} steps at lr {self.warm_lr:.3g}, a ramp "
-                f"toward {PROBE_TOP:g} x the min-loss lr {self.min_loss_lr:.3g}: {edge}")
+                f"toward {PROBE_TOP:g} x the min-loss lr {self.min_loss_lr:.3g}: the loss held "
+                f"until lr {self.edge_lr:.3g}")
         if self.moved:
             return (head + f", at or past the minimum, so the loss is still limited by progress "
                     f"and the suggestion moves up to min-loss lr / {NEAR_MARGIN:.2f}")
