@@ -437,3 +437,25 @@ def test_no_descent_means_no_probe_and_the_bar_still_completes(setup):
     assert res.suggestion is None and res.probe is None
     total = 2 * 40 + 2 * 20 + 10 + 60  # passes as if zoomed, and the probe: all counted done
     assert seen[-1] == (total, total)
+
+
+@pytest.mark.parametrize("budget_steps", [None, 40])
+def test_training_after_the_test_goes_on_as_if_it_never_ran(budget_steps):
+    """Mid-training: the steps after find_lr (dropout draws, BatchNorm statistics, Adam's
+    moments) are bit for bit those of the same training without it."""
+
+    def training(run_finder: bool) -> list[torch.Tensor]:
+        model, loader = make_problem()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        warm(model, optimizer, loader)
+        torch.manual_seed(123)
+        if run_finder:
+            res = find_lr(model, optimizer, loader * 4, nn.CrossEntropyLoss(), **FAST,
+                          budget_steps=budget_steps)
+            assert res.settings["steps_run"] > 0
+        model.train()
+        warm(model, optimizer, loader[3:], steps=6)
+        return [*model.parameters(), *model.buffers()]
+
+    for a, b in zip(training(True), training(False)):
+        assert torch.equal(a, b)
