@@ -81,3 +81,25 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in " ".join(err.split())
+
+
+@pytest.mark.parametrize("moved", [True, False])
+def test_the_rules_table_stars_the_lr_it_suggests(moved, monkeypatch, capsys):
+    import numpy as np
+
+    import lrdoctor.torch
+    from lrdoctor.finder import BudgetProbe, Curve, analyze
+
+    lrs = np.geomspace(1e-5, 1.0, 80)
+    loss = 2 - np.tanh(3 * (np.log10(lrs) + 2.5)) + np.where(lrs > 0.1, 40 * (lrs - 0.1), 0)
+    res = analyze([Curve.from_losses(lrs, loss), Curve.from_losses(lrs, loss * 1.01)])
+    probe = BudgetProbe(res.suggestion, res.min_loss_lr, warm_steps=3)
+    while probe.running:  # the loss holds up to the top (moved) or rises at once (kept)
+        probe.record(1.0 if moved else 0.1 if probe.step < 8 else 1.0)
+    res = res.with_probe(probe.report())
+    assert res.probe.moved is moved
+    monkeypatch.setattr(lrdoctor.torch, "find_lr", lambda *a, **k: res)
+    assert main(["find", "--example", "digits-mlp", *QUICK, "--budget-steps", "40"]) == 0
+    starred = [line for line in capsys.readouterr().out.splitlines() if " * " in line]
+    assert len(starred) == 1 and f"{res.suggestion:.3g}" in starred[0]
+    assert ("budget probe" in starred[0]) is moved
