@@ -110,6 +110,23 @@ def test_nan_inf_cells_are_kept(tmp_path):
     assert v[0] == 2.5 and math.isnan(v[1]) and math.isinf(v[2])
 
 
+def test_short_rows_and_odd_cells(tmp_path):
+    # a short middle row, a blank row, a hand-written tensor, a null, words and a blank cell
+    log = load(write(tmp_path, "o.csv", "step,loss,val_loss,lr\n"
+                     "0,2.5,tensor(2.4),0.1\n1,2.0\n\n2,null,n/a,\n3, 1.5 ,oops, \n4,1.2,1.1,0.1\n"))
+    loss, val, lr = log.get("train/loss"), log.get("val/loss"), log.get("lr")
+    assert loss.steps.tolist() == [0, 1, 2, 3, 4]
+    assert np.allclose(loss.values, [2.5, 2.0, math.nan, 1.5, 1.2], equal_nan=True)
+    assert val.steps.tolist() == [0, 4] and val.values.tolist() == [2.4, 1.1]
+    assert lr.steps.tolist() == [0, 4]
+    assert any("2 cells were not numbers" in w for w in log.warnings)
+
+
+def test_a_row_without_a_step_is_left_out(tmp_path):
+    log = load(write(tmp_path, "s.csv", "step,loss\n0,3\n,2\nnan,1\n2,1.5\n"))
+    assert log.get("train/loss").steps.tolist() == [0, 2]
+
+
 def test_duplicated_and_nonmonotonic_steps_warn(tmp_path):
     log = load(write(tmp_path, "d.csv", "step,loss\n0,3\n2,2\n1,2.5\n2,1.9\n"))
     s = log.get("train/loss")

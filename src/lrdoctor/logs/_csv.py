@@ -12,7 +12,11 @@ from __future__ import annotations
 import csv
 import io
 import math
+import operator
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from lrdoctor.errors import LogFormatError
 from lrdoctor.logs._model import LogBuilder, TrainingLog
@@ -38,6 +42,28 @@ def _num(text: str) -> float | None:
         return None
 
 
+def _column(cells: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A column's numbers (NaN where there is none), which cells hold one, and which hold
+    something that is not a number. Empty cells are "not logged here", not bad."""
+    try:
+        values = np.array(cells, dtype=np.float64)
+        return values, np.ones(len(values), dtype=bool), np.zeros(len(values), dtype=bool)
+    except ValueError:  # an empty or odd cell somewhere: cell by cell
+        pass
+    values = np.full(len(cells), np.nan)
+    present = np.zeros(len(cells), dtype=bool)
+    not_numbers = np.zeros(len(cells), dtype=bool)
+    for r, cell in enumerate(cells):
+        if not cell:
+            continue
+        v = _num(cell)
+        if v is None:
+            not_numbers[r] = bool(cell.strip())
+        else:
+            values[r], present[r] = v, True
+    return values, present, not_numbers
+
+
 def read_csv(path: Path, *, text: str | None = None) -> TrainingLog:
     """Read a Keras, Lightning or generic CSV training log."""
     if text is None:
@@ -53,7 +79,7 @@ def read_csv(path: Path, *, text: str | None = None) -> TrainingLog:
     except csv.Error as err:
         raise LogFormatError(f"{path} is not a readable CSV ({err}); expected a header row "
                              "such as epoch,loss,val_loss and one row per log point") from None
-    rows = [r for r in rows if any(c.strip() for c in r)]
+    rows = [r for r in rows if "".join(r).strip()]
     if not rows:
         raise LogFormatError(f"{path} holds no rows: nothing was logged yet, or the wrong file "
                              "was given")
@@ -95,32 +121,31 @@ def read_csv(path: Path, *, text: str | None = None) -> TrainingLog:
     if not names:
         raise LogFormatError(f"{path}: no metric columns found among {', '.join(header[:8])}; "
                              "expected names such as loss, val_loss, accuracy, lr")
+    # column by column: one numpy conversion per column, per cell only where it fails
+    width = len(header)
+    for row in body:
+        if len(row) < width:  # a short row: its missing cells are not logged here
+            row.extend([""] * (width - len(row)))
+
+    def column(i: int) -> list[str]:
+        return list(map(operator.itemgetter(i), body))
+
+    if step_col is not None:
+        x = _column(column(step_col))[0]
+    elif epoch_col is not None:
+        x = _column(column(epoch_col))[0]
+    else:
+        x = np.arange(len(body), dtype=np.float64)
+    placed = np.isfinite(x)  # e.g. a Lightning row without a step cannot be placed
+    epochs = (_column(column(epoch_col))[0] if epoch_col is not None
+              else np.full(len(body), np.nan))
     bad = 0
-    cols: dict[int, tuple[list[float], list[float], list[float]]] = {i: ([], [], []) for i in names}
-    nan = math.nan
-    for r, row in enumerate(body):
-        step = _num(row[step_col]) if step_col is not None and step_col < len(row) else None
-        epoch = _num(row[epoch_col]) if epoch_col is not None and epoch_col < len(row) else None
-        x = step if step_col is not None else (epoch if epoch_col is not None else float(r))
-        if x is None or not math.isfinite(x):
-            continue  # e.g. a Lightning row without a step: it cannot be placed
-        e = nan if epoch is None else epoch
-        for i, (cs, cv, ce) in cols.items():
-            if i >= len(row) or not row[i]:
-                continue
-            try:
-                v = float(row[i])
-            except ValueError:
-                v = _num(row[i])
-                if v is None:
-                    bad += bool(row[i].strip())
-                    continue
-            cs.append(x)
-            cv.append(v)
-            ce.append(e)
-    for i, (cs, cv, ce) in cols.items():
-        if cs:
-            b.extend(names[i], cs, cv, ce)
+    for i, name in names.items():
+        values, present, not_numbers = _column(column(i))
+        keep = placed & present
+        bad += int(np.count_nonzero(placed & not_numbers))
+        if keep.any():
+            b.extend(name, x[keep], values[keep], epochs[keep])
     if bad:
         b.warn(f"{path}: {bad} cells were not numbers; ignored them")
     log = b.build(source=str(path), format=flavor, step_unit=step_unit)

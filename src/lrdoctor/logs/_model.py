@@ -170,6 +170,7 @@ class LogBuilder:
 
     def __init__(self) -> None:
         self._points: dict[str, tuple[list[float], list[float], list[float]]] = {}
+        self._arrays: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
         self.events: list[Event] = []
         self.warnings: list[str] = []
 
@@ -183,13 +184,13 @@ class LogBuilder:
         values.append(v)
         epochs.append(np.nan if epoch is None else float(epoch))
 
-    def extend(self, name: str, steps: list[float], values: list[float],
-               epochs: list[float]) -> None:
-        """Add many points of one series at once (floats; NaN epoch = unknown)."""
-        s, v, e = self._points.setdefault(name, ([], [], []))
-        s.extend(steps)
-        v.extend(values)
-        e.extend(epochs)
+    def extend(self, name: str, steps: Any, values: Any, epochs: Any) -> None:
+        """Add many points of one series at once (array-likes of floats; NaN epoch = unknown).
+        They count as coming after the points :meth:`add` gives the series."""
+        arrays = tuple(np.asarray(a, dtype=np.float64) for a in (steps, values, epochs))
+        if len({len(a) for a in arrays}) != 1:
+            raise ValueError(f"extend({name!r}): steps, values and epochs differ in length")
+        self._arrays.setdefault(name, []).append(arrays)  # type: ignore[arg-type]
 
     def warn(self, message: str) -> None:
         logger.warning(message)
@@ -198,10 +199,11 @@ class LogBuilder:
     def build(self, **kwargs: Any) -> TrainingLog:
         series: dict[str, Series] = {}
         fixed_order, dupes = [], []
-        for name, (steps, values, epochs) in self._points.items():
-            s = np.asarray(steps, dtype=np.float64)
-            v = np.asarray(values, dtype=np.float64)
-            e = np.asarray(epochs, dtype=np.float64)
+        for name in dict.fromkeys([*self._points, *self._arrays]):
+            parts = [tuple(np.asarray(a, dtype=np.float64) for a in self._points[name])
+                     ] if name in self._points else []
+            parts += self._arrays.get(name, [])
+            s, v, e = (np.concatenate(cols) for cols in zip(*parts))
             if len(s) > 1 and np.any(np.diff(s) < 0):
                 order = np.argsort(s, kind="stable")
                 s, v, e = s[order], v[order], e[order]
