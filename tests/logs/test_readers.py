@@ -93,6 +93,14 @@ def test_our_jsonl_with_events_and_truncated_last_line(tmp_path):
     assert any("last line" in w for w in log.warnings)
 
 
+def test_jsonl_line_with_two_values_is_reported(tmp_path):
+    p = write(tmp_path, "two.jsonl", '{"step": 0, "loss": 2}\n{"step": 1, "loss": 1.5}, 3\n'
+                                     '{"step": 2, "loss": 1}\n')
+    log = load(p)
+    assert log.get("train/loss").steps.tolist() == [0, 2]
+    assert any("lines [2]" in w for w in log.warnings)
+
+
 @pytest.mark.parametrize("text", ["", "   \n", "epoch,loss\n"])
 def test_empty_logs_raise_clear_error(tmp_path, text):
     with pytest.raises(LogFormatError, match="empty|no rows"):

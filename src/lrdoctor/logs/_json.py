@@ -136,16 +136,25 @@ def read_jsonl(path: Path, text: str) -> TrainingLog:
     """JSON Lines: our Monitor log, or generic ``{"step": ..., metric: value}`` lines."""
     lines = text.splitlines()
     records, bad = [], []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            bad.append(n)
-            continue
-        if isinstance(obj, dict):
-            records.append(obj)
+    filled = [line for line in lines if line.strip()]
+    try:  # every line one whole value (the common case): one parse of them all, as an array
+        parsed = json.loads("[" + ",".join(filled) + "]")
+        if len(parsed) != len(filled):  # a line held two values, or one spanned two lines
+            raise json.JSONDecodeError("not one value per line", "", 0)
+    except json.JSONDecodeError:  # a line cut off or corrupt: line by line, to say which
+        parsed = None
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                bad.append(n)
+                continue
+            if isinstance(obj, dict):
+                records.append(obj)
+    if parsed is not None:
+        records = [obj for obj in parsed if isinstance(obj, dict)]
     if not records:
         raise LogFormatError(f"{path}: no JSON objects on any line; expected one JSON object per line")
     log = _read_records(path, records, fmt="jsonl")
@@ -158,10 +167,16 @@ def read_jsonl(path: Path, text: str) -> TrainingLog:
     return log
 
 
+_BOOKKEEPING = ("type", "step", "epoch", "global_step", "_step")
+
+
 def _read_records(path: Path, records: list[dict], *, fmt: str) -> TrainingLog:
     b = LogBuilder()
     meta: dict[str, Any] = {}
     ours = False
+    names: dict[Any, str | None] = {k: None for k in _BOOKKEEPING}  # raw key -> canonical
+    cols: dict[str, tuple[list[float], list[float], list[float]]] = {}
+    nan = math.nan
     for i, rec in enumerate(records):
         kind = rec.get("type")
         if kind == "meta":
@@ -181,14 +196,26 @@ def _read_records(path: Path, records: list[dict], *, fmt: str) -> TrainingLog:
             step = epoch if epoch is not None else float(i)
         if not math.isfinite(step):
             continue
+        e = nan if epoch is None else epoch
         values = rec.get("values") if isinstance(rec.get("values"), dict) else rec
         for key, value in values.items():
-            if key in ("type", "step", "epoch", "global_step", "_step"):
+            try:
+                name = names[key]
+            except KeyError:
+                name = names[key] = canonical(str(key))
+            if name is None:
                 continue
-            v = _number(value)
-            name = canonical(str(key))
-            if v is not None and name is not None:
-                b.add(name, step, v, epoch)
+            v = value if value.__class__ is float else _number(value)
+            if v is None:
+                continue
+            col = cols.get(name)
+            if col is None:
+                col = cols[name] = ([], [], [])
+            col[0].append(step)
+            col[1].append(v)
+            col[2].append(e)
+    for name, (steps, values_, epochs) in cols.items():
+        b.extend(name, steps, values_, epochs)
     fmt = "lrdoctor-jsonl" if ours else fmt
     log = b.build(source=str(path), format=fmt, step_unit=str(meta.get("step_unit", "step")),
                   meta=meta)
