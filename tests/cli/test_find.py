@@ -30,6 +30,7 @@ def test_example_json_and_plot(tmp_path, capsys):
     assert png.stat().st_size > 5000
     text = capsys.readouterr().out
     assert "LR range test" in text
+    assert ("--budget-steps N checks" in text) is (data["suggestion"] is not None)
 
 
 def test_user_model_and_data_from_a_file(tmp_path, capsys):
@@ -65,7 +66,8 @@ def test_budget_steps_runs_the_probe_and_sizes_the_specs(tmp_path, capsys):
     assert data["probe"]["warm_steps"] == 10
     assert data["settings"]["budget_steps"] == 40
     assert "steps=40" in data["specs"]["cosine"]
-    assert "budget probe" in " ".join(capsys.readouterr().out.split())
+    text = " ".join(capsys.readouterr().out.split())
+    assert "budget probe" in text and "--budget-steps N checks" not in text
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -205,6 +205,11 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"  {kind:<10} {spec}", soft_wrap=True)
         for note in result.notes:
             console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        if args.budget_steps is None:
+            console.print(f"[dim]hint:[/] for a constant LR over a run of N optimizer steps, "
+                          f"--budget-steps N checks whether it can sit closer to the loss "
+                          f"minimum (a quarter of the run more; docs/finder.md, step 6)",
+                          soft_wrap=True)
     if args.plot:
         result.plot(args.plot)
         console.print(f"plot: {args.plot}")
