@@ -1,7 +1,8 @@
 """torchrun worker for tests/torch/test_finder.py::test_ddp_two_ranks_agree (gloo, CPU).
 
 Each rank trains a DDP model on its own shard; find_lr all-reduces the losses, so both ranks
-follow the same curve and end with rank 0's suggestion; the model is restored on both.
+follow the same curve (the budget probe's too) and end with rank 0's suggestion; the model is
+restored on both.
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ def main() -> None:
     loader = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 512, 16)]
     before = [p.detach().clone() for p in model.parameters()]
     res = find_lr(model, opt, loader, nn.CrossEntropyLoss(), start_lr=1e-4, end_lr=10.0,
-                  num_steps=40, repeats=2)
+                  num_steps=40, repeats=2, budget_steps=40)
     restored = all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     (out / f"rank{rank}.json").write_text(json.dumps({
         "suggestion": res.suggestion, "interval": res.interval, "losses": res.losses.tolist(),
-        "restored": restored}))
+        "probe": None if res.probe is None else res.probe.to_dict(), "restored": restored}))
     dist.barrier()
     dist.destroy_process_group()
 

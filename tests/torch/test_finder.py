@@ -365,6 +365,7 @@ def test_ddp_two_ranks_agree(tmp_path):
     r0, r1 = two_ranks(Path(__file__).with_name("ddp_finder_worker.py"), tmp_path)
     assert r0["suggestion"] == r1["suggestion"] and r0["interval"] == r1["interval"]
     assert r0["losses"] == r1["losses"]  # all-reduced: one curve on both ranks
+    assert r0["probe"] is not None and r0["probe"] == r1["probe"]
     assert r0["restored"] and r1["restored"]
 
 
