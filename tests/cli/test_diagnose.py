@@ -42,3 +42,15 @@ def test_bad_input_exit_2(tmp_path, capsys):
     assert "empty" in err and "\n" in err
     assert main(["diagnose", str(write_csv(tmp_path, [(1, 1)])), "--json",
                  str(tmp_path / "no" / "x.json")]) == 2
+
+
+def test_an_unwritable_output_is_refused_before_the_log_is_read(tmp_path, monkeypatch, capsys):
+    import lrdoctor.logs
+
+    def never(*args, **kwargs):
+        raise AssertionError("the log was read before the output folder was checked")
+
+    monkeypatch.setattr(lrdoctor.logs, "load", never)
+    p = write_csv(tmp_path, [(1, 1)])
+    assert main(["diagnose", str(p), "--html", str(tmp_path / "no" / "r.html")]) == 2
+    assert "does not exist" in capsys.readouterr().err

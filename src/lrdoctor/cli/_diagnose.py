@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
-from lrdoctor.cli._common import CLIError, console, write_json
+from lrdoctor.cli._common import CLIError, console, console_err, write_json
 
 __all__ = ["register", "run"]
 
@@ -38,14 +39,17 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.exists():
         raise CLIError(f"no such file or directory: {path} (pass a log file or a run folder)")
-    log = load(path, format=args.format)
-    diagnosis = diagnose(log)
+    for out in (args.json, args.html):  # say so now, not after reading a long log
+        if out and not Path(out).parent.exists():
+            raise CLIError(f"cannot write {out}: the folder {Path(out).parent} does not exist")
+    with console_err.status(f"reading and diagnosing {path.name}", spinner="dots") \
+            if not args.quiet else contextlib.nullcontext():
+        log = load(path, format=args.format)
+        diagnosis = diagnose(log)
     if args.json:
         write_json(args.json, to_json(diagnosis))
     if args.html:
         out = Path(args.html)
-        if not out.parent.exists():
-            raise CLIError(f"cannot write {out}: the folder {out.parent} does not exist")
         report = Report(f"lrdoctor diagnosis: {path.name}", subtitle=str(path))
         report.add_summary(diagnosis.summary(), verdict=diagnosis.worst)
         report.add_diagnosis(diagnosis, log, title=path.name)
