@@ -13,7 +13,8 @@ from rich.console import Console
 
 from lrdoctor._json import jsonable
 
-__all__ = ["CLIError", "ArgumentParser", "console", "console_err", "write_json", "progress"]
+__all__ = ["CLIError", "ArgumentParser", "check_outputs", "console", "console_err", "write_json",
+           "progress"]
 
 console = Console(highlight=False)
 console_err = Console(stderr=True, highlight=False)
@@ -30,6 +31,14 @@ class ArgumentParser(argparse.ArgumentParser):
         console_err.print(f"[bold red]error:[/] {self.prog}: {message} (see '{self.prog} --help')",
                           highlight=False, soft_wrap=True)
         sys.exit(2)
+
+
+def check_outputs(args: argparse.Namespace, *options: str) -> None:
+    """Refuse, before any work, an output option (``--json OUT`` …) whose folder does not exist."""
+    for option in options:
+        target = getattr(args, option, None)
+        if target and not Path(target).resolve().parent.is_dir():
+            raise CLIError(f"--{option} {target}: the folder {Path(target).parent} does not exist")
 
 
 def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:

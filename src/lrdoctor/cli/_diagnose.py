@@ -6,7 +6,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from lrdoctor.cli._common import CLIError, console, console_err, write_json
+from lrdoctor.cli._common import CLIError, check_outputs, console, console_err, write_json
 
 __all__ = ["register", "run"]
 
@@ -39,9 +39,7 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.exists():
         raise CLIError(f"no such file or directory: {path} (pass a log file or a run folder)")
-    for out in (args.json, args.html):  # say so now, not after reading a long log
-        if out and not Path(out).parent.exists():
-            raise CLIError(f"cannot write {out}: the folder {Path(out).parent} does not exist")
+    check_outputs(args, "json", "html")  # now, not after reading a long log
     with console_err.status(f"reading and diagnosing {path.name}", spinner="dots") \
             if not args.quiet else contextlib.nullcontext():
         log = load(path, format=args.format)

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lrdoctor.cli._common import CLIError, console, write_json
+from lrdoctor.cli._common import CLIError, check_outputs, console, write_json
 
 __all__ = ["register", "run", "explain_path"]
 
@@ -118,6 +118,7 @@ def explain_path(path: str | Path, *, log_path: str | Path | None = None, format
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs(args, "json")
     out = explain_path(args.path, log_path=args.log, format=args.format)
     if args.json:
         write_json(args.json, out)

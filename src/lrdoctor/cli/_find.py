@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.table import Table
 
-from lrdoctor.cli._common import CLIError, console, progress, write_json
+from lrdoctor.cli._common import CLIError, check_outputs, console, progress, write_json
 
 __all__ = ["register"]
 
@@ -140,10 +140,7 @@ def run(args: argparse.Namespace) -> int:
     if rule not in RULES:
         raise CLIError(f"--rule must be one of {', '.join(RULES)}, got {rule!r}")
     start, end = args.lr_range if args.lr_range else (1e-6, 10.0)
-    for option in ("plot", "json"):
-        target = getattr(args, option)
-        if target and not Path(target).resolve().parent.is_dir():
-            raise CLIError(f"--{option} {target}: the folder {Path(target).parent} does not exist")
+    check_outputs(args, "plot", "json")
     if args.schedule_steps is not None and args.schedule_steps < 2:
         raise CLIError(f"--schedule-steps must be >= 2, got {args.schedule_steps}")
     if args.budget_steps is not None and args.budget_steps < 4:
@@ -206,9 +203,9 @@ def run(args: argparse.Namespace) -> int:
         for note in result.notes:
             console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
         if args.budget_steps is None:
-            console.print(f"[dim]hint:[/] for a constant LR over a run of N optimizer steps, "
-                          f"--budget-steps N checks whether it can sit closer to the loss "
-                          f"minimum (a quarter of the run more; docs/finder.md, step 6)",
+            console.print("[dim]hint:[/] for a constant LR over a run of N optimizer steps, "
+                          "--budget-steps N checks whether it can sit closer to the loss "
+                          "minimum (a quarter of the run more; docs/finder.md, step 6)",
                           soft_wrap=True)
     if args.plot:
         result.plot(args.plot)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from lrdoctor.cli._common import CLIError, console, progress, write_json
+from lrdoctor.cli._common import CLIError, check_outputs, console, progress, write_json
 
 __all__ = ["register"]
 
@@ -66,11 +66,6 @@ def _parse_start(text: str | None) -> tuple[float, float] | None:
     return x, y
 
 
-def _check_parent(option: str, target: str | None) -> None:
-    if target and not Path(target).resolve().parent.is_dir():
-        raise CLIError(f"--{option} {target}: the folder {Path(target).parent} does not exist")
-
-
 def run(args: argparse.Namespace) -> int:
     if args.tour:
         return _tour(args)
@@ -80,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("give at least one --optimizer NAME:LR[:SPEC], e.g. --optimizer sgd:1e-2")
     if args.steps < 1:
         raise CLIError(f"--steps must be >= 1, got {args.steps}")
-    for option in ("out", "json", "gif"):
-        _check_parent(option, getattr(args, option))
+    check_outputs(args, "out", "json", "gif")
     if not (args.out or args.json or args.gif):
         raise CLIError("nothing to write: give --out FILE (a picture), --json OUT or --gif FILE")
 
@@ -142,6 +136,7 @@ def _tour(args: argparse.Namespace) -> int:
     out = Path(args.out or "lab-tour")
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out}: with --tour this is a folder, and a file of that name exists")
+    check_outputs(args, "json")
     with progress() as bar:
         task = bar.add_task("lab tour", total=len(SCENES))
 
@@ -152,7 +147,6 @@ def _tour(args: argparse.Namespace) -> int:
     for i, r in enumerate(results, 1):
         console.print(f"[bold]{i}. {r.title}[/] — {out / r.image}")
     if args.json:
-        _check_parent("json", args.json)
         write_json(args.json, {"scenes": [
             {"slug": r.slug, "title": r.title, "caption": r.caption, "image": r.image,
              "numbers": r.numbers} for r in results]})

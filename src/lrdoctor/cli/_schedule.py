@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-from pathlib import Path
 
 from rich.table import Table
 
-from lrdoctor.cli._common import CLIError, console, write_json
+from lrdoctor.cli._common import CLIError, check_outputs, console, write_json
 from lrdoctor.preview import plot_schedule, summarize
 from lrdoctor.schedules import parse
 
@@ -41,10 +40,7 @@ def run(args: argparse.Namespace) -> int:
     schedule = parse(args.spec)
     if args.steps is not None and args.steps < 1:
         raise CLIError(f"--steps must be >= 1, got {args.steps}")
-    for option in ("plot", "csv", "json"):
-        target = getattr(args, option)
-        if target and not Path(target).resolve().parent.is_dir():
-            raise CLIError(f"--{option} {target}: the folder {Path(target).parent} does not exist")
+    check_outputs(args, "plot", "csv", "json")
     preview = summarize(schedule, args.steps)
 
     console.print(f"[bold]{preview.spec}[/]", soft_wrap=True)
