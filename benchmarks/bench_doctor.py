@@ -389,28 +389,27 @@ def p6() -> None:
     t = time.perf_counter()
     d = D.diagnose(log)
     mem_s = time.perf_counter() - t
-    path = Path(tempfile.mkdtemp()) / "big.csv"
-    with open(path, "w") as fh:
-        fh.write("step,loss,grad_norm,lr\n")
-        fh.writelines(f"{s},{v:.6g},{g:.6g},0.1\n" for s, v, g in zip(steps, loss, grad))
-    t = time.perf_counter()
-    log2 = load(path)
-    load_s = time.perf_counter() - t
-    t = time.perf_counter()
-    D.diagnose(log2)
-    csv_s = time.perf_counter() - t
-    jsonl = path.with_suffix(".jsonl")  # the Monitor's format: one scalars line per step
-    with open(jsonl, "w") as fh:
-        fh.write('{"type": "meta", "version": 1, "every": 50}\n')
-        fh.writelines(f'{{"type": "scalars", "step": {s}, "epoch": {s // 10_000}, "values": '
-                      f'{{"train/loss": {v!r}, "lr": 0.1, "grad_norm": {g!r}}}}}\n'
-                      for s, v, g in zip(steps.tolist(), loss.tolist(), grad.tolist()))
-    t = time.perf_counter()
-    log3 = load(jsonl)
-    jsonl_load_s = time.perf_counter() - t
-    t = time.perf_counter()
-    D.diagnose(log3)
-    jsonl_s = time.perf_counter() - t
+    folder = Path(tempfile.mkdtemp())
+    csv_lines = ["step,loss,grad_norm,lr\n"] + [
+        f"{s},{v:.6g},{g:.6g},0.1\n" for s, v, g in zip(steps, loss, grad)]
+    jsonl_lines = ['{"type": "meta", "version": 1, "every": 50}\n'] + [  # the Monitor's lines
+        f'{{"type": "scalars", "step": {s}, "epoch": {s // 10_000}, "values": '
+        f'{{"train/loss": {v!r}, "lr": 0.1, "grad_norm": {g!r}}}}}\n'
+        for s, v, g in zip(steps.tolist(), loss.tolist(), grad.tolist())]
+
+    def from_file(name: str, lines: list[str]) -> tuple[float, float]:
+        """Seconds to load the file written from ``lines``, and to diagnose what was loaded."""
+        path = folder / name
+        path.write_text("".join(lines))
+        t = time.perf_counter()
+        loaded = load(path)
+        t_load = time.perf_counter() - t
+        t = time.perf_counter()
+        D.diagnose(loaded)
+        return t_load, time.perf_counter() - t
+
+    load_s, csv_s = from_file("big.csv", csv_lines)
+    jsonl_load_s, jsonl_s = from_file("big.jsonl", jsonl_lines)
     record("P6 diagnose on a 1M-row log", ["what", "seconds", "goal"],
            [["diagnose(TrainingLog in memory, 1M steps)", round(mem_s, 3), "< 3 s"],
             ["load(1M-row CSV)", round(load_s, 3), "-"],
