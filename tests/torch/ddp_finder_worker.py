@@ -1,8 +1,8 @@
 """torchrun worker for tests/torch/test_finder.py::test_ddp_two_ranks_agree (gloo, CPU).
 
 Each rank trains a DDP model on its own shard; find_lr all-reduces the losses, so both ranks
-follow the same curve (the budget probe's too) and end with rank 0's suggestion; the model is
-restored on both.
+follow the same curve and end with rank 0's suggestion (the budget probe runs on both, in step,
+and its report is rank 0's); the model is restored on both.
 """
 
 from __future__ import annotations

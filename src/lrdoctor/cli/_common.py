@@ -34,7 +34,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def check_outputs(args: argparse.Namespace, *options: str) -> None:
-    """Refuse, before any work, an output option (``--json OUT`` …) whose folder does not exist."""
+    """Refuse, before any work, an output option (``--json OUT``…) whose folder is missing."""
     for option in options:
         target = getattr(args, option, None)
         if target and not Path(target).resolve().parent.is_dir():

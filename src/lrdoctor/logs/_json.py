@@ -175,8 +175,6 @@ def _read_records(path: Path, records: list[dict], *, fmt: str) -> TrainingLog:
     meta: dict[str, Any] = {}
     ours = False
     names: dict[Any, str | None] = {k: None for k in _BOOKKEEPING}  # raw key -> canonical
-    cols: dict[str, tuple[list[float], list[float], list[float]]] = {}
-    nan = math.nan
     for i, rec in enumerate(records):
         kind = rec.get("type")
         if kind == "meta":
@@ -196,7 +194,6 @@ def _read_records(path: Path, records: list[dict], *, fmt: str) -> TrainingLog:
             step = epoch if epoch is not None else float(i)
         if not math.isfinite(step):
             continue
-        e = nan if epoch is None else epoch
         values = rec.get("values") if isinstance(rec.get("values"), dict) else rec
         for key, value in values.items():
             try:
@@ -206,16 +203,8 @@ def _read_records(path: Path, records: list[dict], *, fmt: str) -> TrainingLog:
             if name is None:
                 continue
             v = value if value.__class__ is float else _number(value)
-            if v is None:
-                continue
-            col = cols.get(name)
-            if col is None:
-                col = cols[name] = ([], [], [])
-            col[0].append(step)
-            col[1].append(v)
-            col[2].append(e)
-    for name, (steps, values_, epochs) in cols.items():
-        b.extend(name, steps, values_, epochs)
+            if v is not None:
+                b.add(name, step, v, epoch)
     fmt = "lrdoctor-jsonl" if ours else fmt
     log = b.build(source=str(path), format=fmt, step_unit=str(meta.get("step_unit", "step")),
                   meta=meta)

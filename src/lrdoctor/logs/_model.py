@@ -200,10 +200,9 @@ class LogBuilder:
         series: dict[str, Series] = {}
         fixed_order, dupes = [], []
         for name in dict.fromkeys([*self._points, *self._arrays]):
-            parts = [tuple(np.asarray(a, dtype=np.float64) for a in self._points[name])
-                     ] if name in self._points else []
+            parts = [self._points[name]] if name in self._points else []
             parts += self._arrays.get(name, [])
-            s, v, e = (np.concatenate(cols) for cols in zip(*parts))
+            s, v, e = (np.concatenate(cols).astype(np.float64, copy=False) for cols in zip(*parts))
             if len(s) > 1 and np.any(np.diff(s) < 0):
                 order = np.argsort(s, kind="stable")
                 s, v, e = s[order], v[order], e[order]
