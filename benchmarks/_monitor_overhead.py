@@ -138,8 +138,8 @@ def separate_runs(task: Any, runs: int, workdir: Path) -> float:
 def p4() -> None:
     """Measure and record the P4 table (``LRDOCTOR_P4_REPEATS`` overrides the repeats)."""
     import torch
-
     from _results import record
+
     from lrdoctor import examples
 
     repeats = int(os.environ.get("LRDOCTOR_P4_REPEATS", str(REPEATS)))

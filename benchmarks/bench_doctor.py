@@ -46,7 +46,7 @@ import os
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,7 +154,7 @@ def run_one(args: tuple[str, Fault, int, str]) -> dict[str, Any]:
     sched = None
     if fault.plateau_min_on_acc:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.3, patience=1)
-    epochs = max(1, int(round(task.epochs * fault.epochs_factor)))
+    epochs = max(1, round(task.epochs * fault.epochs_factor))
     tag = f"{task_name}_{fault.name}_{seed}"
     jsonl = Path(out_dir) / f"{tag}.jsonl"
     csv_path = Path(out_dir) / f"{tag}.csv"
@@ -258,7 +258,7 @@ def detected(diagnosis: Any, fault: Fault) -> bool:
 
 
 def evaluate(results: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    import lrdoctor.diagnose as D
+    import lrdoctor.doctor as D
     from lrdoctor.logs import load
 
     faults = {f.name: f for f in FAULTS}
@@ -372,8 +372,9 @@ def p4() -> None:
 
 def p6() -> None:
     """diagnose() on a 1M-row per-step log."""
-    import lrdoctor.diagnose as D
     from _results import record
+
+    import lrdoctor.doctor as D
     from lrdoctor.logs import Series, TrainingLog, load
 
     n = 1_000_000

@@ -47,12 +47,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import cpu, record  # noqa: E402
+from _results import cpu, record
 
-from lrdoctor import examples  # noqa: E402
-from lrdoctor.finder import DEFAULT_RULE, RULES, analyze, ema  # noqa: E402
-from lrdoctor.finder._rules import fastai_valley, lightning  # noqa: E402
-from lrdoctor.torch import find_lr  # noqa: E402
+from lrdoctor import examples
+from lrdoctor.finder import DEFAULT_RULE, RULES, analyze, ema
+from lrdoctor.finder._rules import fastai_valley, lightning
+from lrdoctor.torch import find_lr
 
 QUICK = os.environ.get("LRDOCTOR_BENCH_QUICK") == "1"
 #: the rule (smoothing, MARGIN) was chosen looking at these cells ...

@@ -37,10 +37,9 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from _results import record  # noqa: E402
+import numpy as np
+import torch
+from _results import record
 
 REPEATS = 5
 N, D, WIDTH, CLASSES, BATCH, EPOCHS = 4096, 256, 1024, 10, 128, 3
@@ -230,7 +229,7 @@ def end_of_training_cost(tmp: Path) -> float:
 
     files = RunFiles(tmp / "end")
     files.root.mkdir(exist_ok=True)
-    shutil.copy(sorted(tmp.glob("plain*.jsonl"))[-1], files.log)
+    shutil.copy(max(tmp.glob("plain*.jsonl")), files.log)
     t0 = clock()
     files.finish(html=True)
     return clock() - t0

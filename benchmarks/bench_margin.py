@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -32,11 +31,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-import bench_finder as bf  # noqa: E402
-from _results import record  # noqa: E402
+import bench_finder as bf
+from _results import record
 
-from lrdoctor import examples  # noqa: E402
-from lrdoctor.torch import find_lr  # noqa: E402
+from lrdoctor import examples
+from lrdoctor.torch import find_lr
 
 DIVISORS = (math.sqrt(2), 2.0, 2 * math.sqrt(2), 4.0, 8.0)
 PROBES = (0.05, 0.1, 0.2, 0.3)
@@ -121,7 +120,7 @@ def main() -> None:
         acc, lm = [], []
         for cell, (_, base, _, _, oracle) in cells.items():
             for s in bf.SEEDS:
-                def probe_loss(d: float) -> float:
+                def probe_loss(d: float, cell: str = cell, s: int = s, p: float = p) -> float:
                     losses = np.asarray(run_of(cell, s, d)[1], float)
                     n = int(p * len(losses))
                     window = losses[n // 2:n]

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import record  # noqa: E402
+from _results import record
 
-from lrdoctor import examples  # noqa: E402
+from lrdoctor import examples
 
 CELLS = (("digits-mlp", "sgd", 0.1), ("mnist1d-conv", "adam", 0.01))  # P1's oracle LRs
 SEEDS = (0, 1, 2)

@@ -12,9 +12,9 @@ import time
 import warnings
 
 import torch
+from _results import record
 from torch.optim import lr_scheduler as tls
 
-from _results import record
 from lrdoctor.torch import ScheduledLR
 
 N, REPEATS = 20_000, 7
@@ -55,7 +55,7 @@ def main() -> None:
             theirs, ours = [], []
             for _ in range(REPEATS):
                 theirs.append(_time(torch_make))
-                ours.append(_time(lambda o: ScheduledLR(o, spec)))
+                ours.append(_time(lambda o, spec=spec: ScheduledLR(o, spec)))
             t, o = statistics.median(theirs), statistics.median(ours)
             rows.append((name, spec, round(t * 1e6, 2), round(o * 1e6, 2), round(o / t, 3)))
     record(

@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from lrdoctor.cli import main  # noqa: E402
-from lrdoctor.demo import DemoConfig, fix_schedule, load_task  # noqa: E402
+from lrdoctor.cli import main
+from lrdoctor.demo import DemoConfig, fix_schedule, load_task
 
 
 @pytest.mark.slow

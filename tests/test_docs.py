@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 #: page -> the package its examples need (the test skips, saying so, where it is missing)
 PAGES = {
     "README.md": "torch",
@@ -85,9 +85,9 @@ def test_python_examples_run(page, tmp_path, monkeypatch):
     assert blocks, f"{page} has no python examples"
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__docs__"}
-    exec(compile(PRELUDES.get(page, ""), f"{page}[prelude]", "exec"), namespace)
+    exec(compile(PRELUDES.get(page, ""), f"{page}[prelude]", "exec"), namespace) # noqa: S102 (runs the docs)
     for i, code in enumerate(blocks):
         try:
-            exec(compile(code, f"{page}[block {i}]", "exec"), namespace)
+            exec(compile(code, f"{page}[block {i}]", "exec"), namespace)  # noqa: S102
         except Exception as err:  # pragma: no cover - the message is the point
             raise AssertionError(f"{page}, python block {i} failed: {err!r}\n{code}") from err

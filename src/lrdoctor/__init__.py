@@ -6,21 +6,26 @@
 
 The top level is framework-free (numpy and the standard library); PyTorch and Keras adapters
 are imported explicitly: ``lrdoctor.torch``, ``lrdoctor.keras``. ``lrdoctor.diagnose(log)``
-runs the training doctor on a log from ``lrdoctor.logs.load(path)``.
+runs the training doctor (the rules live in ``lrdoctor.doctor``) on a log from
+``lrdoctor.logs.load(path)``.
 """
 
-from lrdoctor import diagnose, logs
+from lrdoctor import doctor, logs
+from lrdoctor.doctor import Diagnosis, Finding, diagnose
 from lrdoctor.errors import LRDoctorError, ScheduleError
 from lrdoctor.schedules import Schedule, parse
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Diagnosis",
+    "Finding",
     "LRDoctorError",
     "Schedule",
     "ScheduleError",
     "__version__",
     "diagnose",
+    "doctor",
     "logs",
     "parse",
 ]

@@ -6,7 +6,7 @@ CLI can print them as they are.
 
 from __future__ import annotations
 
-__all__ = ["LRDoctorError", "ScheduleError", "PlateauError", "FinderError", "LogFormatError"]
+__all__ = ["FinderError", "LRDoctorError", "LogFormatError", "PlateauError", "ScheduleError"]
 
 
 class LRDoctorError(ValueError):

@@ -102,8 +102,7 @@ def test_warmup_then_plateau_jsonl(tmp_path):
     rows, drops = simulate("warmup(40) >> constant(0.05)", cfg, 30, 10, val, train, seed=3)
     path = tmp_path / "log.jsonl"
     with open(path, "w") as fh:
-        for r in rows:
-            fh.write(json.dumps({k: v for k, v in r.items()}) + "\n")
+        fh.writelines(json.dumps({k: v for k, v in r.items()}) + "\n" for r in rows)
     out = explain_path(path)
     causes = [c["cause"] for c in out["changes"]]
     assert causes[0] == "warmup-end" and out["changes"][0]["end_step"] == 40

@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from lrdoctor.cli import main  # noqa: E402
-from lrdoctor.finder import DEFAULT_RULE  # noqa: E402
+from lrdoctor.cli import main
+from lrdoctor.finder import DEFAULT_RULE
 
 QUICK = ["--steps", "60", "--repeats", "1", "--lr-range", "1e-5", "10"]
 

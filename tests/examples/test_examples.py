@@ -10,9 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from lrdoctor import examples  # noqa: E402
-from lrdoctor.errors import LRDoctorError  # noqa: E402
-from lrdoctor.examples._data import decode_chars, fingerprint  # noqa: E402
+from lrdoctor import examples
+from lrdoctor.errors import LRDoctorError
+from lrdoctor.examples._data import decode_chars, fingerprint
 
 
 def _params(model):

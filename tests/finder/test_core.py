@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from lrdoctor.errors import FinderError
 from lrdoctor.finder import (
     DEFAULT_RULE,
+    MARGIN,
     RULES,
     Curve,
     RangeTest,
     analyze,
-    MARGIN,
     ema,
     ramp,
     robust_smooth,
@@ -90,7 +90,7 @@ def test_running_median_ignores_isolated_spikes_and_keeps_steps():
 def test_blow_ups_past_the_minimum_do_not_move_it():
     # a range test's high-LR end is spiky: a plain (zero-lag) average lets blow-up batches past
     # the minimum lift the curve many steps earlier, which moves its minimum to smaller LRs
-    lrs, loss = synthetic(noise=0.02)
+    _lrs, loss = synthetic(noise=0.02)
     true_min = int(np.argmin(synthetic()[1]))
     spiky = loss.copy()
     spiky[true_min + 8] = 500.0

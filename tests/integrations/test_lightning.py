@@ -11,15 +11,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pl_mod = pytest.importorskip("lrdoctor.integrations.lightning")
 
-from lrdoctor.integrations.lightning import (  # noqa: E402
+from lrdoctor.integrations.lightning import (
     LRDoctorCallback,
     _pl,
     find_lr,
     plateau,
     scheduled,
 )
-from lrdoctor.journal import Journal  # noqa: E402
-from lrdoctor.logs import load  # noqa: E402
+from lrdoctor.journal import Journal
+from lrdoctor.logs import load
 
 SPEC = "warmup(8) >> sgdr(0.05, end=0.001, period=8)"
 
@@ -85,16 +85,9 @@ def _lrs(path):
     return s.steps.tolist(), s.values.tolist()
 
 
-def _doctor_landed():
-    import lrdoctor.diagnose
-
-    return hasattr(lrdoctor.diagnose, "diagnose")
-
-
-@pytest.mark.skipif(not _doctor_landed(), reason="lrdoctor.diagnose (issue 5) has not landed yet")
 def test_scheduled_recipe_writes_log_journal_and_diagnosis(tmp_path):
     torch.manual_seed(0)
-    trainer, cb = _fit(tmp_path, Tiny("scheduled"), 3, diagnose=True)
+    _trainer, cb = _fit(tmp_path, Tiny("scheduled"), 3, diagnose=True)
     run = tmp_path / "run"
     steps, lrs = _lrs(run / "log.jsonl")
     from lrdoctor.schedules import parse
@@ -112,7 +105,7 @@ def test_scheduled_recipe_writes_log_journal_and_diagnosis(tmp_path):
 
 def test_plateau_recipe_journals_reductions(tmp_path):
     torch.manual_seed(0)
-    trainer, _ = _fit(tmp_path, Tiny("plateau", val_loss=1.0), 3)
+    _trainer, _ = _fit(tmp_path, Tiny("plateau", val_loss=1.0), 3)
     journal = Journal.load(tmp_path / "run" / "journal.jsonl")
     plateaus = [e for e in journal if e.cause == "plateau"]
     assert [e.epoch for e in plateaus] == [2, 3]          # torch convention, patience 0
@@ -137,7 +130,7 @@ def test_resume_keeps_lr_trajectory_and_journal(tmp_path, recipe):
     torch.manual_seed(0)
     # a run that checkpoints every epoch and "crashes" after epoch 3 ...
     _fit(tmp_path, Tiny(recipe, val), 3, out="parts", checkpoint=True)
-    ckpt = sorted((tmp_path / "ckpt").glob("epoch=1*.ckpt"))[0]  # ... resumed from epoch 2
+    ckpt = min((tmp_path / "ckpt").glob("epoch=1*.ckpt"))  # ... resumed from epoch 2
     _fit(tmp_path, Tiny(recipe, val), 4, out="parts", ckpt_path=ckpt)
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert _lrs(parts / "log.jsonl") == _lrs(whole / "log.jsonl")

@@ -13,10 +13,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from lrdoctor.errors import PlateauError  # noqa: E402
-from lrdoctor.journal import Journal  # noqa: E402
-from lrdoctor.keras import EarlyStopping, ReduceLROnPlateau  # noqa: E402
-from tests.plateau._sequences import metric_sequence, plateau_settings  # noqa: E402
+from lrdoctor.errors import PlateauError
+from lrdoctor.journal import Journal
+from lrdoctor.keras import EarlyStopping, ReduceLROnPlateau
+from tests.plateau._sequences import metric_sequence, plateau_settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -93,14 +93,14 @@ def test_journal_sentences(tmp_path):
     _drive(cb, [0.5, 0.6, 0.6, 0.6, 0.6], 1e-3, monitor="val_accuracy")
     lines = Journal.load(path).explain()
     assert lines == [
-        "epoch 4: val_accuracy has not improved by more than 0.0001 over its best 0.6000 (epoch 2) "
-        "for 2 evaluations (patience 2) → lr 1e-3 → 5e-4 (factor 0.5, mode=max)"
+        ("epoch 4: val_accuracy has not improved by more than 0.0001 over its best 0.6000 (epoch 2) "
+        "for 2 evaluations (patience 2) → lr 1e-3 → 5e-4 (factor 0.5, mode=max)")
     ]
 
 
 def test_early_stopping_journal(tmp_path):
     cb = EarlyStopping(monitor="val_loss", patience=1, journal=tmp_path / "j.jsonl")
-    out, model = _drive(cb, [1.0, 0.5, 0.6, 0.7])
+    _out, model = _drive(cb, [1.0, 0.5, 0.6, 0.7])
     assert model.stop_training
     (entry,) = Journal.load(tmp_path / "j.jsonl")
     assert entry.cause == "early-stop" and entry.epoch == 3
@@ -109,7 +109,7 @@ def test_early_stopping_journal(tmp_path):
 
 def test_stop_at_min_lr_stops_training():
     cb = ReduceLROnPlateau(patience=1, factor=0.1, min_lr=0.01, stop_at_min_lr=True)
-    out, model = _drive(cb, [1.0] * 12, 1.0)
+    _out, model = _drive(cb, [1.0] * 12, 1.0)
     assert model.stop_training
 
 

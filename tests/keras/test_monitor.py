@@ -9,9 +9,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from lrdoctor.keras import MonitorCallback, schedule  # noqa: E402
-from lrdoctor.logs import load  # noqa: E402
-from lrdoctor.schedules import parse  # noqa: E402
+from lrdoctor.keras import MonitorCallback, schedule
+from lrdoctor.logs import load
+from lrdoctor.schedules import parse
 
 SPEC = "warmup(8) >> cosine(0.05, end=1e-3, steps=24)"
 
@@ -58,7 +58,7 @@ def test_log_has_per_step_loss_lr_grad_norm_and_epoch_metrics(tmp_path):
 
 
 def test_same_reader_and_doctor_as_the_torch_monitor(tmp_path):
-    from lrdoctor.diagnose import diagnose
+    from lrdoctor.doctor import diagnose
 
     _fit(_model(), tmp_path / "log.jsonl", 2)
     first = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[0])
@@ -85,7 +85,7 @@ def test_resume_from_a_saved_model_continues_steps_and_lr(tmp_path):
 
 
 def test_log_journal_and_diagnosis_with_the_plateau_callback(tmp_path):
-    from lrdoctor.diagnose import diagnose
+    from lrdoctor.doctor import diagnose
     from lrdoctor.journal import Journal
     from lrdoctor.keras import ReduceLROnPlateau
 

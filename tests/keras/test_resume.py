@@ -19,9 +19,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from lrdoctor.errors import PlateauError  # noqa: E402
-from lrdoctor.journal import Journal  # noqa: E402
-from lrdoctor.keras import EarlyStopping, ReduceLROnPlateau  # noqa: E402
+from lrdoctor.errors import PlateauError
+from lrdoctor.journal import Journal
+from lrdoctor.keras import EarlyStopping, ReduceLROnPlateau
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -156,7 +156,7 @@ def _checkpoint(tmp_path, k, journal="first.jsonl", **kw):
 
 def test_state_dict_is_plain_json_and_resumes_without_files(tmp_path):
     """The explicit pair: keep ``state_dict()`` in your own checkpoint, ``load_state_dict`` it."""
-    model, lrs, hist, stop = _whole(tmp_path, SPEC)
+    _trained, lrs, _hist, stop = _whole(tmp_path, SPEC)
     first = _model()
     # no state file; the best weights are not part of a JSON state (see the next test)
     callbacks = _callbacks(None, SPEC, state_path=False, restore=False)
@@ -188,7 +188,7 @@ def test_best_weights_need_a_state_file(tmp_path):
 
 def test_a_changed_setting_is_an_error_naming_it(tmp_path):
     ckpt = _checkpoint(tmp_path, 3)
-    plateau, stop = _callbacks(tmp_path / "first.jsonl", None, factor=0.1)
+    plateau, _stop = _callbacks(tmp_path / "first.jsonl", None, factor=0.1)
     with pytest.raises(PlateauError, match=r"factor=0\.5, but this one has factor=0\.1.*"
                                            r"resume=False"):
         _fit(keras.saving.load_model(ckpt), [plateau], 5, initial_epoch=3)
@@ -196,7 +196,7 @@ def test_a_changed_setting_is_an_error_naming_it(tmp_path):
 
 def test_a_model_that_is_not_the_checkpoint_is_an_error(tmp_path):
     _checkpoint(tmp_path, 3)
-    plateau, stop = _callbacks(tmp_path / "first.jsonl", None)
+    plateau, _stop = _callbacks(tmp_path / "first.jsonl", None)
     with pytest.raises(PlateauError, match="optimizer step 12 .* the model is at step 0"):
         _fit(_model(), [plateau], 5, initial_epoch=3)  # a new model, not the checkpoint
 
@@ -276,7 +276,7 @@ def test_a_torn_last_line_is_dropped(tmp_path):
 
 def test_the_same_callbacks_continue_in_a_second_fit(tmp_path):
     """No file at all: fit(k) then fit(initial_epoch=k) with the same objects carries on."""
-    model, lrs, hist, stop = _whole(tmp_path, SPEC)  # restore_best_weights there: only at the end
+    _trained, lrs, _hist, stop = _whole(tmp_path, SPEC)  # restore_best_weights there: only at the end
     again = _model()
     callbacks = _callbacks(None, SPEC, restore=False)
     first, _ = _fit(again, callbacks, 6)
@@ -287,7 +287,7 @@ def test_the_same_callbacks_continue_in_a_second_fit(tmp_path):
 
 def test_backup_and_restore(tmp_path):
     """Keras' own fault-tolerance flow: the backup sets the initial epoch, lrdoctor follows."""
-    model, lrs, hist, stop = _whole(tmp_path, SPEC)
+    model, lrs, _hist, stop = _whole(tmp_path, SPEC)
     journal = tmp_path / "parts.jsonl"
     backup = tmp_path / "backup"
     with pytest.raises(KeyboardInterrupt):

@@ -7,8 +7,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from lrdoctor.keras import SpecSchedule, schedule  # noqa: E402
-from lrdoctor.schedules import ScheduleError, parse  # noqa: E402
+from lrdoctor.keras import SpecSchedule, schedule
+from lrdoctor.schedules import ScheduleError, parse
 
 SPEC = "warmup(10) >> cosine(0.01, end=1e-4, steps=90)"
 

@@ -7,7 +7,14 @@ import pytest
 
 from lrdoctor.errors import LRDoctorError, ScheduleError
 from lrdoctor.lab import (
-    OPTIMIZERS, Noisy, OptimizerSetup, Rosenbrock, Saddle, Valley, parse_optimizer, run,
+    OPTIMIZERS,
+    Noisy,
+    OptimizerSetup,
+    Rosenbrock,
+    Saddle,
+    Valley,
+    parse_optimizer,
+    run,
 )
 from lrdoctor.schedules import parse
 

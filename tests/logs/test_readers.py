@@ -33,7 +33,7 @@ def test_keras_csv(tmp_path):
 
 
 def test_lightning_sparse_rows(tmp_path):
-    p = write(tmp_path, "metrics.csv",
+    write(tmp_path, "metrics.csv",
               "epoch,step,train_loss_step,train_loss_epoch,val_loss,lr-SGD\n"
               "0,9,2.0,,,\n0,19,1.5,,,\n0,19,,1.7,1.6,\n,19,,,,0.1\n1,29,1.2,,,\n")
     log = load(tmp_path)  # directory: finds metrics.csv
@@ -206,7 +206,7 @@ def test_shared_samples_load(path):
         pytest.importorskip("tensorboard")
     log = load(path)
     assert len(log) >= 1
-    assert any(n.endswith("loss") or n.endswith("mse") for n in log.names())
+    assert any(n.endswith(("loss", "mse")) for n in log.names())
     for name in log.names():
         s = log.get(name)
         assert len(s) > 0 and np.all(np.diff(s.steps) > 0)

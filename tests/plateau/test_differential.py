@@ -16,7 +16,13 @@ import warnings
 import numpy as np
 import pytest
 
-from lrdoctor.plateau import EarlyStopConfig, EarlyStopState, PlateauConfig, early_stop_update, update
+from lrdoctor.plateau import (
+    EarlyStopConfig,
+    EarlyStopState,
+    PlateauConfig,
+    early_stop_update,
+    update,
+)
 from tests.plateau._sequences import metric_sequence, plateau_settings
 
 torch = pytest.importorskip("torch")

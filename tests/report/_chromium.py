@@ -53,7 +53,7 @@ def _run(args: list[str], timeout: float = 90) -> subprocess.CompletedProcess:
     profile = tempfile.mkdtemp(prefix="lrdoctor-chromium-")
     try:
         return subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", *args],
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, check=False)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
 
@@ -74,7 +74,7 @@ def probe(html_path: Path, work: Path | None = None) -> dict[str, object]:
         target.unlink(missing_ok=True)
     dom = proc.stdout
     m = re.search(r'<pre id="__probe">images=(\d+);broken=(\d+);alerts=(\d+);errors=(.*?);'
-                  r"scripts=(-?\d+)</pre>", dom, re.S)
+                  r"scripts=(-?\d+)</pre>", dom, re.DOTALL)
     assert m, f"the probe did not report (chromium exit {proc.returncode}): {proc.stderr[-2000:]}"
     console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line]
     return {"images": int(m.group(1)), "broken": int(m.group(2)), "alerts": int(m.group(3)),

@@ -7,7 +7,7 @@ import re
 import numpy as np
 from rich.console import Console
 
-from lrdoctor.diagnose import diagnose
+from lrdoctor.doctor import diagnose
 from lrdoctor.logs import Series, TrainingLog
 from lrdoctor.report import Report, diagnosis_figure, render_terminal, to_json
 

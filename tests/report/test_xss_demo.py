@@ -66,7 +66,7 @@ def _record(tmp: Path, key: str, title: str) -> RunRecord:
 @pytest.fixture
 def page(tmp_path):
     from lrdoctor import logs
-    from lrdoctor.diagnose import diagnose
+    from lrdoctor.doctor import diagnose
 
     a = _record(tmp_path, "a", f"(a) {PAYLOADS[0]}")
     d = _record(tmp_path, "d", f"(d) {PAYLOADS[1]}")

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-from keras.src import ops as kops  # noqa: E402
-from keras.optimizers import schedules as ks  # noqa: E402
+from keras.optimizers import schedules as ks
+from keras.src import ops as kops
 
-from lrdoctor.schedules import SGDR, Cosine, Exponential, InverseTime, Piecewise, Polynomial, Warmup  # noqa: E402
+from lrdoctor.schedules import SGDR, Cosine, Exponential, InverseTime, Piecewise, Polynomial, Warmup
 
-from ._parity import assert_same  # noqa: E402
+from ._parity import assert_same
 
 N_CONFIGS = 200
 N_STEPS = 5000
@@ -97,7 +97,7 @@ def test_piecewise_constant_decay_shifted_by_one(monkeypatch):
     monkeypatch.setattr(kops, "array", lambda v, dtype=None: torch.zeros(N_STEPS, dtype=torch.float64) + v)
     rng = _rng("piecewise")
     for _ in range(N_CONFIGS):
-        bounds = sorted(set(int(b) for b in rng.integers(0, N_STEPS, size=rng.integers(1, 6))))
+        bounds = sorted({int(b) for b in rng.integers(0, N_STEPS, size=rng.integers(1, 6))})
         values = list(rng.uniform(1e-5, 1, size=len(bounds) + 1))  # np.float64 items
         theirs = _keras(ks.PiecewiseConstantDecay([float(b) for b in bounds], values))
         ours = Piecewise(values_lr=values, boundaries=[b + 1 for b in bounds]).values(N_STEPS)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch.optim import lr_scheduler as tls  # noqa: E402
+from torch.optim import lr_scheduler as tls
 
-from lrdoctor.schedules import (  # noqa: E402
+from lrdoctor.schedules import (
     SGDR,
     Cosine,
     Cyclic,
@@ -28,7 +28,7 @@ from lrdoctor.schedules import (  # noqa: E402
     Step,
 )
 
-from ._parity import assert_same  # noqa: E402
+from ._parity import assert_same
 
 N_CONFIGS = 200
 N_STEPS = 5000
@@ -81,7 +81,7 @@ def test_multistep_lr():
     rng = _rng("multistep")
     for _ in range(N_CONFIGS):
         base, gamma = rng.uniform(1e-4, 1), rng.uniform(0.1, 1)
-        milestones = sorted(set(int(m) for m in rng.integers(1, N_STEPS, size=rng.integers(1, 8))))
+        milestones = sorted({int(m) for m in rng.integers(1, N_STEPS, size=rng.integers(1, 8))})
         theirs, _ = _run(tls.MultiStepLR(_optimizer(base), milestones=milestones, gamma=gamma), N_STEPS)
         ours = MultiStep(base, milestones=milestones, gamma=gamma).values(N_STEPS)
         assert_same(ours, theirs, (base, milestones, gamma))

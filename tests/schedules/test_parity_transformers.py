@@ -12,11 +12,11 @@ import pytest
 
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
-import transformers.optimization as tfo  # noqa: E402
+import transformers.optimization as tfo
 
-from lrdoctor.schedules import parse  # noqa: E402
+from lrdoctor.schedules import parse
 
-from ._parity import assert_same  # noqa: E402
+from ._parity import assert_same
 
 N_CONFIGS = 200
 N_STEPS = 5000

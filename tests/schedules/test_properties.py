@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
-
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -42,7 +42,7 @@ def test_spec_and_dict_round_trip(s):
 def test_decay_shapes_never_rise(s, ks):
     ks = sorted(ks)
     vals = [s(k) for k in ks]
-    for a, b in zip(vals, vals[1:]):
+    for a, b in itertools.pairwise(vals):
         assert b <= a * (1 + 1e-12), (s.to_spec(), vals)
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
+from torch import nn
 
-from lrdoctor.errors import FinderError  # noqa: E402
-from lrdoctor.finder import zoom_range  # noqa: E402
-from lrdoctor.torch import FinderResult, find_lr  # noqa: E402
+from lrdoctor.errors import FinderError
+from lrdoctor.finder import zoom_range
+from lrdoctor.torch import FinderResult, find_lr
 
 FAST = {"start_lr": 1e-5, "end_lr": 10.0, "num_steps": 40, "repeats": 2}
 

@@ -8,12 +8,12 @@ import math
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
+from torch import nn
 
-import lrdoctor.diagnose as D  # noqa: E402
-from lrdoctor.errors import LRDoctorError  # noqa: E402
-from lrdoctor.logs import load  # noqa: E402
-from lrdoctor.torch import Monitor  # noqa: E402
+import lrdoctor.doctor as D
+from lrdoctor.errors import LRDoctorError
+from lrdoctor.logs import load
+from lrdoctor.torch import Monitor
 
 
 def data(n=256, d=8, classes=4, seed=0):

@@ -8,10 +8,10 @@ import json
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
+from torch import nn
 
-from lrdoctor.logs import load  # noqa: E402
-from lrdoctor.torch import Monitor  # noqa: E402
+from lrdoctor.logs import load
+from lrdoctor.torch import Monitor
 
 
 def model():

@@ -17,15 +17,15 @@ from .._torchrun import two_ranks
 
 torch = pytest.importorskip("torch")
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from torch.optim.lr_scheduler import ReduceLROnPlateau  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from lrdoctor.errors import PlateauError  # noqa: E402
-from lrdoctor.journal import Journal  # noqa: E402
-from lrdoctor.plateau import EarlyStopConfig  # noqa: E402
-from lrdoctor.torch import PlateauLR  # noqa: E402
-from tests.plateau._sequences import metric_sequence, plateau_settings  # noqa: E402
+from lrdoctor.errors import PlateauError
+from lrdoctor.journal import Journal
+from lrdoctor.plateau import EarlyStopConfig
+from lrdoctor.torch import PlateauLR
+from tests.plateau._sequences import metric_sequence, plateau_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -265,7 +265,7 @@ def test_resume_is_exact(values, cut, steps, schedule, patience, cooldown, conve
 def test_resume_rewrites_journal_file(tmp_path):
     settings = {"patience": 0, "factor": 0.5}
     values = [1.0, 2.0, 2.0, 2.0, 2.0]
-    lrs, entries = _train(values, 1, settings, cut=2, tmp=tmp_path)
+    _lrs, entries = _train(values, 1, settings, cut=2, tmp=tmp_path)
     on_disk = [e.to_dict() for e in Journal.load(tmp_path / "a.jsonl")]
     assert on_disk == entries and len(entries) == 4
 

@@ -22,9 +22,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import torch.nn.functional as F  # noqa: E402
-from torch.optim import SGD  # noqa: E402
-from torch.optim.lr_scheduler import (  # noqa: E402
+import torch.nn.functional as F
+from torch.optim import SGD
+from torch.optim.lr_scheduler import (
     CosineAnnealingLR,
     ExponentialLR,
     LinearLR,
@@ -34,7 +34,7 @@ from torch.optim.lr_scheduler import (  # noqa: E402
     StepLR,
 )
 
-from lrdoctor.torch import PlateauLR  # noqa: E402
+from lrdoctor.torch import PlateauLR
 
 
 class SchedulerTestNet(torch.nn.Module):
@@ -87,21 +87,21 @@ def _check(opt, schedulers, targets, metrics, epochs):
 
 # (settings, targets, metrics, epochs) of test_reduce_lr_on_plateau1..8
 CASES = {
-    1: (dict(threshold_mode="abs", mode="min", threshold=0.01, patience=5, cooldown=5),
+    1: ({"threshold_mode": "abs", "mode": "min", "threshold": 0.01, "patience": 5, "cooldown": 5},
         [[0.5] * 20], [10 - i * 0.0167 for i in range(20)], 10),
-    2: (dict(patience=5, cooldown=0, threshold_mode="abs", mode="min", threshold=0.1),
+    2: ({"patience": 5, "cooldown": 0, "threshold_mode": "abs", "mode": "min", "threshold": 0.1},
         [[0.5] * 6 + [0.05] * 7 + [0.005] * 7 + [0.0005] * 2], [10 - i * 0.0165 for i in range(22)], 22),
-    3: (dict(mode="max", patience=5, cooldown=5, threshold_mode="abs"),
+    3: ({"mode": "max", "patience": 5, "cooldown": 5, "threshold_mode": "abs"},
         [[0.5] * (2 + 6) + [0.05] * (5 + 6) + [0.005] * 4], [-0.8] * 2 + [-0.234] * 20, 22),
-    4: (dict(mode="max", patience=3, threshold_mode="rel", threshold=0.1),
+    4: ({"mode": "max", "patience": 3, "threshold_mode": "rel", "threshold": 0.1},
         [[0.5] * 20], [1.5 * (1.025**i) for i in range(20)], 20),
-    5: (dict(mode="max", threshold_mode="rel", threshold=0.1, patience=5, cooldown=5),
+    5: ({"mode": "max", "threshold_mode": "rel", "threshold": 0.1, "patience": 5, "cooldown": 5},
         [[0.5] * 6 + [0.05] * (5 + 6) + [0.005] * 4], [1.5 * (1.005**i) for i in range(20)], 20),
-    6: (dict(mode="min", threshold_mode="rel", threshold=0.1),
+    6: ({"mode": "min", "threshold_mode": "rel", "threshold": 0.1},
         [[0.5] * 20], [1.5 * (0.85**i) for i in range(20)], 20),
-    7: (dict(mode="min", threshold_mode="rel", threshold=0.1, patience=5, cooldown=5),
+    7: ({"mode": "min", "threshold_mode": "rel", "threshold": 0.1, "patience": 5, "cooldown": 5},
         [[0.5] * 6 + [0.05] * (5 + 6) + [0.005] * 4], [1] * 7 + [0.6] + [0.5] * 12, 20),
-    8: (dict(mode="max", threshold_mode="rel", min_lr=[0.4, 0.3], threshold=0.1, patience=5, cooldown=5),
+    8: ({"mode": "max", "threshold_mode": "rel", "min_lr": [0.4, 0.3], "threshold": 0.1, "patience": 5, "cooldown": 5},
         [[0.5] * 6 + [0.4] * 14, [0.5] * 6 + [0.3] * 14], [1.5 * (1.005**i) for i in range(20)], 20),
 }
 

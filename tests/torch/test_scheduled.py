@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from lrdoctor.schedules import ScheduleError, parse  # noqa: E402
-from lrdoctor.torch import ScheduledLR  # noqa: E402
+from lrdoctor.schedules import ScheduleError, parse
+from lrdoctor.torch import ScheduledLR
 
-from ..schedules.strategies import schedules  # noqa: E402
+from ..schedules.strategies import schedules
 
 
 def _opt(kind="sgd", lr=0.1, groups=1):

@@ -7,14 +7,13 @@ one-line message and exit status 2; nothing else prints a traceback unless ``--d
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import sys
 from collections.abc import Sequence
 
 from lrdoctor import __version__
-from lrdoctor.cli._common import CLIError, ArgumentParser, console_err
+from lrdoctor.cli._common import ArgumentParser, CLIError, console_err
 from lrdoctor.errors import LRDoctorError
 
 __all__ = ["main"]

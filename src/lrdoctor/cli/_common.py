@@ -13,8 +13,15 @@ from rich.console import Console
 
 from lrdoctor._json import jsonable
 
-__all__ = ["CLIError", "ArgumentParser", "check_outputs", "console", "console_err", "write_json",
-           "progress"]
+__all__ = [
+    "ArgumentParser",
+    "CLIError",
+    "check_outputs",
+    "console",
+    "console_err",
+    "progress",
+    "write_json",
+]
 
 console = Console(highlight=False)
 console_err = Console(stderr=True, highlight=False)
@@ -54,7 +61,13 @@ def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
 
 def progress(**kwargs: Any) -> Any:
     """A rich progress bar on stderr, quiet when stderr is not a terminal and CI is set."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("[bold]{task.description}"),

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrdoctor.diagnose import diagnose
+    from lrdoctor.doctor import diagnose
     from lrdoctor.logs import load
     from lrdoctor.report import Report, render_terminal, to_json
 

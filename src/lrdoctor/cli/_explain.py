@@ -17,7 +17,7 @@ from typing import Any
 
 from lrdoctor.cli._common import CLIError, check_outputs, console, write_json
 
-__all__ = ["register", "run", "explain_path"]
+__all__ = ["explain_path", "register", "run"]
 
 _JOURNAL_NAMES = ("journal.jsonl", "lrdoctor/journal.jsonl")
 

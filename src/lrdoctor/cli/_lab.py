@@ -79,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if not (args.out or args.json or args.gif):
         raise CLIError("nothing to write: give --out FILE (a picture), --json OUT or --gif FILE")
 
-    from lrdoctor.lab import get_surface, parse_optimizer
     from lrdoctor.lab import _run as lab_run
+    from lrdoctor.lab import get_surface, parse_optimizer
 
     surface = get_surface(args.surface, noise=args.noise, seed=args.seed)
     start = _parse_start(args.start)

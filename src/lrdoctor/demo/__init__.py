@@ -24,7 +24,14 @@ import time
 from pathlib import Path
 
 from lrdoctor._json import jsonable
-from lrdoctor.demo._report import _save, plot_curves, plot_lab_valley, plot_lr_track, verdict, write_report
+from lrdoctor.demo._report import (
+    _save,
+    plot_curves,
+    plot_lab_valley,
+    plot_lr_track,
+    verdict,
+    write_report,
+)
 from lrdoctor.demo._runs import (
     DemoConfig,
     DemoResult,

@@ -29,7 +29,7 @@ def _smooth(values: list[float], span: int = 15) -> list[float]:
     return out
 
 
-def plot_curves(runs: list[RunRecord], path: Path) -> Path:  # noqa: D401
+def plot_curves(runs: list[RunRecord], path: Path) -> Path:
     """Training loss per step (raw faint, smoothed solid) and validation accuracy per epoch."""
     plt = _plt()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))

@@ -190,9 +190,9 @@ def train_run(task: Any, *, name: str, title: str, lr: float, out_dir: Path,
 
 
 def diagnose_run(record: RunRecord, log: Any = None) -> Any:
-    """The doctor's :class:`~lrdoctor.diagnose.Diagnosis` of a run's monitor log."""
+    """The doctor's :class:`~lrdoctor.doctor.Diagnosis` of a run's monitor log."""
     from lrdoctor import logs
-    from lrdoctor.diagnose import diagnose
+    from lrdoctor.doctor import diagnose
 
     return diagnose(log if log is not None else logs.load(record.log_path))
 

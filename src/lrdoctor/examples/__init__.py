@@ -55,16 +55,8 @@ from lrdoctor.examples._options import MODEL_OPTIONS
 from lrdoctor.examples._task import ArrayLoader, Task
 
 __all__ = [
-    "ArrayLoader",
-    "Data",
-    "MODEL_OPTIONS",
-    "OPTIMIZERS",
-    "Task",
-    "TrainResult",
-    "get",
-    "make_optimizer",
-    "names",
-    "train",
+    "ArrayLoader", "Data", "MODEL_OPTIONS", "OPTIMIZERS", "Task", "TrainResult", "get",
+    "make_optimizer", "names", "train",
 ]
 
 #: name -> (batch size, epoch budget, metric, reference lrs, description)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import os
 import random
 from dataclasses import dataclass, fields, replace
@@ -25,7 +26,7 @@ import numpy as np
 
 from lrdoctor.errors import LRDoctorError
 
-__all__ = ["Data", "chars", "digits", "mnist1d", "decode_chars", "VOCAB"]
+__all__ = ["Data", "VOCAB", "chars", "decode_chars", "digits", "mnist1d"]
 
 #: Source files of the character corpus, in order (stdlib modules with pure-Python source).
 CORPUS_MODULES = (
@@ -72,8 +73,8 @@ class Data:
 
 def _split_indices(n: int, fractions_: tuple[float, float], seed: int) -> tuple[np.ndarray, ...]:
     perm = np.random.default_rng(seed).permutation(n)
-    a = int(round(n * fractions_[0]))
-    b = a + int(round(n * fractions_[1]))
+    a = round(n * fractions_[0])
+    b = a + round(n * fractions_[1])
     return perm[:a], perm[a:b], perm[b:]
 
 
@@ -206,7 +207,7 @@ def chars(seq_len: int = 64, max_chars: int = 200_000) -> Data:
         n = len(tokens)
         cuts = (0, int(n * 0.9), int(n * 0.95), n)
         out = []
-        for a, b in zip(cuts[:-1], cuts[1:]):
+        for a, b in itertools.pairwise(cuts):
             seg = tokens[a:b]
             count = (len(seg) - 1) // seq_len
             if count < 1:

@@ -9,6 +9,7 @@ Options shared by the classifiers: ``activation`` (``relu``, ``tanh``, ``sigmoid
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch import nn
 from lrdoctor.errors import LRDoctorError
 from lrdoctor.examples._options import MODEL_OPTIONS
 
-__all__ = ["MODEL_OPTIONS", "CharTransformer", "SequenceCrossEntropy", "build"]
+__all__ = ["CharTransformer", "MODEL_OPTIONS", "SequenceCrossEntropy", "build"]
 
 _ACTS = {
     "relu": nn.ReLU,
@@ -80,7 +81,7 @@ def digits_mlp(*, hidden: Any, activation: str, init: str, batchnorm: bool, drop
                softmax_output: bool, n_in: int = 64, n_out: int = 10) -> nn.Module:
     sizes = [n_in, *([hidden] if isinstance(hidden, int) else list(hidden))]
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in itertools.pairwise(sizes):
         layers.append(nn.Linear(a, b))
         if batchnorm:
             layers.append(nn.BatchNorm1d(b))

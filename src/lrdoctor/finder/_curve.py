@@ -115,7 +115,7 @@ def robust_smooth(losses: np.ndarray | list[float], beta: float) -> np.ndarray:
         return arr.copy()
     if not 0 <= beta < 1:
         raise FinderError(f"beta must be in [0, 1), got {beta!r}")
-    half = int(round(0.5 / (1.0 - beta))) if beta > 0 else 0
+    half = round(0.5 / (1.0 - beta)) if beta > 0 else 0
     positive = bool(np.all(arr > 0))
     x = np.log(arr) if positive else arr
     out = zero_lag(running_median(x, half), beta)

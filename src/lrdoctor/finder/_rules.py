@@ -41,7 +41,7 @@ import numpy as np
 from lrdoctor.errors import FinderError
 
 __all__ = [
-    "MARGIN", "PEER_RULES", "RULES", "Pick", "descent", "edge", "margin", "minimum", "noise",
+    "MARGIN", "PEER_RULES", "Pick", "RULES", "descent", "edge", "margin", "minimum", "noise",
     "steepest", "valley",
 ]
 
@@ -124,7 +124,7 @@ def _steep_region(lrs: np.ndarray, losses: np.ndarray, window: float,
     if n < 5:
         return None
     x = np.log10(lrs)
-    half = max(2, int(round(window * n / 2)))
+    half = max(2, round(window * n / 2))
     slopes = _local_slopes(x, losses, half)
     stop = int(np.argmin(losses))
     cand = slopes[: stop + 1]

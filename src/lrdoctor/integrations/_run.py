@@ -90,8 +90,8 @@ class RunFiles:
     def finish(self, *, html: bool = True) -> Any:
         """Diagnose the log and write ``diagnosis.json`` (and ``report.html`` with the journal's
         sentences); per-rank traces under ``ranks/`` add ``ranks-diverge`` findings. Returns the
-        :class:`~lrdoctor.diagnose.Diagnosis`, or None when nothing was logged."""
-        from lrdoctor.diagnose import diagnose
+        :class:`~lrdoctor.doctor.Diagnosis`, or None when nothing was logged."""
+        from lrdoctor.doctor import diagnose
         from lrdoctor.logs import load
         from lrdoctor.report import to_json
 

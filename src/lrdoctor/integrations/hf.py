@@ -132,7 +132,7 @@ class LRDoctorCallback(_transformers.TrainerCallback):
     def _journal_marks(self, state: Any, lr_scheduler: Any) -> None:
         now = int(state.global_step)
         if self.journal is not None and lr_scheduler is not None:
-            epoch = None if state.epoch is None else int(round(state.epoch))
+            epoch = None if state.epoch is None else round(state.epoch)
             journal_marks(self.journal, lr_scheduler, self._marked_step, now, epoch=epoch)
         self._marked_step = now
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from typing_extensions import Self
 
 from lrdoctor.integrations._run import truncate_after
 
@@ -174,10 +175,10 @@ class RankMonitor:
             self._trace.close()
             self._trace = None
 
-    def __enter__(self) -> RankMonitor:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -188,14 +189,14 @@ def _json_number(x: float) -> float | str:
 # -- the ranks-diverge rule --------------------------------------------------------------------
 def _finding(title: str, severity: str, evidence: str, fix: str, steps: tuple[int, ...],
              data: dict[str, Any]) -> Any:
-    from lrdoctor.diagnose import Finding
+    from lrdoctor.doctor import Finding
 
     return Finding(CODE, title, severity, evidence, fix, steps=steps, score=1.0, data=data)
 
 
 def diagnose_ranks(logs: Mapping[int, Any] | str | os.PathLike[str], *, lr_rtol: float = 1e-6,
                    loss_tolerance: float = 0.25, window: int = 50) -> list[Any]:
-    """``ranks-diverge`` findings (:class:`lrdoctor.diagnose.Finding`) from per-rank logs: a
+    """``ranks-diverge`` findings (:class:`lrdoctor.doctor.Finding`) from per-rank logs: a
     directory of ``rank<r>.jsonl`` files (what ``RankMonitor(trace_dir=...)`` writes) or
     ``{rank: TrainingLog}``. No finding means the ranks agree."""
     if not isinstance(logs, Mapping):
@@ -252,7 +253,7 @@ def _lr_disagreement(name: str, series: Mapping[int, Any], rtol: float) -> Any:
         "step every scheduler on every rank, and reduce plateau metrics across ranks before "
         "deciding (PlateauLR(sync='mean'), the default under torch.distributed)",
         (step,), {"series": name, "first_step": step, "lr_by_rank": per_rank,
-                  "steps_disagreeing": int(len(bad)), "steps_compared": int(len(steps))})
+                  "steps_disagreeing": len(bad), "steps_compared": len(steps)})
 
 
 def _nonfinite_on_some(series: Mapping[int, Any]) -> list[Any]:
@@ -271,7 +272,7 @@ def _nonfinite_on_some(series: Mapping[int, Any]) -> list[Any]:
         f"inspect the batches of rank {ranks[0]} around step {step} (a corrupt sample or a "
         "shard-specific bug); average the loss over ranks before testing it for NaN so every "
         "rank skips or stops together",
-        (step,), {"first_step": step, "ranks": ranks, "steps_affected": int(len(mixed))})]
+        (step,), {"first_step": step, "ranks": ranks, "steps_affected": len(mixed)})]
 
 
 def _loss_spread(series: Mapping[int, Any], tolerance: float, window: int) -> Any:

@@ -14,7 +14,7 @@ _NAMES = {
     "MonitorCallback": "_monitor",
 }
 
-__all__ = sorted(_NAMES)
+__all__ = sorted(_NAMES)  # noqa: PLE0605 (the lazy names, one list)
 __getattr__ = lazy_module(__name__, _NAMES, "keras", "keras")
 
 

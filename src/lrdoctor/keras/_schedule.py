@@ -39,7 +39,7 @@ class SpecSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step: Any) -> Any:
         try:
             k = int(keras.ops.convert_to_numpy(step))
-        except Exception:  # a symbolic tensor inside a traced function
+        except Exception:  # noqa: BLE001 (keras raises several types:) a symbolic tensor inside a traced function
             return self._lookup(step)
         return keras.ops.convert_to_tensor(self.schedule(k), dtype="float32")
 

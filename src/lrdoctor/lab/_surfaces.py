@@ -16,7 +16,7 @@ import numpy as np
 
 from lrdoctor.errors import LRDoctorError
 
-__all__ = ["Noisy", "Rosenbrock", "Saddle", "Surface", "Valley", "get_surface", "SURFACES"]
+__all__ = ["Noisy", "Rosenbrock", "SURFACES", "Saddle", "Surface", "Valley", "get_surface"]
 
 Point = tuple[float, float]
 

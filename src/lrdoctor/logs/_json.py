@@ -22,7 +22,7 @@ from lrdoctor.errors import LogFormatError
 from lrdoctor.logs._model import Event, LogBuilder, TrainingLog
 from lrdoctor.logs._names import canonical
 
-__all__ = ["read_json", "read_jsonl", "read_hf_state", "read_keras_history"]
+__all__ = ["read_hf_state", "read_json", "read_jsonl", "read_keras_history"]
 
 _HF_SUMMARY = {"train_runtime", "total_flos"}
 _HF_META = ("global_step", "max_steps", "num_train_epochs", "logging_steps", "eval_steps",

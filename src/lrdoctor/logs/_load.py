@@ -12,7 +12,7 @@ from lrdoctor.logs._json import read_json, read_jsonl
 from lrdoctor.logs._model import TrainingLog, logger
 from lrdoctor.logs._tensorboard import is_event_file, read_tensorboard
 
-__all__ = ["load", "FORMATS"]
+__all__ = ["FORMATS", "load"]
 
 #: Accepted values of ``load(path, format=...)``.
 FORMATS = ("auto", "lrdoctor-jsonl", "jsonl", "csv", "keras-csv", "lightning-csv",

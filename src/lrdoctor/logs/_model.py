@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Event", "Series", "TrainingLog", "LogBuilder"]
+__all__ = ["Event", "LogBuilder", "Series", "TrainingLog"]
 
 logger = logging.getLogger("lrdoctor.logs")
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["canonical", "CANONICAL_PREFIXES"]
+__all__ = ["CANONICAL_PREFIXES", "canonical"]
 
 CANONICAL_PREFIXES = ("train/", "val/", "test/", "lr/", "grad_norm/", "update_ratio/",
                       "dead_frac/", "saturation/", "act_std/", "input/", "batch/", "nonfinite/",

@@ -16,7 +16,7 @@ from lrdoctor.errors import LogFormatError
 from lrdoctor.logs._model import LogBuilder, TrainingLog
 from lrdoctor.logs._names import canonical
 
-__all__ = ["read_tensorboard", "is_event_file"]
+__all__ = ["is_event_file", "read_tensorboard"]
 
 _SPLIT_DIRS = {"train", "training", "validation", "val", "valid", "eval", "test"}
 
@@ -77,7 +77,7 @@ def _read_one(acc, prefix: str | None, b: LogBuilder) -> None:
             for ev in acc.Tensors(tag):
                 try:
                     arr = tensor_util.make_ndarray(ev.tensor_proto)
-                except Exception:  # non-numeric tensors (text, images) are not metrics
+                except Exception:  # noqa: BLE001 (tensorboard raises several types:) non-numeric tensors (text, images) are not metrics
                     break
                 if arr.size == 1 and arr.dtype.kind in "fiu":
                     b.add(name, ev.step, float(arr.reshape(-1)[0]))

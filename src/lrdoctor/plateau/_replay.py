@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from lrdoctor.plateau._changes import Change, _natural_mode
 from lrdoctor.plateau._state import PlateauConfig
 from lrdoctor.plateau._update import update
-from lrdoctor.plateau._changes import Change, _natural_mode
 
 __all__ = []
 
@@ -50,7 +50,7 @@ def _fast_replay(values: list[float], mode: str, patience: int, tmode: str, t: f
     bad = cool = 0
     fired = []
     for i, v in enumerate(values):
-        if v != v or v in (math.inf, -math.inf):
+        if not math.isfinite(v):
             better = False
         elif rel:
             flip = best < 0
@@ -92,7 +92,7 @@ def _best_hypothesis(drops: list[Change], metrics: dict[str, tuple[np.ndarray, n
         for mode, held in ((m, h) for m in ("min", "max") for h in dict.fromkeys(holds)):
             for cooldown in (0, 1, 2, 3):
                 for tmode, t in _THRESHOLDS:
-                    for p in range(0, 13):
+                    for p in range(13):
                         fired = _fast_replay(values, mode, p, tmode, t, cooldown, held)
                         if not fired:
                             break  # a larger patience cannot fire either

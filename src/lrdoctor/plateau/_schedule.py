@@ -38,7 +38,7 @@ def warmup_end(schedule: Schedule | None) -> int:
             end = warmup_end(part)
             if end == 0:
                 break
-            offset += end if isinstance(part, Ramp) else end
+            offset += end
             if not isinstance(part, Ramp):
                 break
         return offset

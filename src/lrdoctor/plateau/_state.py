@@ -17,8 +17,8 @@ from typing import Any
 from lrdoctor.errors import PlateauError
 
 __all__ = [
-    "MIN_WORDS",
     "MAX_WORDS",
+    "MIN_WORDS",
     "PlateauConfig",
     "PlateauState",
     "infer_mode",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lrdoctor.diagnose import Diagnosis
+from lrdoctor.doctor import Diagnosis
 from lrdoctor.report._html import Report
 from lrdoctor.report._plots import diagnosis_figure
 from lrdoctor.report._terminal import render_terminal

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lrdoctor.diagnose import Diagnosis
+from lrdoctor.doctor import Diagnosis
 from lrdoctor.errors import LRDoctorError
 from lrdoctor.logs import TrainingLog
 
@@ -25,11 +25,8 @@ __all__ = ["Report"]
 def _png(fig: Any, dpi: int = 110) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    try:  # free the figure's memory when it came from pyplot
-        import matplotlib.pyplot as plt
-        plt.close(fig)
-    except Exception:  # pragma: no cover
-        pass
+    import matplotlib.pyplot as plt
+    plt.close(fig)  # free the figure's memory when it came from pyplot (a no-op otherwise)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 

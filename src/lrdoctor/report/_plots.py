@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from lrdoctor.diagnose import Diagnosis
-from lrdoctor.diagnose._context import blocks
+from lrdoctor.doctor import Diagnosis
+from lrdoctor.doctor._context import blocks
 from lrdoctor.logs import TrainingLog
 
 __all__ = ["diagnosis_figure"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lrdoctor.diagnose import Diagnosis
+from lrdoctor.doctor import Diagnosis
 
 __all__ = ["render_terminal"]
 

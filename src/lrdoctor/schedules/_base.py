@@ -10,6 +10,7 @@ formula.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -286,7 +287,7 @@ def _coerce(owner: str, f: dataclasses.Field[Any], value: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ScheduleError(f"{label} must be a list of steps like [30, 80], got {value!r}")
         steps = tuple(integer(v, 0) for v in value)
-        if any(b < a for a, b in zip(steps, steps[1:])):
+        if any(b < a for a, b in itertools.pairwise(steps)):
             raise ScheduleError(f"{label} must be in increasing order, got {list(steps)}")
         return steps
     if kind == "lr_list":

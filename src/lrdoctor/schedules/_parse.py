@@ -111,7 +111,7 @@ class _Parser:
             for side, tok in ((left, start), (right, op)):
                 if isinstance(side, float):
                     raise self.fail("'>>' joins schedules, not numbers", tok)
-            left = self.wrap(lambda: left >> right, op)  # type: ignore[operator]
+            left = self.wrap(lambda a=left, b=right: a >> b, op)  # type: ignore[operator]
         return left
 
     def product(self) -> Schedule | float:
@@ -123,7 +123,7 @@ class _Parser:
             if isinstance(left, float) and isinstance(right, float):
                 left = left * right
             else:
-                left = self.wrap(lambda: left * right, op)  # type: ignore[operator]
+                left = self.wrap(lambda a=left, b=right: a * b, op)  # type: ignore[operator]
         return left
 
     def atom(self) -> Schedule | float:

@@ -31,10 +31,18 @@ import numpy as np
 import torch
 
 from lrdoctor.errors import FinderError
-from lrdoctor.finder import (DEFAULT_RULE, RULES, BudgetProbe, Curve, FinderResult, RangeTest,
-                             analyze, zoom_range)
-from lrdoctor.finder._probe import PROBE_FRACTION, PROBE_STEPS
+from lrdoctor.finder import (
+    DEFAULT_RULE,
+    RULES,
+    BudgetProbe,
+    Curve,
+    FinderResult,
+    RangeTest,
+    analyze,
+    zoom_range,
+)
 from lrdoctor.finder._curve import check_range
+from lrdoctor.finder._probe import PROBE_FRACTION, PROBE_STEPS
 
 __all__ = ["FinderResult", "find_lr"]
 
@@ -460,8 +468,8 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 result = dataclasses.replace(fine, coarse=result)
             else:  # the zoomed ramps said nothing clear: keep the first pass, and say so
                 result = dataclasses.replace(result, settings=fine.settings, notes=(
-                    *result.notes, "the zoomed second pass found no clear descent; the "
-                    "suggestion is the first pass's"))
+                    *result.notes, ("the zoomed second pass found no clear descent; the "
+                    "suggestion is the first pass's")))
         if warm_steps and result.suggestion is not None and result.min_loss_lr is not None:
             snapshot.restore()
             probe = BudgetProbe(result.suggestion, result.min_loss_lr, warm_steps)

@@ -35,6 +35,7 @@ per-tensor gradient norms for ``grad_norm/<layer>``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
 import os
@@ -44,15 +45,22 @@ from typing import Any
 
 import torch
 from torch import nn
+from typing_extensions import Self
 
 from lrdoctor.errors import LRDoctorError
-from lrdoctor.logs._names import canonical
 from lrdoctor.journal import Journal
-from lrdoctor.torch._monitor_checks import (check_init, check_outputs, describe,
-                                             scheduler_settings)
+from lrdoctor.logs._names import canonical
+from lrdoctor.torch._monitor_checks import check_init, check_outputs, describe, scheduler_settings
 from lrdoctor.torch._monitor_rows import drain
-from lrdoctor.torch._monitor_stats import (RELU_LIKE, SATURATING, NoiseWindow, Snapshot,
-                                           activation_hook, batch_stats, heavy_stats)
+from lrdoctor.torch._monitor_stats import (
+    RELU_LIKE,
+    SATURATING,
+    NoiseWindow,
+    Snapshot,
+    activation_hook,
+    batch_stats,
+    heavy_stats,
+)
 
 __all__ = ["Monitor"]
 
@@ -241,17 +249,15 @@ class Monitor:
         self._closed = True
         self._due = -1  # every later step() takes the long path, which raises
 
-    def __enter__(self) -> Monitor:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     # ----------------------------------------------------------------- internals
     def _step(self, k: int, loss: Any, inputs: Any, targets: Any, metrics: dict[str, Any]) -> None:

@@ -70,12 +70,12 @@ def check_outputs(out: Any, targets: Any, loss_fn: Any) -> list[Event]:
         sums = out.sum(dim=1)
         if torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
             events.append(("loss-activation-mismatch",
-                           "model outputs are probabilities (rows sum to 1) fed to a class-index "
-                           "loss; CrossEntropyLoss applies log-softmax itself", data))
+                           ("model outputs are probabilities (rows sum to 1) fed to a class-index "
+                           "loss; CrossEntropyLoss applies log-softmax itself"), data))
         elif n_classes > 1:
             events.append(("loss-activation-mismatch",
-                           "model outputs are squashed into [0, 1] (sigmoid) but the targets are "
-                           "class indices; CrossEntropyLoss wants raw logits", data))
+                           ("model outputs are squashed into [0, 1] (sigmoid) but the targets are "
+                           "class indices; CrossEntropyLoss wants raw logits"), data))
     if targets.numel():
         tmin, tmax = int(targets.min()), int(targets.max())
         if tmin < 0 or (n_classes > 1 and tmax >= n_classes and out.dim() == 2):

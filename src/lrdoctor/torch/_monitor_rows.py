@@ -64,7 +64,7 @@ def _key(name: str) -> str:
 def _num(v: float) -> str:
     if v - v == 0:  # finite (NaN - NaN and inf - inf are NaN)
         return repr(float(v))
-    return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+    return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
 
 
 def drain(rows: list[tuple[Any, ...]], out: list[str], lr_names: Callable[[int], list[str]],

@@ -15,8 +15,10 @@ from torch import nn
 
 from lrdoctor.torch._monitor_rows import Deferred
 
-__all__ = ["RELU_LIKE", "SATURATING", "NoiseWindow", "Snapshot", "activation_hook",
-           "batch_stats", "heavy_stats"]
+__all__ = [
+    "NoiseWindow", "RELU_LIKE", "SATURATING", "Snapshot", "activation_hook", "batch_stats",
+    "heavy_stats",
+]
 
 RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus,
              nn.PReLU, nn.RReLU, nn.SELU, nn.CELU, nn.Hardswish)
@@ -30,7 +32,7 @@ _set_grad_enabled = torch._C._set_grad_enabled  # what torch.no_grad() does, wit
 def _input_values(n: int, v: list[float]) -> dict[str, float | None]:
     std, mean, lo, hi = v
     return {"input/mean": mean, "input/std": std if n > 1 else 0.0,
-            "input/absmax": hi if hi != hi else max(-lo, hi)}  # NaN stays NaN
+            "input/absmax": hi if math.isnan(hi) else max(-lo, hi)}  # NaN stays NaN
 
 
 def _label_values(n: int, v: list[float]) -> dict[str, float | None]:

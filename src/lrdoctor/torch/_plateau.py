@@ -17,7 +17,7 @@ import os
 import warnings
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any, SupportsFloat
+from typing import Any, ClassVar, SupportsFloat
 
 import torch
 from torch.optim import Optimizer
@@ -401,7 +401,7 @@ class PlateauLR(ReduceLROnPlateau):
         return True
 
     # -- state -----------------------------------------------------------------------------
-    _NOT_STATE = {"optimizer", "journal", "_hook", "model", "schedules", "early_stopping",
+    _NOT_STATE: ClassVar[set[str]] = {"optimizer", "journal", "_hook", "model", "schedules", "early_stopping",
                   "es_state", "_best_weights", "_marks"}
 
     def state_dict(self) -> dict[str, Any]:

@@ -80,12 +80,12 @@ class ScheduledLR(LRScheduler):
         else:
             self.scales = [1.0] * len(groups)
         self._use_beta1 = "betas" in optimizer.defaults
-        if any(s.momentum(0) is not None for s in self.schedules):
-            if "betas" not in optimizer.defaults and "momentum" not in optimizer.defaults:
-                raise ScheduleError(
-                    f"{type(optimizer).__name__} has neither momentum nor betas, but the schedule "
-                    "cycles momentum; add cycle_momentum=false to the spec"
-                )
+        if (any(s.momentum(0) is not None for s in self.schedules)
+                and "betas" not in optimizer.defaults and "momentum" not in optimizer.defaults):
+            raise ScheduleError(
+                f"{type(optimizer).__name__} has neither momentum nor betas, but the schedule "
+                "cycles momentum; add cycle_momentum=false to the spec"
+            )
         super().__init__(optimizer, last_epoch=-1)
 
     # -- the LRScheduler protocol ----------------------------------------------------------

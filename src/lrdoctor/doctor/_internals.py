@@ -10,9 +10,9 @@ import math
 
 import numpy as np
 
-from lrdoctor.diagnose._context import Context, head
-from lrdoctor.diagnose._curves import _f, _levels
-from lrdoctor.diagnose._finding import Finding
+from lrdoctor.doctor._context import Context, head
+from lrdoctor.doctor._curves import _f, _levels
+from lrdoctor.doctor._finding import Finding
 
 __all__ = ["RULES"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import lrdoctor.diagnose as D
-from lrdoctor.diagnose import CODES, Diagnosis, Finding, diagnose
+import lrdoctor.doctor as D
+from lrdoctor.doctor import CODES, Diagnosis, Finding, diagnose
 from lrdoctor.logs import Event, Series, TrainingLog
 
 N = 400
@@ -44,8 +44,11 @@ def test_healthy_has_no_problems():
     assert d.problems == [] and "healthy" in d.codes
 
 
-def test_package_is_callable_and_to_dict_shape():
-    d = D(healthy_log())
+def test_top_level_diagnose_and_to_dict_shape():
+    import lrdoctor
+
+    assert lrdoctor.diagnose is D.diagnose and not callable(D)
+    d = lrdoctor.diagnose(healthy_log())
     assert isinstance(d, Diagnosis)
     out = d.to_dict()
     assert set(out["findings"][0]) >= {"code", "title", "severity", "evidence", "fix", "steps"}
@@ -226,7 +229,7 @@ def test_missing_warmup():
 
 
 def test_plateau_monitor_mismatch():
-    ev = np.arange(39, N, 40)
+    np.arange(39, N, 40)
     lr = np.full(N, 0.1)
     lr[120:] = 0.01
     lr[240:] = 0.001

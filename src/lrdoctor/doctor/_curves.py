@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from lrdoctor.diagnose._context import Context, blocks, first_bad, head, tail
-from lrdoctor.diagnose._epochs import chance_tail, squashed_loss
-from lrdoctor.diagnose._finding import CODES, Finding
+from lrdoctor.doctor._context import Context, blocks, first_bad, head, tail
+from lrdoctor.doctor._epochs import chance_tail, squashed_loss
+from lrdoctor.doctor._finding import CODES, Finding
 
 __all__ = ["RULES"]
 
@@ -44,7 +44,7 @@ def _levels(ctx: Context) -> tuple[float, float, float, float] | None:
     s = ctx.train
     if s is None or len(s) < 3:
         return None
-    k = max(min(3, len(s)), min(int(math.ceil(0.05 * len(s))), 10))
+    k = max(min(3, len(s)), min(math.ceil(0.05 * len(s)), 10))
     l0 = float(np.median(s.values[:k]))
     sm = blocks(s.values)
     lmin = float(np.min(sm))
@@ -130,7 +130,7 @@ def lr_too_high(ctx: Context) -> list[Finding]:
     ratio = _median_update_ratio(ctx)
     out = []
     if lv is not None:
-        l0, lmin, lend, _ = lv
+        l0, _lmin, lend, _ = lv
         raw = ctx.train_raw
         blew = raw is not None and first_bad(raw) is not None
         grew = lend > DIVERGE_FACTOR * l0
@@ -195,7 +195,7 @@ def lr_too_low(ctx: Context) -> list[Finding]:
     lv = _levels(ctx)
     if lv is None:
         return []
-    l0, lmin, lend, _ = lv
+    l0, _lmin, lend, _ = lv
     if float(np.max(ctx.train.values)) > SPIKE_FACTOR * max(l0, 1e-12):
         return []  # a blow-up, not a crawl
     dead = [float(np.median(s.finite.values)) for s in ctx.log.group("dead_frac").values()
@@ -312,7 +312,7 @@ def underfitting(ctx: Context) -> list[Finding]:
     lv = _levels(ctx)
     if lv is None:
         return []
-    l0, lmin, lend, _ = lv
+    l0, _lmin, lend, _ = lv
     drop = (l0 - lend) / max(abs(l0), 1e-12)
     acc = None if ctx.train_acc is None else float(np.median(tail(ctx.train_acc, 0.1)))
     vacc = None if ctx.val_acc is None else float(np.median(tail(ctx.val_acc, 0.1)))
@@ -353,7 +353,7 @@ def oscillation(ctx: Context) -> list[Finding]:
     lv = _levels(ctx)
     if lv is None:
         return []
-    l0, lmin, lend, _ = lv
+    l0, _lmin, lend, _ = lv
     high = lend > 0.3 * l0
     if flat and high and jitter > OSC_JITTER and g_late > OSC_GRAD_KEEP * g_early:
         lr = _lr_at(ctx, ctx.end)

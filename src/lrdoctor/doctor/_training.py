@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from lrdoctor.diagnose._context import Context, tail
-from lrdoctor.diagnose._curves import _f, _levels, _lr_at
-from lrdoctor.diagnose._epochs import below_chance, squashed_loss
-from lrdoctor.diagnose._evalgap import NOISE_SHAPE, noise_shape
-from lrdoctor.diagnose._finding import Finding
+from lrdoctor.doctor._context import Context, tail
+from lrdoctor.doctor._curves import _f, _levels, _lr_at
+from lrdoctor.doctor._epochs import below_chance, squashed_loss
+from lrdoctor.doctor._evalgap import NOISE_SHAPE, noise_shape
+from lrdoctor.doctor._finding import Finding
 from lrdoctor.errors import PlateauError
 from lrdoctor.plateau._state import infer_mode
 
@@ -32,7 +32,7 @@ def noise_or_regularization(ctx: Context) -> list[Finding]:
     lv = _levels(ctx)
     if lv is None:
         return []
-    l0, lmin, lend, _ = lv
+    l0, _lmin, lend, _ = lv
     meta = ctx.meta
     dropout = max(meta.get("dropout") or [0.0])
     groups = meta.get("param_groups") or []
@@ -88,7 +88,7 @@ def noise_or_regularization(ctx: Context) -> list[Finding]:
 
 def _val_above_train(ctx: Context, ta: float, va: float, lend: float) -> Finding:
     """label-noise or over-regularization when validation beats training and the log does not
-    record the dropout rates: :func:`~lrdoctor.diagnose._evalgap.noise_shape` decides.
+    record the dropout rates: :func:`~lrdoctor.doctor._evalgap.noise_shape` decides.
 
     Once the model is confident (val loss <= 0.8x its first value), a train/val ratio of
     ``accuracy * exp(loss)`` below NOISE_SHAPE (1.05) says the training split holds no examples

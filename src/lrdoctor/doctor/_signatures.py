@@ -14,12 +14,11 @@ import math
 
 import numpy as np
 
-from lrdoctor.diagnose._context import Context, first_bad
-from lrdoctor.diagnose._curves import _f, _lr_at
-from lrdoctor.diagnose._epochs import (below_chance, chance_tail, curves, measured,
-                                       squashed_loss)
-from lrdoctor.diagnose._evalgap import eval_above_chance
-from lrdoctor.diagnose._finding import Finding
+from lrdoctor.doctor._context import Context, first_bad
+from lrdoctor.doctor._curves import _f, _lr_at
+from lrdoctor.doctor._epochs import below_chance, chance_tail, curves, measured, squashed_loss
+from lrdoctor.doctor._evalgap import eval_above_chance
+from lrdoctor.doctor._finding import Finding
 
 __all__ = ["RULES"]
 
@@ -37,7 +36,7 @@ def _epoch_of(ctx: Context, i: int) -> str:
 def constant_output(ctx: Context) -> list[Finding]:
     """dead-relu: the loss is pinned at chance level from the second epoch on.
 
-    Rule (:func:`~lrdoctor.diagnose._epochs.chance_tail`): at chance (``accuracy * exp(loss)``
+    Rule (:func:`~lrdoctor.doctor._epochs.chance_tail`): at chance (``accuracy * exp(loss)``
     <= 1.3), no blow-up (first epoch < 1.5x the level), median ``|loss - level|`` <= 0.1% of
     the level over the tail (PIN_REL), not creeping, not frozen. Why: a network whose units
     output zero passes nothing but the last bias, which settles on the label prior within an
@@ -206,7 +205,7 @@ def early_overflow(ctx: Context) -> list[Finding]:
 
 def eval_beats_train(ctx: Context) -> list[Finding]:
     """over-regularization: training sits at chance while the evaluated model does not
-    (:func:`lrdoctor.diagnose._evalgap.eval_above_chance`).
+    (:func:`lrdoctor.doctor._evalgap.eval_above_chance`).
 
     Quiet when the log records the model's dropout rates (``dropout`` in its metadata, as the
     Monitor writes): ``noise_or_regularization`` then reads them.
@@ -235,7 +234,7 @@ def noisy_at_chance(ctx: Context) -> list[Finding]:
     """over-regularization: at chance level the loss jitters more than a dead network's but
     neither creeps down nor bounces.
 
-    Rule: at chance (:func:`~lrdoctor.diagnose._epochs.chance_tail`), no blow-up, not frozen,
+    Rule: at chance (:func:`~lrdoctor.doctor._epochs.chance_tail`), no blow-up, not frozen,
     not creeping, median ``|loss - level|`` above PIN_REL (0.1%) and at most BOUNCE_REL (1%)
     of the level. Why: a network that passes no signal outputs a constant (the last bias), so
     its epoch-mean loss is pinned to a few 1e-4 (<= 0.07% in the tuning runs); one whose
@@ -265,7 +264,7 @@ def noisy_at_chance(ctx: Context) -> list[Finding]:
 
 def softmax_floor(ctx: Context) -> list[Finding]:
     """loss-activation-mismatch: accuracy rises far faster than a softmax-squashed loss can fall
-    (:func:`lrdoctor.diagnose._epochs.squashed_loss`). Quiet when the Monitor inspected the
+    (:func:`lrdoctor.doctor._epochs.squashed_loss`). Quiet when the Monitor inspected the
     first outputs (``n_outputs`` in the log's metadata): its check decides."""
     if ctx.meta.get("n_outputs") or any(e.code == "loss-activation-mismatch"
                                         for e in ctx.log.events):
@@ -289,7 +288,7 @@ def softmax_floor(ctx: Context) -> list[Finding]:
 
 def sorted_batches(ctx: Context) -> list[Finding]:
     """unshuffled-data: the model scores below chance on its own training data (see
-    :func:`lrdoctor.diagnose._epochs.below_chance`)."""
+    :func:`lrdoctor.doctor._epochs.below_chance`)."""
     if measured(ctx, "batch/label_purity"):
         return []
     b = below_chance(ctx)

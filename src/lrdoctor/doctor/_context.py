@@ -10,7 +10,7 @@ import numpy as np
 
 from lrdoctor.logs import Series, TrainingLog
 
-__all__ = ["Context", "blocks", "head", "tail", "first_bad"]
+__all__ = ["Context", "blocks", "first_bad", "head", "tail"]
 
 _ACC_NAMES = ("accuracy", "acc", "mean_token_accuracy", "f1")
 
@@ -28,12 +28,12 @@ def blocks(values: np.ndarray, n: int = 40) -> np.ndarray:
 
 
 def head(s: Series, frac: float, minimum: int = 1) -> np.ndarray:
-    k = max(minimum, int(math.ceil(len(s) * frac)))
+    k = max(minimum, math.ceil(len(s) * frac))
     return s.values[:k]
 
 
 def tail(s: Series, frac: float, minimum: int = 1) -> np.ndarray:
-    k = max(minimum, int(math.ceil(len(s) * frac)))
+    k = max(minimum, math.ceil(len(s) * frac))
     return s.values[-k:]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Finding", "Diagnosis", "SEVERITIES", "CODES"]
+__all__ = ["CODES", "Diagnosis", "Finding", "SEVERITIES"]
 
 SEVERITIES = ("info", "warning", "critical")
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}

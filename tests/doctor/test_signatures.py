@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from lrdoctor.diagnose import diagnose
-from lrdoctor.diagnose._context import Context
-from lrdoctor.diagnose._epochs import softmax_band
-from lrdoctor.diagnose._evalgap import NOISE_SHAPE, eval_above_chance, noise_shape
+from lrdoctor.doctor import diagnose
+from lrdoctor.doctor._context import Context
+from lrdoctor.doctor._epochs import softmax_band
+from lrdoctor.doctor._evalgap import NOISE_SHAPE, eval_above_chance, noise_shape
 from lrdoctor.logs import Series, TrainingLog
 
 LN10 = math.log(10)
@@ -41,8 +41,8 @@ def at_chance(n, level=LN10, jitter=3e-4, acc=0.1):
 
 def healthy(n=8):
     x = np.arange(n)
-    return dict(loss=0.1 + 2.1 * np.exp(-x / 1.2), acc=0.97 - 0.7 * np.exp(-x / 1.2),
-                val_loss=0.18 + 1.6 * np.exp(-x / 1.1), val_acc=0.94 - 0.35 * np.exp(-x / 1.1))
+    return {"loss": 0.1 + 2.1 * np.exp(-x / 1.2), "acc": 0.97 - 0.7 * np.exp(-x / 1.2),
+                "val_loss": 0.18 + 1.6 * np.exp(-x / 1.1), "val_acc": 0.94 - 0.35 * np.exp(-x / 1.1)}
 
 
 def test_healthy_epoch_log_raises_nothing():

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lrdoctor.diagnose import diagnose
+from lrdoctor.doctor import diagnose
 from lrdoctor.logs import Event, Series, TrainingLog
 
 NAMES = ["train/loss", "val/loss", "train/accuracy", "val/accuracy", "lr", "grad_norm",

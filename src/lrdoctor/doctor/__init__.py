@@ -1,6 +1,6 @@
 """The training doctor: pure rules that turn a :class:`~lrdoctor.logs.TrainingLog` into findings.
 
-``diagnose(log)`` (also ``lrdoctor.diagnose(log)``: this package is callable) runs every rule
+``diagnose(log)`` (re-exported as ``lrdoctor.diagnose``) runs every rule
 and returns a :class:`Diagnosis` whose ``findings`` are ranked worst first. Each rule is one
 small function ``(Context) -> list[Finding]`` in ``_curves`` (what any log shows: loss, accuracy,
 learning rate), ``_training`` (how training was set up, seen in the curves), ``_internals`` (what
@@ -21,20 +21,18 @@ the Monitor's measurements). When a log lacks what a rule needs, the rule record
 from __future__ import annotations
 
 import os
-import sys
-import types
 from typing import Any
 
-from lrdoctor.diagnose._context import Context
-from lrdoctor.diagnose._finding import CODES, SEVERITIES, Diagnosis, Finding, rank
+from lrdoctor.doctor._context import Context
+from lrdoctor.doctor._finding import CODES, SEVERITIES, Diagnosis, Finding, rank
 from lrdoctor.errors import LogFormatError
 from lrdoctor.logs import TrainingLog, load
 
-__all__ = ["CODES", "SEVERITIES", "Diagnosis", "Finding", "RULES", "diagnose"]
+__all__ = ["CODES", "Diagnosis", "Finding", "RULES", "SEVERITIES", "diagnose"]
 
 
 def _rules() -> tuple:
-    from lrdoctor.diagnose import _curves, _internals, _signatures, _training
+    from lrdoctor.doctor import _curves, _internals, _signatures, _training
     return _curves.RULES + _training.RULES + _internals.RULES + _signatures.RULES
 
 
@@ -72,13 +70,3 @@ def diagnose(log: TrainingLog | str | os.PathLike[str], *, rules: Any = None) ->
             not_checked.append((code, reason))
     return Diagnosis(rank(findings), tuple(not_checked), log.source, log.format, log.step_unit,
                      tuple(log.warnings))
-
-
-class _CallableModule(types.ModuleType):
-    """Makes ``lrdoctor.diagnose(log)`` work although ``lrdoctor.diagnose`` is a package."""
-
-    def __call__(self, log: Any, **kwargs: Any) -> Diagnosis:
-        return diagnose(log, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

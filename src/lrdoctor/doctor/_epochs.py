@@ -24,10 +24,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrdoctor.diagnose._context import Context
+from lrdoctor.doctor._context import Context
 
-__all__ = ["Curves", "ChanceTail", "BelowChance", "Squash", "curves", "chance_tail",
-           "below_chance", "squashed_loss", "softmax_band", "measured"]
+__all__ = [
+    "BelowChance",
+    "ChanceTail",
+    "Curves",
+    "Squash",
+    "below_chance",
+    "chance_tail",
+    "curves",
+    "measured",
+    "softmax_band",
+    "squashed_loss",
+]
 
 AT_CHANCE = 1.25      # median accuracy * exp(level) at most this (and >= 0.5): "at chance"
 BLOWUP = 1.5          # first-epoch loss >= 1.5x the chance level the run then sits at
@@ -151,7 +161,7 @@ def chance_tail(ctx: Context) -> ChanceTail | None:
     "At chance": over the tail, ``0.5 <= median(train_acc) * exp(level) <= AT_CHANCE`` and
     ``median(val_acc) * exp(min val_loss) <= AT_CHANCE``, with ``level >= MIN_LEVEL``, where
     ``level`` is the tail's lowest training loss. (Below 0.5 the model scores under chance on
-    its own training data: that is :mod:`unshuffled-data <lrdoctor.diagnose._signatures>`.)
+    its own training data: that is :mod:`unshuffled-data <lrdoctor.doctor._signatures>`.)
     Needs at least 3 epochs with a training loss and an accuracy column.
     """
     return _cached(ctx, "chance_tail", lambda: _chance_tail(ctx))

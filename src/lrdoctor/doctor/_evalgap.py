@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrdoctor.diagnose._context import Context
-from lrdoctor.diagnose._epochs import AT_CHANCE, BLOWUP, MIN_LEVEL, _cached, curves
+from lrdoctor.doctor._context import Context
+from lrdoctor.doctor._epochs import AT_CHANCE, BLOWUP, MIN_LEVEL, _cached, curves
 
 __all__ = ["EvalAboveChance", "NoiseShape", "eval_above_chance", "noise_shape"]
 
@@ -50,7 +50,7 @@ def eval_above_chance(ctx: Context) -> EvalAboveChance | None:
     """The training columns sit at chance level while validation, at some epoch, does not.
 
     Rule: over the epochs after the first (and after an early blow-up, as in
-    :func:`~lrdoctor.diagnose._epochs.chance_tail`) the training loss's lowest value ``level``
+    :func:`~lrdoctor.doctor._epochs.chance_tail`) the training loss's lowest value ``level``
     is ``>= MIN_LEVEL`` and ``0.5 <= median(train_acc) * exp(level) <= AT_CHANCE``, and at one
     of those epochs ``val_acc * exp(level) >= EVAL_ABOVE`` with ``val_loss < level``. Why: a
     model whose output ignores its input scores ``1/C = exp(-level)`` on any split; validation
@@ -130,7 +130,7 @@ def _noise_shape(ctx: Context) -> NoiseShape | None:
     c = curves(ctx)
     if c is None or len(c) < 3 or not np.isfinite(c.val[0]) or c.val[0] <= 0:
         return None
-    k = max(1, int(math.ceil(0.3 * len(c))))
+    k = max(1, math.ceil(0.3 * len(c)))
     ta, tl, va, vl = (x[-k:] for x in (c.train_acc, c.train, c.val_acc, c.val))
     ok = np.isfinite(ta) & np.isfinite(tl) & np.isfinite(va) & np.isfinite(vl) & (va > 0)
     if not ok.any():
