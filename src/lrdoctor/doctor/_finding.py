@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
 
 __all__ = ["CODES", "Diagnosis", "Finding", "SEVERITIES"]
@@ -110,6 +111,19 @@ class Diagnosis:
                 "not_checked": [{"code": c, "reason": r} for c, r in self.not_checked],
                 "worst": self.worst, "source": self.source, "format": self.format,
                 "step_unit": self.step_unit, "warnings": list(self.warnings)}
+
+    def _repr_html_(self) -> str:
+        """A table of the findings for notebooks (Jupyter calls this to display a Diagnosis)."""
+        sev = {"critical": "#b03a2e", "warning": "#b9770e", "info": "#5d6d7e"}
+        rows = "".join(
+            f'<tr><td style="color:{sev.get(f.severity, "#000")}"><b>{escape(f.severity)}</b>'
+            f"</td><td><code>{escape(f.code)}</code></td><td>{escape(f.title)}</td>"
+            f"<td>{escape(f.evidence)}</td><td>{escape(f.fix)}</td></tr>"
+            for f in self.findings)
+        head = "".join(f"<th>{h}</th>" for h in ("severity", "code", "finding", "evidence", "fix"))
+        caption = escape(f"{self.source or 'log'}: {self.summary()}")
+        return (f'<table><caption style="text-align:left">{caption}</caption>'
+                f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
 
     def summary(self) -> str:
         """One line: the worst problems by title."""

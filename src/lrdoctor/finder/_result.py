@@ -199,6 +199,22 @@ class FinderResult:
         return (f"suggested lr {_fmt(self.suggestion)} (interval {_fmt(lo)} .. {_fmt(hi)}, "
                 f"grade {self.grade}, rule {self.rule})")
 
+    def _repr_html_(self) -> str:
+        """The summary line and the plot as an inline PNG, for notebooks."""
+        import base64
+        import html
+        import io
+
+        import matplotlib.pyplot as plt
+
+        fig = self.plot()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        png = base64.b64encode(buf.getvalue()).decode("ascii")
+        return (f"<p>{html.escape(self.summary())}</p>"
+                f'<img alt="LR range test" src="data:image/png;base64,{png}">')
+
     def plot(self, path: str | os.PathLike[str] | None = None, *, ax: Any = None) -> Any:
         """Raw and smoothed loss against log LR, each rule's pick, the interval, the divergence.
 
