@@ -11,7 +11,8 @@ import pytest
 from lrdoctor.doctor import diagnose
 from lrdoctor.doctor._context import Context
 from lrdoctor.doctor._epochs import softmax_band
-from lrdoctor.doctor._evalgap import NOISE_SHAPE, eval_above_chance, noise_shape
+from lrdoctor.doctor._evalgap import eval_above_chance, noise_shape
+from lrdoctor.doctor._thresholds import T
 from lrdoctor.logs import Series, TrainingLog
 
 LN10 = math.log(10)
@@ -267,7 +268,7 @@ def test_train_val_shape_splits_dropout_from_noisy_labels(train_loss, code):
     shape = noise_shape(Context(log))
     assert shape.confident
     assert shape.ratio == pytest.approx(0.31 / 0.43 * math.exp(train_loss - 1.48), rel=0.05)
-    assert (shape.ratio >= NOISE_SHAPE) == (code == "label-noise")
+    assert (shape.ratio >= T.NOISE_SHAPE) == (code == "label-noise")
     d = diagnose(log)
     assert d.problems[0].code == code
     other = "label-noise" if code == "over-regularization" else "over-regularization"

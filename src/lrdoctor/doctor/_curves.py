@@ -1,6 +1,6 @@
 """Rules on the loss and accuracy curves and the learning rate: what any log can show.
 
-Thresholds (module constants, documented in docs/doctor.md). ``L0`` is the median training loss
+Thresholds (``T.NAME``, registered in ``_thresholds``; docs/doctor.md). ``L0`` is the median training loss
 over the first 5% of the run, ``Lmin`` the lowest smoothed loss (medians of 40 blocks),
 ``Lend`` the median over the last 10%.
 """
@@ -14,24 +14,10 @@ import numpy as np
 from lrdoctor.doctor._context import Context, blocks, first_bad, head, tail
 from lrdoctor.doctor._epochs import chance_tail, squashed_loss
 from lrdoctor.doctor._finding import CODES, Finding
+from lrdoctor.doctor._thresholds import T
 
 __all__ = ["RULES"]
 
-DIVERGE_FACTOR = 1.5        # Lend > 1.5 * L0, or a smoothed loss 3x above its minimum
-FLAT_REL = 0.03             # |relative change| over the last third below this: "flat"
-IMPROVE_REL = 0.05          # relative improvement above this: "improving"
-UNDERFIT_REL = 0.5          # (lr-too-low with tiny updates) the loss fell by less than half
-UNDERFIT_ACC = 0.75         # final training (else validation) accuracy below this
-UNDERFIT_NO_ACC_REL = 0.2   # without accuracy: the loss fell by less than 20% of L0
-LOW_LR_REL = 0.1            # the loss fell by less than 10% of L0 while still sloping down
-LOW_UPDATE_RATIO = 1e-4     # or the median |dw|/|w| per step is below this (healthy ~1e-3)
-OVERFIT_RISE = 0.1          # val rises above its minimum by 10% of (val0 - valmin) and by 2%
-OVERFIT_CONFIRM = 2         # ... in each of the last 2 evaluations (or last 10%, if more)
-OVERFIT_ACC_GAP = 0.1       # final train accuracy - val accuracy above this
-OSC_GRAD_KEEP = 0.5         # grad norm in the flat part at least half its early level
-OSC_JITTER = 0.1            # step-to-step loss jitter relative to the loss level
-GRAD_SPIKE = 10.0           # early gradient norm above 10x its first value, loss not improving
-SPIKE_FACTOR = 5.0          # a training loss above 5 * L0 anywhere: the step was too big
 
 
 def _f(code: str, severity: str, evidence: str, fix: str, steps=(), score: float = 0.5,
@@ -102,7 +88,7 @@ def diverging(ctx: Context) -> list[Finding]:
     l0, lmin, lend, _ = lv
     blew_up = raw is not None and first_bad(raw) is not None
     sm = blocks(ctx.train.values)
-    grew = lend > DIVERGE_FACTOR * l0 or (lend > 3 * lmin and lend > 0.9 * l0 and lmin < 0.7 * l0)
+    grew = lend > T.DIVERGE_FACTOR * l0 or (lend > 3 * lmin and lend > 0.9 * l0 and lmin < 0.7 * l0)
     if not (grew or blew_up):
         return []
     step = first_bad(raw) if blew_up else _first_above(ctx.train, (lmin + lend) / 2)
@@ -133,10 +119,10 @@ def lr_too_high(ctx: Context) -> list[Finding]:
         l0, _lmin, lend, _ = lv
         raw = ctx.train_raw
         blew = raw is not None and first_bad(raw) is not None
-        grew = lend > DIVERGE_FACTOR * l0
+        grew = lend > T.DIVERGE_FACTOR * l0
         early = ctx.frac(first_bad(raw)) if blew else None
         if blew or grew:
-            step = first_bad(raw) if blew else _first_above(ctx.train, DIVERGE_FACTOR * l0)
+            step = first_bad(raw) if blew else _first_above(ctx.train, T.DIVERGE_FACTOR * l0)
             lr = _lr_at(ctx, step or ctx.start)
             out.append(_f("lr-too-high", "critical",
                           f"the loss {'became NaN/Inf' if blew else 'grew'} at "
@@ -145,7 +131,7 @@ def lr_too_high(ctx: Context) -> list[Finding]:
                           + (f" ({early:.0%} into the run)" if early is not None else ""),
                           "Divide the learning rate by 10 (run `lrdoctor find` for a measured one).",
                           [step] if step is not None else [], 0.8))
-        elif float(np.max(ctx.train.values)) > SPIKE_FACTOR * max(min(l0, ctx.train.values[0]),
+        elif float(np.max(ctx.train.values)) > T.SPIKE_FACTOR * max(min(l0, ctx.train.values[0]),
                                                                   1e-12):
             i = int(np.argmax(ctx.train.values))
             step = float(ctx.train.steps[i])
@@ -180,7 +166,7 @@ def _early_grad_spike(ctx: Context) -> tuple[float, float] | None:
     early = g.values[: max(3, len(g) // 10)]
     i = int(np.nanargmax(early))
     factor = float(early[i] / g.values[0])
-    return (float(g.steps[i]), factor) if factor > GRAD_SPIKE else None
+    return (float(g.steps[i]), factor) if factor > T.GRAD_SPIKE else None
 
 
 def _median_update_ratio(ctx: Context) -> float | None:
@@ -196,7 +182,7 @@ def lr_too_low(ctx: Context) -> list[Finding]:
     if lv is None:
         return []
     l0, _lmin, lend, _ = lv
-    if float(np.max(ctx.train.values)) > SPIKE_FACTOR * max(l0, 1e-12):
+    if float(np.max(ctx.train.values)) > T.SPIKE_FACTOR * max(l0, 1e-12):
         return []  # a blow-up, not a crawl
     dead = [float(np.median(s.finite.values)) for s in ctx.log.group("dead_frac").values()
             if len(s.finite)]
@@ -215,10 +201,10 @@ def lr_too_low(ctx: Context) -> list[Finding]:
     late = _rel_change(sm[len(sm) // 2:])
     sm20 = blocks(ctx.train.values, 20)
     steady = len(sm20) >= 4 and float(np.mean(np.diff(sm20) < 0)) >= 0.75
-    slow = 0 <= drop < LOW_LR_REL and (late < -0.005 or steady)
-    tiny_updates = ratio is not None and ratio < LOW_UPDATE_RATIO
-    if not ((tiny_updates and -FLAT_REL <= drop < UNDERFIT_REL)
-            or (slow and (ratio is None or ratio < 10 * LOW_UPDATE_RATIO))):
+    slow = 0 <= drop < T.LOW_LR_REL and (late < -0.005 or steady)
+    tiny_updates = ratio is not None and ratio < T.LOW_UPDATE_RATIO
+    if not ((tiny_updates and -T.FLAT_REL <= drop < T.UNDERFIT_REL)
+            or (slow and (ratio is None or ratio < 10 * T.LOW_UPDATE_RATIO))):
         return []
     lr = _lr_at(ctx, ctx.end)
     evidence = (f"the training loss fell only {drop:.1%} ({l0:.4g} -> {lend:.4g})"
@@ -255,8 +241,8 @@ def trend(ctx: Context) -> list[Finding]:
         vend = float(np.median(vv[-max(1, len(vv) // 10):]))
         v_late = _rel_change(vv[-max(3, len(vv) // 3):])
         # a rise every one of the last evaluations confirms, not one noisy epoch
-        rise = float(np.min(vv[-max(OVERFIT_CONFIRM, len(vv) // 10):])) - vmin
-        if (ctx.frac(val.steps[imin]) < 0.8 and rise > OVERFIT_RISE * max(v0 - vmin, 1e-12)
+        rise = float(np.min(vv[-max(T.OVERFIT_CONFIRM, len(vv) // 10):])) - vmin
+        if (ctx.frac(val.steps[imin]) < 0.8 and rise > T.OVERFIT_RISE * max(v0 - vmin, 1e-12)
                 and rise > 0.02 * abs(vmin) and lend <= lmin * 1.2 + 1e-12
                 and lend < float(np.interp(val.steps[imin], ctx.train.steps, ctx.train.values))):
             gap = _acc_gap(ctx)
@@ -270,7 +256,7 @@ def trend(ctx: Context) -> list[Finding]:
                           val_min=vmin, val_end=vend))
         gap = _acc_gap(ctx)
         memorized = (lend < 0.1 * vend and vend > 0.05) or (
-            gap is not None and gap > OVERFIT_ACC_GAP
+            gap is not None and gap > T.OVERFIT_ACC_GAP
             and float(np.median(tail(ctx.train_acc, 0.1))) > 0.98)
         if memorized and not any(f.code == "overfitting" for f in out):
             out.append(_f("overfitting", "warning",
@@ -280,19 +266,19 @@ def trend(ctx: Context) -> list[Finding]:
                           "Get more data or augment it, regularize (weight decay, dropout), or "
                           "use a smaller model; stop at the best validation point.",
                           [float(val.steps[int(np.argmin(vv))])], 0.55))
-        if abs(t_total) < FLAT_REL and (v0 - vend) / max(abs(v0), 1e-12) > IMPROVE_REL:
+        if abs(t_total) < T.FLAT_REL and (v0 - vend) / max(abs(v0), 1e-12) > T.IMPROVE_REL:
             out.append(_f("data-problem", "warning",
                           f"training loss stayed flat ({l0:.4g} -> {lend:.4g}) while validation "
                           f"improved ({v0:.4g} -> {vend:.4g})",
                           "Check that the training batches carry the right labels and inputs (a "
                           "pipeline bug, heavy augmentation, or train-mode-only layers).",
                           [ctx.start], 0.55))
-    if t_late < -FLAT_REL and (v_late is None or v_late < 0):
+    if t_late < -T.FLAT_REL and (v_late is None or v_late < 0):
         out.append(_f("still-learning", "info",
                       f"the training loss fell {-t_late:.1%} over the last third"
                       + (f" and validation {-v_late:.1%}" if v_late is not None else ""),
                       "Train longer: the loss has not converged yet.", [ctx.end], 0.3))
-    elif abs(t_late) < FLAT_REL and (v_late is None or abs(v_late) < FLAT_REL) and t_total < -0.2:
+    elif abs(t_late) < T.FLAT_REL and (v_late is None or abs(v_late) < T.FLAT_REL) and t_total < -0.2:
         out.append(_f("plateau", "info",
                       f"training loss flat over the last third ({t_late:+.1%})"
                       + (f", validation {v_late:+.1%}" if v_late is not None else ""),
@@ -318,13 +304,13 @@ def underfitting(ctx: Context) -> list[Finding]:
     vacc = None if ctx.val_acc is None else float(np.median(tail(ctx.val_acc, 0.1)))
     sm = blocks(ctx.train.values)
     late = _rel_change(sm[-max(2, len(sm) // 3):])
-    if late < -0.1 or lend > DIVERGE_FACTOR * l0 or drop < -FLAT_REL:
+    if late < -0.1 or lend > T.DIVERGE_FACTOR * l0 or drop < -T.FLAT_REL:
         return []
     if acc is not None or vacc is not None:
-        low = (acc if acc is not None else vacc) < UNDERFIT_ACC
+        low = (acc if acc is not None else vacc) < T.UNDERFIT_ACC
         if not low:
             return []
-    elif drop >= UNDERFIT_NO_ACC_REL:
+    elif drop >= T.UNDERFIT_NO_ACC_REL:
         return []
     return [_f("underfitting", "warning",
                (f"training loss only fell {drop:.0%}" if drop >= 0.005 else
@@ -347,7 +333,7 @@ def oscillation(ctx: Context) -> list[Finding]:
     half = s.values[len(s) // 2:]
     level = float(np.median(np.abs(half))) or 1e-12
     jitter = float(np.median(np.abs(np.diff(half)))) / level
-    flat = abs(_rel_change(blocks(half, 20))) < FLAT_REL
+    flat = abs(_rel_change(blocks(half, 20))) < T.FLAT_REL
     g_early = float(np.median(head(g, 0.1, minimum=3)))
     g_late = float(np.median(g.values[len(g) // 2:]))
     lv = _levels(ctx)
@@ -355,7 +341,7 @@ def oscillation(ctx: Context) -> list[Finding]:
         return []
     l0, _lmin, lend, _ = lv
     high = lend > 0.3 * l0
-    if flat and high and jitter > OSC_JITTER and g_late > OSC_GRAD_KEEP * g_early:
+    if flat and high and jitter > T.OSC_JITTER and g_late > T.OSC_GRAD_KEEP * g_early:
         lr = _lr_at(ctx, ctx.end)
         return [_f("oscillation", "warning",
                    f"loss flat at {lend:.4g} over the second half with step-to-step jitter "

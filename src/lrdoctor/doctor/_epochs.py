@@ -14,7 +14,7 @@ seems to:
   label; on data it is fitted to, shuffled, a model cannot score far below that.
 
 :func:`curves` aligns the columns on the training loss's epochs; :func:`chance_tail` says
-whether (and how) a run sits at chance level. Thresholds: docs/doctor.md.
+whether (and how) a run sits at chance level. Thresholds: ``T.NAME`` (``_thresholds``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lrdoctor.doctor._context import Context
+from lrdoctor.doctor._thresholds import T
 
 __all__ = [
     "BelowChance",
@@ -39,14 +40,6 @@ __all__ = [
     "squashed_loss",
 ]
 
-AT_CHANCE = 1.25      # median accuracy * exp(level) at most this (and >= 0.5): "at chance"
-BLOWUP = 1.5          # first-epoch loss >= 1.5x the chance level the run then sits at
-PIN_REL = 0.001       # median |loss - level| over the tail <= 0.1% of the level: "pinned"
-CREEP_REL = 0.0025    # the first two tail epochs both > 0.25% above the level: "creeping down"
-CREEP_MAX = 0.05      # ... while the whole tail stays within 5% of the level (it is at chance)
-BOUNCE_REL = 0.01     # median |loss - level| > 1% of the level without a trend: "bouncing"
-MONOTONE = 0.8        # share of epoch-to-epoch changes that fall, for "frozen" (tiny lr)
-MIN_LEVEL = 0.6       # the chance level is at least 0.6 nats (binary at chance: ln 2 = 0.69)
 
 
 @dataclass(frozen=True)
@@ -83,19 +76,19 @@ class ChanceTail:
 
     @property
     def blew_up(self) -> bool:
-        return self.first_ratio > BLOWUP
+        return self.first_ratio > T.BLOWUP
 
     @property
     def pinned(self) -> bool:
-        return self.deviation <= PIN_REL and not self.creeping
+        return self.deviation <= T.PIN_REL and not self.creeping
 
     @property
     def creeping(self) -> bool:
-        return self.early_excess > CREEP_REL and self.decline > 0 and self.spread <= CREEP_MAX
+        return self.early_excess > T.CREEP_REL and self.decline > 0 and self.spread <= T.CREEP_MAX
 
     @property
     def bouncing(self) -> bool:
-        return not self.creeping and self.deviation > (PIN_REL if self.blew_up else BOUNCE_REL)
+        return not self.creeping and self.deviation > (T.PIN_REL if self.blew_up else T.BOUNCE_REL)
 
 
 def measured(ctx: Context, *prefixes: str) -> bool:
@@ -176,10 +169,10 @@ def _chance_tail(ctx: Context) -> ChanceTail | None:
         return None
     rest = t[1:]
     level0 = float(np.min(rest))
-    if not (math.isfinite(level0) and level0 >= MIN_LEVEL):
+    if not (math.isfinite(level0) and level0 >= T.MIN_LEVEL):
         return None
     # the tail starts at the first epoch after the first whose loss is back near the level
-    near = np.nonzero(rest <= BLOWUP * level0)[0]
+    near = np.nonzero(rest <= T.BLOWUP * level0)[0]
     start = 1 + int(near[0])
     tail = t[start:]
     if len(tail) < 2:
@@ -190,12 +183,12 @@ def _chance_tail(ctx: Context) -> ChanceTail | None:
     ratios = []
     if np.isfinite(acc).any():
         r = float(np.nanmedian(acc)) * math.exp(level)
-        if not 0.5 <= r <= AT_CHANCE:
+        if not 0.5 <= r <= T.AT_CHANCE:
             return None
         ratios.append(r)
     if np.isfinite(vacc).any() and np.isfinite(vloss).any():
         r = float(np.nanmedian(vacc)) * math.exp(float(np.nanmin(vloss)))
-        if r > AT_CHANCE:
+        if r > T.AT_CHANCE:
             return None
         ratios.append(r)
     dev = float(np.median(np.abs(tail - level))) / level
@@ -203,15 +196,13 @@ def _chance_tail(ctx: Context) -> ChanceTail | None:
     k = max(1, len(tail) // 3)
     decline = (float(np.median(tail[:k])) - float(np.median(tail[-k:]))) / level
     v = c.val[np.isfinite(c.val)]
-    frozen = (len(t) >= 4 and _falls(t) >= MONOTONE and (len(v) < 4 or _falls(v) >= MONOTONE)
+    frozen = (len(t) >= 4 and _falls(t) >= T.MONOTONE and (len(v) < 4 or _falls(v) >= T.MONOTONE)
               and float(np.ptp(t)) / level < 0.01)
     return ChanceTail(level, start, float(t[0]) / level, dev, early,
                       float(np.max(tail)) / level - 1.0, decline, frozen,
                       ratios[0] if ratios else math.nan)
 
 
-BELOW_CHANCE = 0.5    # train accuracy below half of exp(-val_loss) and of the val accuracy
-TRAIN_ABOVE_VAL = 1.05  # ... with the training loss above 1.05x the validation loss
 
 
 @dataclass(frozen=True)
@@ -248,15 +239,12 @@ def _below_chance(ctx: Context) -> BelowChance | None:
     if not all(np.isfinite(x).any() for x in cols):
         return None
     ta, va, tl, vl = (float(np.nanmedian(x)) for x in cols)
-    if (ta < BELOW_CHANCE * math.exp(-vl) and ta < BELOW_CHANCE * va
-            and tl > TRAIN_ABOVE_VAL * vl):
+    if (ta < T.BELOW_CHANCE * math.exp(-vl) and ta < T.BELOW_CHANCE * va
+            and tl > T.TRAIN_ABOVE_VAL * vl):
         return BelowChance(ta, va, tl, vl)
     return None
 
 
-SOFTMAX_SLOPE = 1.3       # the loss fell at most 1.3x what a double softmax allows for the accuracy
-SOFTMAX_MIN_GAIN = 0.2    # judged at epochs whose accuracy is >= 20% of the way from chance to 1
-STALLED_START = 0.97      # C is estimated only when epoch 1's loss is >= 0.97x epoch 0's
 
 
 @dataclass(frozen=True)
@@ -317,7 +305,7 @@ def _squashed_loss(ctx: Context) -> Squash | None:
     classes = ctx.n_classes
     estimated = classes is None
     if classes is None:
-        if c.train[1] < STALLED_START * c.train[0]:
+        if c.train[1] < T.STALLED_START * c.train[0]:
             return None
         top = max(float(c.train[0]), float(c.val[0]) if np.isfinite(c.val[0]) else 0.0)
         classes = math.exp(min(top, 50.0))
@@ -328,11 +316,11 @@ def _squashed_loss(ctx: Context) -> Squash | None:
     loss, acc, steps = loss[ok], acc[ok], c.steps[ok]
     g = (acc - 1.0 / classes) / (1.0 - 1.0 / classes)
     d = (ln_c - loss) / ln_c
-    judged = np.nonzero(g >= SOFTMAX_MIN_GAIN)[0]
+    judged = np.nonzero(g >= T.SOFTMAX_MIN_GAIN)[0]
     if not len(judged) or float(np.min(loss)) < 0.98 * floor:
         return None
     slope = float(np.max(d[judged] / (d_max * g[judged])))
-    if slope > SOFTMAX_SLOPE:
+    if slope > T.SOFTMAX_SLOPE:
         return None
     j = int(judged[-1])
     return Squash("validation" if use_val else "training", classes, estimated, ln_c, floor,

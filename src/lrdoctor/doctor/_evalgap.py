@@ -14,7 +14,7 @@ different marks:
   ``exp(-loss)`` far below its accuracy, which clean validation labels do not
   (:func:`noise_shape`).
 
-Thresholds: module constants, docs/doctor.md.
+Thresholds: ``T.NAME``, registered in ``_thresholds`` (docs/doctor.md).
 """
 
 from __future__ import annotations
@@ -25,13 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from lrdoctor.doctor._context import Context
-from lrdoctor.doctor._epochs import AT_CHANCE, BLOWUP, MIN_LEVEL, _cached, curves
+from lrdoctor.doctor._epochs import _cached, curves
+from lrdoctor.doctor._thresholds import T
 
 __all__ = ["EvalAboveChance", "NoiseShape", "eval_above_chance", "noise_shape"]
 
-EVAL_ABOVE = 1.5     # validation accuracy >= 1.5x the chance accuracy exp(-level) at one epoch
-NOISE_SHAPE = 1.05   # (train acc·e^loss) / (val acc·e^val loss) at least this: noisy labels
-CONFIDENT = 0.8      # ... judged once the val loss is <= 0.8x its first epoch's value
 
 
 @dataclass(frozen=True)
@@ -68,16 +66,16 @@ def _eval_above_chance(ctx: Context) -> EvalAboveChance | None:
         return None
     rest = c.train[1:]
     level0 = float(np.min(rest))
-    if level0 < MIN_LEVEL:
+    if level0 < T.MIN_LEVEL:
         return None
-    start = 1 + int(np.nonzero(rest <= BLOWUP * level0)[0][0])
+    start = 1 + int(np.nonzero(rest <= T.BLOWUP * level0)[0][0])
     tail = c.train[start:]
     acc = c.train_acc[start:]
     if len(tail) < 2 or not np.isfinite(acc).any():
         return None
     level = float(np.min(tail))
     train_ratio = float(np.nanmedian(acc)) * math.exp(level)
-    if not 0.5 <= train_ratio <= AT_CHANCE:
+    if not 0.5 <= train_ratio <= T.AT_CHANCE:
         return None
     va, vl = c.val_acc[start:], c.val[start:]
     ok = np.isfinite(va) & np.isfinite(vl) & (vl < level)
@@ -85,7 +83,7 @@ def _eval_above_chance(ctx: Context) -> EvalAboveChance | None:
         return None
     ratios = np.where(ok, va, -np.inf) * math.exp(level)
     i = int(np.argmax(ratios))
-    if ratios[i] < EVAL_ABOVE:
+    if ratios[i] < T.EVAL_ABOVE:
         return None
     return EvalAboveChance(level, train_ratio, start + i, float(va[i]), float(vl[i]),
                            float(ratios[i]))
@@ -102,11 +100,11 @@ class NoiseShape:
     @property
     def confident(self) -> bool:
         """The model is confident enough for noisy labels to show in :attr:`ratio`."""
-        return self.val_fall <= CONFIDENT
+        return self.val_fall <= T.CONFIDENT
 
     @property
     def noisy_labels(self) -> bool:
-        return self.ratio >= NOISE_SHAPE
+        return self.ratio >= T.NOISE_SHAPE
 
 
 def noise_shape(ctx: Context) -> NoiseShape | None:

@@ -1,7 +1,7 @@
 """Rules on what only a live monitor records: gradients per layer, activations, inputs, setup.
 
 Each rule says in ``Diagnosis.not_checked`` why it could not run when its series are missing
-(a Keras CSV has no gradients). Thresholds are module constants, documented in docs/doctor.md.
+(a Keras CSV has no gradients). Thresholds: ``T.NAME``, registered in ``_thresholds`` (docs/doctor.md).
 """
 
 from __future__ import annotations
@@ -13,21 +13,10 @@ import numpy as np
 from lrdoctor.doctor._context import Context, head
 from lrdoctor.doctor._curves import _f, _levels
 from lrdoctor.doctor._finding import Finding
+from lrdoctor.doctor._thresholds import T
 
 __all__ = ["RULES"]
 
-EXPLODE_FACTOR = 100.0      # grad norm above 100x its early median
-VANISH_RATIO = 1e-2         # first-layer / last-layer gradient norm below this
-VANISH_ABS = 1e-7           # or the global gradient norm below this
-DEAD_FRAC = 0.5             # a ReLU layer with more than half its units dead for whole batches
-SATURATED = 0.5             # more than half of a sigmoid/tanh layer's outputs within 1% of a limit
-INPUT_ABSMAX = 20.0         # input magnitude that says "not normalized"
-INPUT_STD = 5.0
-INPUT_MEAN = 5.0
-LABEL_PURITY = 0.8          # batches made of mostly one label
-NOISE_SCALE_FACTOR = 30.0   # gradient noise scale this far from the batch size
-INIT_LOSS_FACTOR = 3.0      # first loss above 3 * ln(classes)
-INIT_ACT_STD = (1e-3, 50.0)
 
 
 def _needs_monitor(ctx: Context, code: str, what: str) -> None:
@@ -51,7 +40,7 @@ def exploding_gradients(ctx: Context) -> list[Finding]:
                    "Clip gradients (clip_grad_norm_(…, 1.0)) and lower the learning rate.",
                    [g.steps[i]], 0.8)]
     peak_i = int(np.argmax(gv))
-    if early > 0 and gv[peak_i] > EXPLODE_FACTOR * early:
+    if early > 0 and gv[peak_i] > T.EXPLODE_FACTOR * early:
         return [_f("exploding-gradients", "warning",
                    f"the gradient norm reached {gv[peak_i]:.3g} at {ctx.fmt_step(g.steps[peak_i])}, "
                    f"{gv[peak_i] / early:.0f}x its early median {early:.3g}",
@@ -71,7 +60,7 @@ def vanishing_gradients(ctx: Context) -> list[Finding]:
         if len(weights) >= 2:
             first, last = weights[0], weights[-1]
             ratio = med[first] / max(med[last], 1e-30)
-            if ratio < VANISH_RATIO and len(weights) >= 3:
+            if ratio < T.VANISH_RATIO and len(weights) >= 3:
                 return [_f("vanishing-gradients", "warning",
                            f"the first layer ({first}) gets {ratio:.2g}x the gradient of the last "
                            f"({last}): median norms {med[first]:.2g} vs {med[last]:.2g}",
@@ -84,7 +73,7 @@ def vanishing_gradients(ctx: Context) -> list[Finding]:
         _needs_monitor(ctx, "vanishing-gradients", "per-layer gradient norms")
         return []
     late = g.finite.values[len(g.finite) // 2:]
-    if len(late) and float(np.median(late)) < VANISH_ABS:
+    if len(late) and float(np.median(late)) < T.VANISH_ABS:
         return [_f("vanishing-gradients", "warning",
                    f"the gradient norm is {float(np.median(late)):.2g} over the second half",
                    "Check the activations and the initialisation.", [ctx.start], 0.5)]
@@ -110,14 +99,14 @@ def dead_relu(ctx: Context) -> list[Finding]:
             _needs_monitor(ctx, "dead-relu", "activation statistics (dead_frac/<layer>)")
         return []
     worst = max(stats, key=stats.get)
-    if stats[worst] > DEAD_FRAC:
+    if stats[worst] > T.DEAD_FRAC:
         s = ctx.log.get(f"dead_frac/{worst}")
-        over = s.values > DEAD_FRAC
+        over = s.values > T.DEAD_FRAC
         step = float(s.steps[np.argmax(over)]) if over.any() else ctx.start
         return [_f("dead-relu", "warning",
                    f"{stats[worst]:.0%} of the units of {worst} output zero for whole batches"
-                   + (f" (also {', '.join(f'{k} {v:.0%}' for k, v in stats.items() if k != worst and v > DEAD_FRAC)})"
-                      if sum(v > DEAD_FRAC for v in stats.values()) > 1 else ""),
+                   + (f" (also {', '.join(f'{k} {v:.0%}' for k, v in stats.items() if k != worst and v > T.DEAD_FRAC)})"
+                      if sum(v > T.DEAD_FRAC for v in stats.values()) > 1 else ""),
                    "Lower the learning rate, use LeakyReLU/GELU, and initialise biases at zero "
                    "(He init for the weights).", [step], 0.5 + 0.4 * stats[worst])]
     return []
@@ -133,7 +122,7 @@ def saturated_activations(ctx: Context) -> list[Finding]:
                            "activation statistics (saturation/<layer>)")
         return []
     worst = max(stats, key=stats.get)
-    if stats[worst] > SATURATED:
+    if stats[worst] > T.SATURATED:
         s = ctx.log.get(f"saturation/{worst}")
         return [_f("saturated-activations", "warning",
                    f"{stats[worst]:.0%} of the outputs of {worst} sit within 1% of the "
@@ -152,7 +141,7 @@ def unnormalized_input(ctx: Context) -> list[Finding]:
     amax = float(np.median(log.get("input/absmax").values)) if log.has("input/absmax") else 0.0
     std = float(np.median(log.get("input/std").values)) if log.has("input/std") else 0.0
     mean = float(np.median(log.get("input/mean").values)) if log.has("input/mean") else 0.0
-    if amax > INPUT_ABSMAX or std > INPUT_STD or abs(mean) > INPUT_MEAN:
+    if amax > T.INPUT_ABSMAX or std > T.INPUT_STD or abs(mean) > T.INPUT_MEAN:
         return [_f("unnormalized-input", "warning",
                    f"input batches have mean {mean:.3g}, std {std:.3g}, max |x| {amax:.3g}",
                    "Standardize the inputs (subtract the training mean, divide by the std; "
@@ -167,7 +156,7 @@ def unshuffled_labels(ctx: Context) -> list[Finding]:
     purity = log.get("batch/label_purity").values
     modes = log.get("batch/label_mode").values if log.has("batch/label_mode") else np.array([])
     med = float(np.median(purity))
-    if med > LABEL_PURITY and len(purity) >= 3:
+    if med > T.LABEL_PURITY and len(purity) >= 3:
         return [_f("unshuffled-data", "critical" if med > 0.95 else "warning",
                    f"the first {len(purity)} batches are {med:.0%} one label (median), "
                    + (f"labels seen in order: {', '.join(str(int(m)) for m in _dedupe(modes)[:6])}"
@@ -203,7 +192,7 @@ def setup_events(ctx: Context) -> list[Finding]:
     lv = _levels(ctx)
     if c and lv is not None and ctx.train is not None:
         first = float(ctx.train.values[0])
-        if first > INIT_LOSS_FACTOR * math.log(c) and not any(f.code == "bad-initialization"
+        if first > T.INIT_LOSS_FACTOR * math.log(c) and not any(f.code == "bad-initialization"
                                                                 for f in out):
             out.append(_f("bad-initialization", "warning",
                           f"the first loss {first:.4g} is {first / math.log(c):.1f}x ln({c}) = "
@@ -213,7 +202,7 @@ def setup_events(ctx: Context) -> list[Finding]:
     stds = {n: s for n, s in ctx.log.group("act_std").items() if len(s)}
     if stds:
         bad = {n: float(s.values[0]) for n, s in stds.items()  # 0 = dead units: dead-relu's job
-               if s.values[0] > 0 and not (INIT_ACT_STD[0] < s.values[0] < INIT_ACT_STD[1])}
+               if s.values[0] > 0 and not (T.INIT_ACT_LOW < s.values[0] < T.INIT_ACT_HIGH)}
         if bad and not any(f.code == "bad-initialization" for f in out):
             out.append(_f("bad-initialization", "warning",
                           "activation std at the first step off by orders of magnitude: "
@@ -240,7 +229,7 @@ def batch_size(ctx: Context) -> list[Finding]:
         return []
     est, batch = float(np.median(ns)), float(np.median(b))
     ratio = est / max(batch, 1e-12)
-    if ratio > NOISE_SCALE_FACTOR or ratio < 1 / NOISE_SCALE_FACTOR:
+    if ratio > T.NOISE_SCALE_FACTOR or ratio < 1 / T.NOISE_SCALE_FACTOR:
         direction = "larger" if ratio > 1 else "smaller"
         return [_f("batch-size", "info",
                    f"the gradient noise scale is ~{est:.3g} examples while the batch is "

@@ -5,7 +5,7 @@ Each rule stays quiet when the log holds the live measurement that decides the s
 directly (a Monitor log: per-layer gradients, dead fractions, input statistics, the first
 outputs); the rules in ``_internals`` read those. Where per-epoch columns cannot tell two causes
 apart, the finding says so and names the one-minute check (``data["candidates"]`` lists them).
-The chance-level analysis lives in ``_epochs``. Thresholds: module constants, docs/doctor.md.
+The chance-level analysis lives in ``_epochs``. Thresholds: ``T.NAME`` (``_thresholds``).
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from lrdoctor.doctor._curves import _f, _lr_at
 from lrdoctor.doctor._epochs import below_chance, chance_tail, curves, measured, squashed_loss
 from lrdoctor.doctor._evalgap import eval_above_chance
 from lrdoctor.doctor._finding import Finding
+from lrdoctor.doctor._thresholds import T
 
 __all__ = ["RULES"]
 
-OVERFLOW_EPOCHS = 2       # the loss is NaN/Inf within the first 2 epochs
-ORDINARY_LR = 0.1         # ... at lr <= 0.1 (where plain SGD trains): the scale is off, not the lr
 
 _MONITOR_RUN = "run lrdoctor.torch.Monitor, which measures it directly"
 
@@ -172,16 +171,16 @@ def early_overflow(ctx: Context) -> list[Finding]:
         return []
     step = min(bad)
     i = int(np.searchsorted(c.steps, step))
-    if i >= OVERFLOW_EPOCHS:
+    if i >= T.OVERFLOW_EPOCHS:
         return []
     first = float(c.train[0])
     lr = _lr_at(ctx, step)
     seen = (f"the loss became NaN/Inf at {ctx.fmt_step(step)}"
             + (f" after a first-epoch mean of {first:.3g}" if math.isfinite(first) else "")
             + (f" (lr {lr:.3g})" if lr else ""))
-    if lr is not None and 0 < lr <= ORDINARY_LR:
+    if lr is not None and 0 < lr <= T.ORDINARY_LR:
         return [_f("bad-initialization", "warning",
-                   seen + f": at a learning rate this ordinary (<= {ORDINARY_LR:g}) a step cannot "
+                   seen + f": at a learning rate this ordinary (<= {T.ORDINARY_LR:g}) a step cannot "
                    "overflow a sanely scaled network within an epoch, so the scale of the "
                    "weights or of the inputs is off. A far too large initialization (its scale "
                    "compounds layer by layer) overflows this fast; unnormalized inputs usually "

@@ -1,7 +1,7 @@
 """Rules on how training was set up, as the curves show it: regularization and label noise,
 warm-up, the plateau scheduler's metric, a shifted test split, unshuffled batches.
 
-Thresholds are module constants, documented in docs/doctor.md.
+Thresholds: ``T.NAME``, registered in ``_thresholds`` (docs/doctor.md).
 """
 
 from __future__ import annotations
@@ -11,18 +11,15 @@ import numpy as np
 from lrdoctor.doctor._context import Context, tail
 from lrdoctor.doctor._curves import _f, _levels, _lr_at
 from lrdoctor.doctor._epochs import below_chance, squashed_loss
-from lrdoctor.doctor._evalgap import NOISE_SHAPE, noise_shape
+from lrdoctor.doctor._evalgap import noise_shape
 from lrdoctor.doctor._finding import Finding
+from lrdoctor.doctor._thresholds import T
 from lrdoctor.errors import PlateauError
 from lrdoctor.plateau._state import infer_mode
 
 __all__ = ["RULES"]
 
-NOISE_ACC_GAP = 0.05        # val accuracy above train accuracy by this (label noise/dropout)
-WARMUP_SPIKE = 1.5          # early loss peak above 1.5 * the first loss (adaptive optimizers)
 LR_DROP = 0.5               # an lr change below half of the previous value is a "drop"
-SHIFT_REL = 0.2             # test loss 20% above val loss, or test accuracy 5 points below
-AUTOCORR = 0.6              # per-step loss autocorrelation at a lag of one epoch
 ADAPTIVE = ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta",
             "Adafactor", "Lion", "LAMB")
 
@@ -44,7 +41,7 @@ def noise_or_regularization(ctx: Context) -> list[Finding]:
     shrink = None
     if pn is not None and len(pn) >= 3:
         shrink = float(pn.values[-1] / max(pn.values[0], 1e-12))
-    high_floor = lend > 0.25 * l0
+    high_floor = lend > T.HIGH_FLOOR * l0
     if dropout >= 0.5 or strong_wd or (shrink is not None and shrink < 0.5 and high_floor):
         why = []
         if dropout >= 0.5:
@@ -66,7 +63,7 @@ def noise_or_regularization(ctx: Context) -> list[Finding]:
         va = float(np.median(tail(ctx.val_acc, 0.3)))
         if below_chance(ctx) is not None:
             return out  # noise cannot push training accuracy below chance: unshuffled-data
-        if va - ta > NOISE_ACC_GAP and ta < 0.9 and high_floor:
+        if va - ta > T.NOISE_ACC_GAP and ta < 0.9 and high_floor:
             if "dropout" not in meta:
                 return [_val_above_train(ctx, ta, va, lend)]
             return [_f("label-noise", "warning",
@@ -106,7 +103,7 @@ def _val_above_train(ctx: Context, ta: float, va: float, lend: float) -> Finding
             and squashed_loss(ctx) is None):
         return _f("over-regularization", "warning",
                   gap + f", yet the training split's accuracy x exp(loss) is {shape.ratio:.2f}x "
-                  f"validation's (< {NOISE_SHAPE:g}; median of the last {shape.epochs} epochs, val "
+                  f"validation's (< {T.NOISE_SHAPE:g}; median of the last {shape.epochs} epochs, val "
                   f"loss at {shape.val_fall:.0%} of its first value): no training examples get "
                   "the tiny probability a model gives labels it rightly disbelieves, so training "
                   "is worse only because the training forward pass is noisier. Dropout far too "
@@ -119,7 +116,7 @@ def _val_above_train(ctx: Context, ta: float, va: float, lend: float) -> Finding
     return _f("label-noise", "warning",
               gap + ": the model cannot fit the training labels it generalizes from"
               + (f"; the training split's accuracy x exp(loss) is {shape.ratio:.2f}x "
-                 f"validation's (>= {NOISE_SHAPE:g}): some training labels get the tiny "
+                 f"validation's (>= {T.NOISE_SHAPE:g}): some training labels get the tiny "
                  "probability of labels the model rightly disbelieves, which dropout noise "
                  "does not produce" if decided else
                  ". Strong dropout (active in training only) makes training worse than "
@@ -151,7 +148,7 @@ def missing_warmup(ctx: Context) -> list[Finding]:
         lrv = ctx.lr.values
         if lrv[0] < 0.5 * float(np.max(lrv[: max(3, len(lrv) // 10)])):
             return []  # there is a warm-up
-    if early[peak_i] > WARMUP_SPIKE * first and peak_i >= 1:
+    if early[peak_i] > T.WARMUP_SPIKE * first and peak_i >= 1:
         step = float(s.steps[peak_i])
         return [_f("missing-warmup", "warning",
                    f"{opt} started at full lr {(_lr_at(ctx, 0) or float('nan')):.3g} and the loss "
@@ -242,7 +239,7 @@ def distribution_shift(ctx: Context) -> list[Finding]:
     if log.has("test/loss") and ctx.val is not None:
         t = float(log.get("test/loss").finite.values[-1])
         v = float(ctx.val.values[-1])
-        if t > (1 + SHIFT_REL) * v:
+        if t > (1 + T.SHIFT_REL) * v:
             out.append((t / max(v, 1e-12), f"test loss {t:.4g} vs validation loss {v:.4g}"))
     for name in ("test/accuracy",):
         if log.has(name) and ctx.val_acc is not None:
@@ -282,7 +279,7 @@ def unshuffled_from_loss(ctx: Context) -> list[Finding]:
     x = x - x.mean()
     den = float(np.dot(x, x)) or 1e-12
     ac = float(np.dot(x[:-lag], x[lag:])) / den
-    if ac > AUTOCORR:
+    if ac > T.AUTOCORR:
         return [_f("unshuffled-data", "warning",
                    f"the per-step loss repeats with the epoch (autocorrelation {ac:.2f} at a lag "
                    f"of one epoch, {lag} steps)",
