@@ -28,6 +28,8 @@ import warnings
 from typing import Any
 
 import keras
+import numpy as np
+from keras.src.utils import io_utils
 
 from lrdoctor.errors import PlateauError
 from lrdoctor.journal import Entry, Journal
@@ -78,6 +80,7 @@ def _resolve_mode(cb: keras.callbacks.Callback, monitor: str, mode: str) -> str:
         return infer_mode(monitor)
     except PlateauError:
         pass
+    min_delta = cb.min_delta  # Keras' _set_monitor_op flips its sign for 'min'
     try:
         cb._set_monitor_op()  # Keras' own rule: the model's metric directions
     except ValueError:
@@ -85,9 +88,33 @@ def _resolve_mode(cb: keras.callbacks.Callback, monitor: str, mode: str) -> str:
             f"mode='auto' cannot tell whether {monitor!r} should go down or up; "
             "pass mode='min' or mode='max'"
         ) from None
+    finally:
+        cb.min_delta = min_delta
     op = cb.monitor_op
     cb.monitor_op = None
     return "min" if op is keras.ops.less else "max"
+
+
+def _monitor_op(mode: str | None) -> Any:
+    """Keras' ``monitor_op`` for a resolved mode (``ops.less`` for min, ``ops.greater`` for max),
+    or None while the mode is still unknown, as Keras has it before the first epoch ends."""
+    if mode is None:
+        return None
+    return keras.ops.less if mode == "min" else keras.ops.greater
+
+
+def _scalar(monitor: str, value: Any) -> float:
+    """The monitored value as a float: a number, a 0-d tensor, or a one-element array such as
+    ``keras.metrics.F1Score``'s per-class result of shape ``(1,)``."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    arr = np.asarray(keras.ops.convert_to_numpy(value), dtype=np.float64)
+    if arr.size != 1:
+        raise PlateauError(
+            f"the monitored metric {monitor!r} holds {arr.size} values (shape {arr.shape}), not one; "
+            "monitor a single number, e.g. F1Score(average='macro') instead of average=None"
+        )
+    return float(arr.reshape(()))
 
 
 def _optimizers(model: Any) -> list[Any]:
@@ -204,6 +231,7 @@ class ReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):
         self.wait, self.cooldown_counter = st.num_bad, st.cooldown_counter
         self.num_reductions, self.exhausted = st.reductions, st.exhausted
         self._mode, self._missing_warned = state["mode"], state["missing_warned"]
+        self.monitor_op = _monitor_op(self._mode)
         self._last_eval_step, self._last_eval_lrs = state["last_eval_step"], state["last_eval_lrs"]
         if self.schedule is not None:
             self.schedule.scale.assign(state["scale"])  # the schedule's lr follows
@@ -263,6 +291,7 @@ class ReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):
     def _evaluate(self, epoch: int, logs: dict[str, Any] | None) -> None:
         if self._mode is None:
             self._mode = _resolve_mode(self, self.monitor, self.mode)
+        self.monitor_op = _monitor_op(self._mode)
         config = self._config(self._mode)
         logs = logs if logs is not None else {}
         optimizers = _optimizers(self.model)
@@ -286,7 +315,7 @@ class ReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):
         self._journal_schedule(epoch, lrs)
         k = self._step()
         hold = k is not None and k < self.warmup_steps and not self.reduce_in_warmup
-        out = update(config, state, float(current), lrs, hold=hold)
+        out = update(config, state, _scalar(self.monitor, current), lrs, hold=hold)
         st = out.state
         self.evaluations, self.best, self.best_epoch = st.evaluations, st.best, st.best_evaluation
         self.wait, self.cooldown_counter = st.num_bad, st.cooldown_counter
@@ -300,7 +329,8 @@ class ReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):
                 opt.learning_rate = new
             if changed and self.verbose > 0:
                 name = f" {opt.name}" if len(optimizers) > 1 else ""
-                keras.utils.io_utils.print_msg(
+                # Keras' own message through Keras' own printer (verbose=1 is the peer's contract)
+                io_utils.print_msg(
                     f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing{name} learning rate to {new}.")
         if self.journal is not None:
             ev = dict(out.evidence)

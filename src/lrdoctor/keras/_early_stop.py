@@ -13,7 +13,15 @@ import numpy as np
 
 from lrdoctor.errors import PlateauError
 from lrdoctor.journal import Entry, Journal
-from lrdoctor.keras._callbacks import _check_mode, _journal, _lr, _optimizers, _resolve_mode
+from lrdoctor.keras._callbacks import (
+    _check_mode,
+    _journal,
+    _lr,
+    _monitor_op,
+    _optimizers,
+    _resolve_mode,
+    _scalar,
+)
 from lrdoctor.keras._state import Resumable
 from lrdoctor.plateau import EarlyStopConfig, EarlyStopState, early_stop_update
 
@@ -95,6 +103,7 @@ class EarlyStopping(Resumable, keras.callbacks.EarlyStopping):
         self.wait, self.best = self.es_state.wait, self.es_state.best
         self.best_epoch, self.stopped_epoch = state["best_epoch"], state["stopped_epoch"]
         self._mode, self._missing_warned = state["mode"], state["missing_warned"]
+        self.monitor_op = _monitor_op(self._mode)
         kept = state["best_weights_epoch"]
         if kept is None or not self.restore_best_weights:
             return
@@ -147,6 +156,7 @@ class EarlyStopping(Resumable, keras.callbacks.EarlyStopping):
     def _evaluate(self, epoch: int, logs: dict[str, Any] | None) -> None:
         if self._mode is None:
             self._mode = _resolve_mode(self, self.monitor, self.mode)
+        self.monitor_op = _monitor_op(self._mode)
         config = self._config(self._mode)
         current = (logs or {}).get(self.monitor)
         if current is None:
@@ -164,7 +174,7 @@ class EarlyStopping(Resumable, keras.callbacks.EarlyStopping):
         if first:
             self.best_weights = self.model.get_weights()
             self.best_epoch = epoch
-        out = early_stop_update(config, self.es_state, epoch, float(current))
+        out = early_stop_update(config, self.es_state, epoch, _scalar(self.monitor, current))
         self.es_state = out.state
         self.wait, self.best = out.state.wait, out.state.best
         if out.improved:
