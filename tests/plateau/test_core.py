@@ -64,10 +64,13 @@ def test_bad_settings_raise_clear_errors(kwargs, match):
         PlateauConfig(**kwargs)
 
 
-def test_min_lr_per_group_count_must_match():
-    cfg = PlateauConfig(min_lr=[0.0, 0.1])
+def test_min_lr_per_group_count_must_match_when_a_reduction_fires():
+    """As torch: checked at a reduction, not before (a group may be added after construction)."""
+    cfg = PlateauConfig(min_lr=[0.0, 0.1], patience=0)
+    first = update(cfg, cfg.initial_state(), 1.0, (1.0, 1.0, 1.0))
+    assert not first.fired
     with pytest.raises(PlateauError, match="2 values but there are 3 param groups"):
-        update(cfg, cfg.initial_state(), 1.0, (1.0, 1.0, 1.0))
+        update(cfg, first.state, 1.0, (1.0, 1.0, 1.0))
 
 
 def test_torch_convention_reduces_after_patience_plus_one():

@@ -94,6 +94,24 @@ def test_torch_error_messages_kept():
         PlateauLR(object())
 
 
+@pytest.mark.parametrize("cls", [ReduceLROnPlateau, PlateauLR])
+def test_a_param_group_added_later_with_a_min_lr_list_fails_only_at_a_reduction(cls):
+    """torch checks the min_lr list against the groups in ``_reduce_lr`` only: evaluations
+    before the first reduction go on; the reduction raises RuntimeError. Both classes alike."""
+    opt = _opt((1.0, 0.5))
+    sched = cls(opt, patience=1, min_lr=[0.0, 0.0])
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.25})
+    sched.step(1.0)  # best
+    sched.step(1.0)  # one bad evaluation: patience not yet spent
+    assert [g["lr"] for g in opt.param_groups] == [1.0, 0.5, 0.25]
+    with pytest.raises(RuntimeError, match="min_lrs"):
+        sched.step(1.0)
+    sched.min_lrs = [0.0, 0.0, 0.0]  # the fix both messages name
+    sched.num_bad_epochs = 2
+    sched.step(1.0)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1, 0.05, 0.025])
+
+
 def test_auto_mode_from_monitor_name():
     s = PlateauLR(_opt(), mode="auto", monitor="val_accuracy")
     assert s.mode == "max"

@@ -116,11 +116,11 @@ def update(
 
     ``lrs`` are the learning rates a reduction acts on. ``hold=True`` (a warm-up is running)
     records the value — it may set a new best — but counts no bad evaluation and reduces
-    nothing, as during a cool-down.
+    nothing, as during a cool-down. A ``min_lr`` list must match the groups when a reduction
+    fires (checked then, as torch checks it: a param group added later is fine until then).
     """
     value = float(value)
     lrs = tuple(float(x) for x in lrs)
-    config.min_lrs(len(lrs))  # a min_lr list must match the groups, checked at every call
     finite = math.isfinite(value)
     n = state.evaluations + 1
     best_before, best_eval_before = state.best, state.best_evaluation

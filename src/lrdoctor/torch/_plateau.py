@@ -257,7 +257,17 @@ class PlateauLR(ReduceLROnPlateau):
             num_bad=self.num_bad_epochs, cooldown_counter=self.cooldown_counter,
             reductions=self.num_reductions, exhausted=self.exhausted, stopped=self.plateau_stop,
         )
-        out = update(config, state, value, lrs, hold=self.in_warmup)
+        try:
+            out = update(config, state, value, lrs, hold=self.in_warmup)
+        except PlateauError as err:
+            if len(self.min_lrs) == len(lrs):
+                raise
+            # torch's own error at a reduction: a param group was added after construction
+            raise RuntimeError(
+                f"the optimizer has {len(lrs)} param groups but min_lr was given for "
+                f"{len(self.min_lrs)} when PlateauLR was built (a param group added since?); "
+                "set scheduler.min_lrs to one value per group"
+            ) from err
         st = out.state
         self.last_epoch = st.evaluations
         self.best, self.best_epoch = st.best, st.best_evaluation
