@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lrdoctor._output import Target, save_figure
 from lrdoctor.errors import ScheduleError
 from lrdoctor.schedules import Mark, Schedule, parse
 
@@ -103,9 +104,14 @@ def _marks(schedule: Schedule, steps: int) -> list[Mark]:
     return marks
 
 
-def plot_schedule(schedule: Schedule | str, path: str | os.PathLike[str], steps: int | None = None,
-                  *, title: str | None = None) -> Path:
-    """Draw the schedule (log-y) with its marks annotated; write a PNG/SVG/PDF to ``path``."""
+def plot_schedule(schedule: Schedule | str, path: Target, steps: int | None = None,
+                  *, title: str | None = None) -> Path | Target:
+    """Draw the schedule (log-y) with its marks annotated; write a PNG/SVG/PDF to ``path``.
+
+    ``path`` may be a symlink (its target is written), a device or FIFO (written in place) or a
+    binary file object (PNG); see :func:`lrdoctor._output.write_file`. Returns ``path`` (a
+    ``Path`` when it was a name).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -139,7 +145,8 @@ def plot_schedule(schedule: Schedule | str, path: str | os.PathLike[str], steps:
         axes[1][0].grid(True, alpha=0.25)
     axes[-1][0].set_xlabel("optimizer step")
     fig.tight_layout()
-    target = Path(path)
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
-    return target
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
+    return Path(path) if isinstance(path, (str, os.PathLike)) else path

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from lrdoctor import __version__
-from lrdoctor.cli._common import ArgumentParser, CLIError, console_err
+from lrdoctor.cli._common import ArgumentParser, CLIError, console, console_err
 from lrdoctor.errors import LRDoctorError
 
 __all__ = ["main"]
@@ -54,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console_err.print("interrupted")
         return 130
+    finally:
+        console.stderr = False  # check_outputs moves it to stderr while a result uses stdout
 
 
 def _one_line(err: BaseException) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
-from lrdoctor.cli._common import CLIError, console, progress, write_json
+from lrdoctor.cli._common import CLIError, check_outputs, console, progress, write_json
 
 __all__ = ["register"]
 
@@ -50,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out}: a file of that name exists; give a folder")
-    if args.json and not Path(args.json).resolve().parent.is_dir():
-        raise CLIError(f"--json {args.json}: the folder {Path(args.json).parent} does not exist")
+    check_outputs(args, "json")
     config = DemoConfig.quick() if args.quick else DemoConfig()
     if args.epochs is not None:
         if args.epochs < 2:

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.table import Table
 
-from lrdoctor.cli._common import CLIError, check_outputs, console, progress, write_json
+from lrdoctor.cli._common import CLIError, check_outputs, console, progress, write_json, writing
 
 __all__ = ["register"]
 
@@ -208,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
                           "minimum (a quarter of the run more; docs/finder.md, step 6)",
                           soft_wrap=True)
     if args.plot:
-        result.plot(args.plot)
+        with writing(args.plot) as target:
+            result.plot(target)
         console.print(f"plot: {args.plot}")
     if args.json:
         data = result.to_dict()

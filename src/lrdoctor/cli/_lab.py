@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from lrdoctor.cli._common import CLIError, check_outputs, console, progress, write_json
+from lrdoctor.cli._common import CLIError, check_outputs, console, progress, write_json, writing
 
 __all__ = ["register"]
 
@@ -112,12 +112,14 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         from lrdoctor.lab._plots import figure
 
-        figure(surface, runs, path=args.out, logx=args.logx)
+        with writing(args.out) as target:
+            figure(surface, runs, path=target, logx=args.logx)
         console.print(f"picture: {args.out}")
     if args.gif:
         from lrdoctor.lab._plots import animate
 
-        animate(surface, runs, args.gif)
+        with writing(args.gif) as target:
+            animate(surface, runs, target)
         console.print(f"animation: {args.gif}")
     if args.json:
         every = max(1, args.steps // 5000)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 
 from rich.table import Table
 
-from lrdoctor.cli._common import CLIError, check_outputs, console, write_json
+from lrdoctor.cli._common import CLIError, check_outputs, console, write_json, write_output, writing
 from lrdoctor.preview import plot_schedule, summarize
 from lrdoctor.schedules import parse
 
@@ -57,17 +58,19 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"duration: {duration}; previewed {preview.steps} steps")
 
     if args.plot:
-        plot_schedule(schedule, args.plot, preview.steps)
+        with writing(args.plot) as target:
+            plot_schedule(schedule, target, preview.steps)
         console.print(f"plot: {args.plot}")
     if args.csv or args.json:
         lrs = schedule.values(preview.steps)
         moms = [schedule.momentum(k) for k in range(preview.steps)] if preview.has_momentum else None
     if args.csv:
-        with open(args.csv, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["step", "lr", *(["momentum"] if moms else [])])
-            for k, lr in enumerate(lrs):
-                w.writerow([k, repr(float(lr)), *([repr(moms[k])] if moms else [])])
+        text = io.StringIO(newline="")
+        w = csv.writer(text)
+        w.writerow(["step", "lr", *(["momentum"] if moms else [])])
+        for k, lr in enumerate(lrs):
+            w.writerow([k, repr(float(lr)), *([repr(moms[k])] if moms else [])])
+        write_output(args.csv, text.getvalue())
         console.print(f"csv: {args.csv}")
     if args.json:
         data = preview.to_dict() | {"lrs": lrs.tolist()}

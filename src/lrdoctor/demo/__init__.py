@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from lrdoctor._json import jsonable
+from lrdoctor._output import write_file
 from lrdoctor.demo._report import (
     _save,
     plot_curves,
@@ -152,7 +153,7 @@ def run_demo(out_dir: str | Path = "demo-out", *, config: DemoConfig | None = No
     result = DemoResult(config=config, mistake=mistake, fixed=fixed, diagnosis=diagnosis,
                         finder=finder, suggested_lr=float(suggested), table=table, report=report,
                         out_dir=out, seconds=seconds, missing=missing)
-    (out / "demo.json").write_text(json.dumps(jsonable(result.to_dict()), indent=2) + "\n")
+    write_file(out / "demo.json", json.dumps(jsonable(result.to_dict()), indent=2) + "\n")
     return result
 
 

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from lrdoctor._output import save_figure
 from lrdoctor.demo._runs import RunRecord
 
 __all__ = ["plot_curves", "plot_lab_valley", "plot_lr_track", "verdict", "write_report"]
@@ -52,7 +53,7 @@ def plot_curves(runs: list[RunRecord], path: Path) -> Path:
         ax.grid(True, alpha=0.3)
     ax2.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -87,7 +88,7 @@ def plot_lr_track(runs: list[RunRecord], path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -113,7 +114,7 @@ def verdict(mistake: RunRecord, fixed: RunRecord, lr: float) -> str:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     return path
 
 

@@ -22,8 +22,19 @@ __all__ = ["DEFAULT_RULE", "GRADES", "SPEC_KINDS", "ZOOM_ABOVE", "ZOOM_BELOW", "
 
 #: The rule ``find_lr`` uses unless told otherwise; chosen by benchmarks/bench_finder.py.
 DEFAULT_RULE = "margin"
-#: Grades, best first: the interval spans <= 0.5 decade, <= 1 decade, more; or no descent.
-GRADES = ("good", "fair", "poor", "none")
+#: Grades, best first: the interval spans <= 0.5 decade, <= 1 decade, more; no descent on any
+#: ramp but a divergence (the suggestion is the fallback rule's, ``lrdoctor.finder._search``);
+#: no descent and no divergence (no suggestion).
+GRADES = ("good", "fair", "poor", "fallback", "none")
+#: What each rule picks, for the result's ``reason``.
+RULE_WHY = {
+    "margin": "the lr of the lowest smoothed loss / {margin:g} (a constant lr needs room below "
+              "the edge of stability)",
+    "minimum": "the lr of the lowest smoothed loss / 10",
+    "steepest": "the steepest descent of the smoothed loss",
+    "edge": "the upper edge of the steep descent",
+    "valley": "halfway down the longest descending stretch",
+}
 #: Schedule kinds :meth:`FinderResult.spec_for` writes.
 SPEC_KINDS = ("constant", "cosine", "one_cycle", "cyclic")
 #: A clear descent: the smoothed loss falls by at least this fraction of its start ...
@@ -67,8 +78,10 @@ def _stack(curves: Sequence[Curve], attr: str) -> np.ndarray:
 class FinderResult:
     """The outcome of an LR range test (one or more repeats on different batches).
 
-    ``suggestion`` is the median over repeats of the ``rule``'s pick, ``None`` when the curve
-    shows no clear descent (``grade == 'none'``; ``notes`` say why). ``interval`` is
+    ``suggestion`` is the median over repeats of the ``rule``'s pick; when no ramp showed a
+    clear descent but one diverged, the fallback rule's (``grade == 'fallback'``); ``None`` only
+    when no ramp descended or diverged at all (``grade == 'none'``). ``reason`` says in one
+    sentence which pass and rule gave it; ``notes`` add what to watch. ``interval`` is
     ``(low, high)``: the spread of the picks over the repeats that show a clear descent (the
     others are left out and noted), or for a single such repeat the steep part
     of the curve (where the slope against log LR is at least half the steepest); it always
@@ -88,6 +101,7 @@ class FinderResult:
     settings: dict[str, Any] = field(default_factory=dict)
     coarse: FinderResult | None = None
     probe: ProbeReport | None = None
+    reason: str = ""
 
     # ---- curves --------------------------------------------------------------------------------
     @property
@@ -123,13 +137,19 @@ class FinderResult:
         grade stay); either way the probe's sentence joins the notes.
         """
         suggestion, interval = self.suggestion, self.interval
+        reason = self.reason
         if report.moved and suggestion is not None:
             factor = report.min_loss_lr / NEAR_MARGIN / suggestion
             suggestion *= factor
             if interval is not None:
                 interval = (interval[0] * factor, interval[1] * factor)
+            reason += (f"; then the budget probe moved it up to the min-loss lr / "
+                       f"{NEAR_MARGIN:.2f} (after a quarter of the run the loss held up to lr "
+                       f"{report.edge_lr:.3g}, at or past the minimum)")
+        elif report.edge_lr is not None:
+            reason += "; the budget probe kept it (the loss rose below the minimum)"
         return dataclasses.replace(self, suggestion=suggestion, interval=interval, probe=report,
-                                   notes=(*self.notes, report.sentence()))
+                                   notes=(*self.notes, report.sentence()), reason=reason)
 
     # ---- schedules ---------------------------------------------------------------------------
     def bounds(self) -> tuple[float, float]:
@@ -138,7 +158,7 @@ class FinderResult:
             raise FinderError("the range test found no clear descent, so there is no LR to "
                               "build a schedule from; " + (self.notes[0] if self.notes else ""))
         high = self.suggestion
-        if self.min_loss_lr is not None:
+        if self.min_loss_lr is not None and self.grade != "fallback":
             high = max(high, self.min_loss_lr / 3)
         return high / 4, high
 
@@ -177,6 +197,7 @@ class FinderResult:
             "interval": list(self.interval) if self.interval else None,
             "rule": self.rule,
             "grade": self.grade,
+            "reason": self.reason,
             "picks": dict(self.picks),
             "min_loss_lr": self.min_loss_lr,
             "divergence_lr": self.divergence_lr,
@@ -194,7 +215,7 @@ class FinderResult:
     def summary(self) -> str:
         """One line: the suggestion, interval, grade and rule."""
         if self.suggestion is None:
-            return f"no suggestion (grade none): {' '.join(self.notes)}"
+            return f"no suggestion (grade none): {self.reason or ' '.join(self.notes)}"
         lo, hi = self.interval or (self.suggestion, self.suggestion)
         return (f"suggested lr {_fmt(self.suggestion)} (interval {_fmt(lo)} .. {_fmt(hi)}, "
                 f"grade {self.grade}, rule {self.rule})")
@@ -215,20 +236,24 @@ class FinderResult:
         return (f"<p>{html.escape(self.summary())}</p>"
                 f'<img alt="LR range test" src="data:image/png;base64,{png}">')
 
-    def plot(self, path: str | os.PathLike[str] | None = None, *, ax: Any = None) -> Any:
+    def plot(self, path: Any = None, *, ax: Any = None) -> Any:
         """Raw and smoothed loss against log LR, each rule's pick, the interval, the divergence.
 
-        Saves to ``path`` when given; returns the matplotlib ``Figure``.
+        Saves to ``path`` when given (a path: a symlink's target is written, a device or FIFO in
+        place; or a binary file object, PNG; see :func:`lrdoctor._output.write_file`); returns
+        the matplotlib ``Figure``.
         """
         from lrdoctor.finder._plot import plot_result
 
         fig = plot_result(self, ax=ax)
         if path is not None:
-            target = Path(path)
-            if not target.parent.exists():
-                raise FinderError(
-                    f"cannot write {target}: the folder {target.parent} does not exist")
-            fig.savefig(target, dpi=120, bbox_inches="tight")
+            from lrdoctor._output import save_figure
+
+            if isinstance(path, (str, os.PathLike)):
+                folder = Path(os.path.realpath(path)).parent
+                if not folder.is_dir():
+                    raise FinderError(f"cannot write {path}: the folder {folder} does not exist")
+            save_figure(fig, path, dpi=120, bbox_inches="tight")
         return fig
 
 
@@ -295,7 +320,8 @@ def analyze(curves: Sequence[Curve], *, rule: str = DEFAULT_RULE,
                 "check the model and the data")
         else:
             notes.append(f"the {rule!r} rule found no descent on any repeat")
-        return FinderResult(curves, rule, None, None, "none", picks, tuple(notes), settings or {})
+        return FinderResult(curves, rule, None, None, "none", picks, tuple(notes), settings or {},
+                            reason=notes[-1])
     sig = float(np.median([s for s in sigmas if s >= MIN_DESCENT_SIGMAS]))
     suggestion = _median_lr([p.lr for p in chosen])
     if len(chosen) >= 2:
@@ -324,5 +350,10 @@ def analyze(curves: Sequence[Curve], *, rule: str = DEFAULT_RULE,
             grade = "poor"
         elif grade == "good":
             grade = "fair"
+    drop = float(np.median([d for d, s in zip(drops, sigmas)
+                           if d >= MIN_DESCENT and s >= MIN_DESCENT_SIGMAS]))
+    reason = (f"{rule}: {RULE_WHY.get(rule, rule).format(margin=MARGIN)}, the median over "
+              f"{len(chosen)} of {len(curves)} repeats with a clear descent (the smoothed loss "
+              f"fell {100 * drop:.0f}%, {sig:.0f} noise sigmas)")
     return FinderResult(curves, rule, suggestion, interval, grade, picks, tuple(notes),
-                        settings or {})
+                        settings or {}, reason=reason)

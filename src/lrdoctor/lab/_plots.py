@@ -192,7 +192,7 @@ def figure(
     surface: Surface,
     trajectories: Sequence[Trajectory],
     *,
-    path: str | Path | None = None,
+    path: Any = None,
     panels: Sequence[str] = PANELS,
     title: str | None = None,
     logx: bool = False,
@@ -201,7 +201,9 @@ def figure(
 ) -> Any:
     """A row/grid of panels for the runs; saved to ``path`` (PNG, SVG, PDF) when given.
 
-    Returns the matplotlib Figure (closed after saving when ``path`` is given).
+    ``path``: a file name (a symlink's target is written, a device or FIFO in place) or a
+    binary file object (PNG); see :func:`lrdoctor._output.write_file`. Returns the matplotlib
+    Figure (closed after saving when ``path`` is given).
     """
     unknown = [p for p in panels if p not in PANELS]
     if unknown or not panels:
@@ -237,21 +239,29 @@ def figure(
     bottom = (0.1 * rows_of_legend / rows) if handles else 0.0
     fig.tight_layout(rect=(0, min(bottom, 0.3), 1, 1 - 0.06 / rows if title else 1))
     if path is not None:
-        fig.savefig(path, dpi=dpi)
-        plt.close(fig)
+        from lrdoctor._output import save_figure
+
+        try:
+            save_figure(fig, path, dpi=dpi)
+        finally:
+            plt.close(fig)
     return fig
 
 
 def animate(
     surface: Surface,
     trajectories: Sequence[Trajectory],
-    path: str | Path,
+    path: Any,
     *,
     frames: int = 48,
     fps: int = 15,
     steps: int | None = None,
 ) -> Path:
-    """A GIF of the paths growing over the contours (needs Pillow, via matplotlib's PillowWriter)."""
+    """A GIF of the paths growing over the contours (needs Pillow, via matplotlib's PillowWriter).
+
+    ``path``: a file name or a binary file object, written with :func:`lrdoctor._output.write_file`
+    (the frames are rendered to a temporary GIF first). Returns ``path`` as given.
+    """
     try:
         import PIL  # noqa: F401
     except ImportError:
@@ -280,8 +290,16 @@ def animate(
         title.set_text(f"{surface.label}: step {k}")
         return [*lines, *heads, title]
 
+    import tempfile
+
+    from lrdoctor._output import write_file
+
     anim = FuncAnimation(fig, draw, frames=len(ends), blit=False)
-    out = Path(path)
-    anim.save(out, writer=PillowWriter(fps=fps))
-    plt.close(fig)
-    return out
+    try:
+        with tempfile.TemporaryDirectory(prefix="lrdoctor-gif-") as tmp:
+            frames_file = Path(tmp) / "animation.gif"
+            anim.save(frames_file, writer=PillowWriter(fps=fps))
+            write_file(path, frames_file.read_bytes())
+    finally:
+        plt.close(fig)
+    return Path(path) if isinstance(path, str) else path

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from lrdoctor._output import write_file
 from lrdoctor.lab._plots import figure
 from lrdoctor.lab._run import OptimizerSetup, run
 from lrdoctor.lab._surfaces import Noisy, Rosenbrock, Valley
@@ -295,10 +296,10 @@ def tour(
         results.append(SceneResult(scene.slug, scene.title, caption, image, numbers))
     if progress is not None:
         progress(len(chosen), len(chosen), "done")
-    (out / "tour.json").write_text(json.dumps(
+    write_file(out / "tour.json", json.dumps(
         [{"slug": r.slug, "title": r.title, "caption": r.caption, "image": r.image,
           "numbers": r.numbers} for r in results], indent=2) + "\n")
-    (out / "index.html").write_text(_render_index(results))
+    write_file(out / "index.html", _render_index(results))
     return results
 
 

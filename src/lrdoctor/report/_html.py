@@ -116,11 +116,12 @@ class Report:
                                sections=self.sections)
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        target = Path(path)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(self.render(), encoding="utf-8")
-        os.replace(tmp, target)
-        return target
+        """Write :meth:`render` (UTF-8) to ``path`` with :func:`lrdoctor._output.write_file`:
+        atomically for a file, through a symlink to its target, in place for a device or FIFO."""
+        from lrdoctor._output import write_file
+
+        write_file(path, self.render())
+        return Path(path)
 
     def to_dict(self) -> dict[str, Any]:
         return {"title": self.title, "sections": [
