@@ -6,7 +6,8 @@ CLI can print them as they are.
 
 from __future__ import annotations
 
-__all__ = ["FinderError", "LRDoctorError", "LogFormatError", "PlateauError", "ScheduleError"]
+__all__ = ["FinderError", "GuardError", "LRDoctorError", "LogFormatError", "PlateauError",
+           "ScheduleError", "UnsupportedChange"]
 
 
 class LRDoctorError(ValueError):
@@ -45,3 +46,21 @@ class FinderError(LRDoctorError):
 
 class LogFormatError(LRDoctorError):
     """A training log cannot be read."""
+
+
+class UnsupportedChange(LRDoctorError):
+    """A ``train_fn`` given to :func:`lrdoctor.repair` cannot apply a knob of a change; repair
+    then tries the finding's next alternative. ``knob`` names it."""
+
+    def __init__(self, knob: str, message: str = ""):
+        self.knob = knob
+        super().__init__(message or f"this train_fn does not support the repair knob {knob!r}")
+
+
+class GuardError(RuntimeError):
+    """:class:`lrdoctor.torch.Guard` stopped training: too many rewinds in a window. The
+    message says what it saw; ``events`` holds every action it took."""
+
+    def __init__(self, message: str, events: tuple = ()):
+        self.events = tuple(events)
+        super().__init__(message)

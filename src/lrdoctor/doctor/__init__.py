@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from lrdoctor.doctor import _changes
 from lrdoctor.doctor._context import Context
 from lrdoctor.doctor._finding import CODES, SEVERITIES, Diagnosis, Finding, rank
 from lrdoctor.errors import LogFormatError
@@ -68,5 +69,6 @@ def diagnose(log: TrainingLog | str | os.PathLike[str], *, rules: Any = None) ->
         if code not in seen and code not in codes:
             seen.add(code)
             not_checked.append((code, reason))
+    findings = _changes.attach(findings, ctx)  # each fix as data too: docs/repair.md
     return Diagnosis(rank(findings), tuple(not_checked), log.source, log.format, log.step_unit,
                      tuple(log.warnings))

@@ -47,7 +47,10 @@ class Finding:
 
     ``evidence`` is a sentence with the numbers and steps that triggered the rule; ``fix`` one
     sentence saying what to change; ``steps`` the steps where it shows (for marking plots);
-    ``score`` (0-1) orders findings of the same severity; ``data`` the raw numbers.
+    ``score`` (0-1) orders findings of the same severity; ``data`` the raw numbers;
+    ``changes`` the fix as data: alternatives, best first, each a dict of training knobs from the
+    vocabulary in docs/repair.md (``{"lr": 0.005}``, ``{"warmup_steps": 40}``) that
+    :func:`lrdoctor.repair` applies.
     """
 
     code: str
@@ -58,6 +61,7 @@ class Finding:
     steps: tuple[float, ...] = ()
     score: float = 0.5
     data: dict[str, Any] = field(default_factory=dict, compare=False)
+    changes: tuple[dict[str, Any], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if self.severity not in _RANK:
@@ -67,7 +71,8 @@ class Finding:
         return {"code": self.code, "title": self.title, "severity": self.severity,
                 "evidence": self.evidence, "fix": self.fix,
                 "steps": [int(s) if float(s).is_integer() else float(s) for s in self.steps],
-                "score": round(float(self.score), 4), "data": dict(self.data)}
+                "score": round(float(self.score), 4), "data": dict(self.data),
+                "changes": [dict(c) for c in self.changes]}
 
 
 @dataclass(frozen=True)
