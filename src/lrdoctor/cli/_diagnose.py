@@ -22,7 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", metavar="PATH", help="log file or run directory")
     p.add_argument("--format", default="auto",
                    help="force a reader: auto (default), jsonl, csv, hf-trainer-state, "
-                        "keras-history, tensorboard")
+                        "keras-history, tensorboard, mlflow, wandb")
+    p.add_argument("--run", metavar="ID", dest="run_id",
+                   help="the run to read from an MLflow store (mlflow.db, mlruns/) or a wandb/ "
+                        "folder that holds several")
     p.add_argument("--json", metavar="OUT", help="write the findings as JSON")
     p.add_argument("--html", metavar="OUT", help="write a self-contained HTML report")
     p.add_argument("--fail-on", choices=("warning", "critical"),
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(args, "json", "html")  # now, not after reading a long log
     with console_err.status(f"reading and diagnosing {path.name}", spinner="dots") \
             if not args.quiet else contextlib.nullcontext():
-        log = load(path, format=args.format)
+        log = load(path, format=args.format, run=args.run_id)
         diagnosis = diagnose(log)
     if args.json:
         write_json(args.json, to_json(diagnosis))

@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", metavar="PATH", help="journal, log file or run folder")
     p.add_argument("--log", metavar="LOG", help="a training log to read alongside a journal")
     p.add_argument("--format", default="auto", help="force a log reader (see lrdoctor diagnose)")
+    p.add_argument("--run", metavar="ID", dest="run_id",
+                   help="the run to read from an MLflow store or a wandb/ folder holding several")
     p.add_argument("--json", metavar="OUT", help="write the explanation as JSON")
     p.add_argument("--quiet", action="store_true", help="print nothing (use with --json)")
     p.set_defaults(run=run)
@@ -72,10 +74,13 @@ def _series(log: Any) -> dict[str, tuple[Any, Any]]:
     return {name: (log.get(name).steps, log.get(name).values) for name in log.names()}
 
 
-def explain_path(path: str | Path, *, log_path: str | Path | None = None, format: str = "auto") -> dict[str, Any]:
+def explain_path(path: str | Path, *, log_path: str | Path | None = None, format: str = "auto",
+                 run: str | None = None) -> dict[str, Any]:
     """The explanation of ``path`` as a JSON-ready dict (what ``--json`` writes)."""
     from lrdoctor.journal import Journal
     from lrdoctor.logs import load
+    from lrdoctor.logs._mlflow import is_mlflow
+    from lrdoctor.logs._wandb import is_wandb
     from lrdoctor.plateau._attribute import attribute, explain_journal
 
     p = Path(path)
@@ -86,7 +91,7 @@ def explain_path(path: str | Path, *, log_path: str | Path | None = None, format
     if p.is_dir():
         journal_file = next((p / n for n in _JOURNAL_NAMES if is_journal(p / n)), None)
         if log_file is None:
-            log_file = _log_in(p, journal_file)
+            log_file = p if is_mlflow(p) or is_wandb(p) else _log_in(p, journal_file)
     elif is_journal(p):
         journal_file = p
     else:
@@ -94,7 +99,7 @@ def explain_path(path: str | Path, *, log_path: str | Path | None = None, format
     log = None
     if log_file is not None:
         try:
-            log = load(log_file, format=format)
+            log = load(log_file, format=format, run=run)
         except Exception:
             if journal_file is None:
                 raise
@@ -119,7 +124,7 @@ def explain_path(path: str | Path, *, log_path: str | Path | None = None, format
 
 def run(args: argparse.Namespace) -> int:
     check_outputs(args, "json")
-    out = explain_path(args.path, log_path=args.log, format=args.format)
+    out = explain_path(args.path, log_path=args.log, format=args.format, run=args.run_id)
     if args.json:
         write_json(args.json, out)
     if not args.quiet:

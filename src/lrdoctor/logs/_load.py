@@ -9,29 +9,42 @@ from pathlib import Path
 from lrdoctor.errors import LogFormatError
 from lrdoctor.logs._csv import read_csv
 from lrdoctor.logs._json import read_json, read_jsonl
+from lrdoctor.logs._mlflow import is_mlflow, read_mlflow
 from lrdoctor.logs._model import TrainingLog, logger
 from lrdoctor.logs._tensorboard import is_event_file, read_tensorboard
+from lrdoctor.logs._wandb import is_wandb, read_wandb
 
 __all__ = ["FORMATS", "load"]
 
 #: Accepted values of ``load(path, format=...)``.
 FORMATS = ("auto", "lrdoctor-jsonl", "jsonl", "csv", "keras-csv", "lightning-csv",
-           "hf-trainer-state", "keras-history", "tensorboard")
+           "hf-trainer-state", "keras-history", "tensorboard", "mlflow", "wandb")
 
 
-def load(path: str | os.PathLike[str], *, format: str = "auto") -> TrainingLog:
+def load(path: str | os.PathLike[str], *, format: str = "auto",
+         run: str | None = None) -> TrainingLog:
     """Read a training log (a file or a run directory); the format is detected from the content.
 
     Files: our JSONL, Keras CSVLogger / any CSV with a header, Lightning ``metrics.csv``, HF
     ``trainer_state.json``, Keras History JSON, TensorBoard ``events.out.tfevents.*``.
     Directories: the newest ``trainer_state.json`` / ``metrics.csv`` / JSONL found, or the event
-    files under it. Raises :class:`~lrdoctor.errors.LogFormatError` with the reason and what to do.
+    files under it. MLflow (``mlflow.db``, an ``mlruns/`` tree or one run folder of it) and W&B
+    (``run-*.wandb``, its run folder, a ``wandb/`` folder) through their own libraries; ``run``
+    picks one run of a store or folder holding several. Raises
+    :class:`~lrdoctor.errors.LogFormatError` with the reason and what to do.
     """
     p = Path(path)
     if format not in FORMATS:
         raise LogFormatError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if not p.exists():
         raise FileNotFoundError(2, "No such file or directory", str(p))
+    if format == "mlflow" or (format == "auto" and is_mlflow(p)):
+        return read_mlflow(p, run=run)
+    if format == "wandb" or (format == "auto" and is_wandb(p)):
+        return read_wandb(p, run=run)
+    if run is not None:
+        raise LogFormatError(f"run={run!r} (--run) picks a run of an MLflow store or a W&B "
+                             f"folder, and {p} is neither; drop it")
     if p.is_dir():
         return _load_dir(p, format)
     if format == "tensorboard" or (format == "auto" and is_event_file(p)):
