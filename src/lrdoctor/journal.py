@@ -1,9 +1,13 @@
 """The decision journal: one entry for every decision that changes the learning rate, and for
 every stop, with the evidence behind it.
 
-Entries are appended to a JSONL file (one JSON object per line) and each line is flushed and
-fsynced before :meth:`Journal.append` returns, so a process killed at any moment leaves a file
-whose every complete line parses and that holds every decision already taken.
+Entries are appended to a JSONL file (one JSON object per line), each in one ``write`` to a
+file opened for appending and fsynced before :meth:`Journal.append` returns, so a process killed
+at any moment leaves every decision already taken on disk, and writers in several processes do
+not interleave their lines. A writer that finds the file ending in a torn line (a kill
+mid-write) or in NUL bytes (a power loss) starts on a fresh line; :meth:`Journal.load` keeps
+every complete entry and reports each damaged line, with its number, in ``Journal.warnings``
+(and on the ``lrdoctor.journal`` logger) instead of failing.
 :meth:`Journal.explain` renders one plain sentence per entry::
 
     epoch 12: val_accuracy has not improved by more than 0.01% over its best 0.9120 (epoch 9)
@@ -15,6 +19,7 @@ Pure Python: no framework is imported here.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,8 +31,11 @@ from lrdoctor.errors import LogFormatError, LRDoctorError
 
 __all__ = ["CAUSES", "Entry", "Journal", "format_lr", "format_value", "sentence"]
 
+logger = logging.getLogger("lrdoctor.journal")
+
 #: What can cause an entry.
-CAUSES = ("plateau", "schedule", "warmup-end", "restart", "early-stop", "nonfinite", "warning")
+CAUSES = ("plateau", "schedule", "warmup-end", "restart", "early-stop", "nonfinite", "warning",
+          "repair", "guard")  # repair: one lrdoctor.repair round; guard: a Guard action
 
 
 def _json_float(x: Any) -> Any:
@@ -48,6 +56,25 @@ def _from_json_float(x: Any) -> Any:
     if isinstance(x, list):
         return [_from_json_float(v) for v in x]
     return x
+
+
+def _fields(data: dict[str, Any]) -> dict[str, Any]:
+    """An entry's fields from its JSON object, checked (a hand-edited or damaged line)."""
+    evidence, message = data.get("evidence") or {}, data.get("message") or ""
+    if not isinstance(evidence, dict) or not isinstance(message, str):
+        raise TypeError("journal entry: evidence must be an object and message a string")
+    return {"epoch": _count(data.get("epoch"), "epoch"), "step": _count(data.get("step"), "step"),
+            "old_lrs": tuple(data.get("old_lrs") or ()), "new_lrs": tuple(data.get("new_lrs") or ()),
+            "evidence": evidence, "message": message}
+
+
+def _count(x: Any, what: str) -> int | None:
+    """An epoch or step read back: a whole number or None."""
+    if x is None:
+        return None
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or x != int(x):
+        raise ValueError(f"journal entry: {what} must be a whole number or null, got {x!r}")
+    return int(x)
 
 
 @dataclass(frozen=True)
@@ -87,11 +114,7 @@ class Entry:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Entry:
         data = _from_json_float(data)
-        return cls(
-            cause=data["cause"], epoch=data.get("epoch"), step=data.get("step"),
-            old_lrs=tuple(data.get("old_lrs", ())), new_lrs=tuple(data.get("new_lrs", ())),
-            evidence=dict(data.get("evidence", {})), message=data.get("message", ""),
-        )
+        return cls(data["cause"], **_fields(data))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), allow_nan=False, sort_keys=True)
@@ -113,29 +136,59 @@ class Journal:
         self.path = Path(path) if path is not None else None
         self.write = write
         self._entries: list[Entry] = []
+        #: What :meth:`load` skipped or repaired, one line each (file and line number).
+        self.warnings: list[str] = []
 
     # -- reading ---------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Journal:
-        """Read a JSONL journal. A torn last line (a kill mid-write) is dropped; any other line
-        that does not parse is an error naming its line number."""
+        """Read a JSONL journal: every complete entry, whatever surrounds it.
+
+        A damaged line (cut off by a kill or a full disk, NUL bytes after a power loss, a hand
+        edit) is skipped and named, with its line number, in ``warnings``; where a resumed
+        writer glued a complete entry onto a torn one, the complete entry is kept. A file in
+        which no line is an entry but some line is damaged is not a journal:
+        :class:`LogFormatError` naming the first such line. Blank lines are ignored.
+        """
         p = Path(path)
-        lines = p.read_text(encoding="utf-8").splitlines()
+        raw = p.read_bytes()
         journal = cls(None)
+        damaged: list[tuple[int, str]] = []
+        glued: list[int] = []
+        lines = raw.split(b"\n")
         for i, line in enumerate(lines, 1):
-            if not line.strip():
+            line = line.replace(b"\x00", b"").strip()  # JSON never holds a raw NUL byte
+            if not line:
                 continue
-            try:
-                data = json.loads(line)
-                entry = Entry.from_dict(data)
-            except (ValueError, KeyError, TypeError) as err:
-                if i == len(lines):
-                    break
-                raise LogFormatError(f"{p}: line {i} is not a journal entry: {err}") from None
+            text = line.decode("utf-8", errors="replace")
+            entry, problem = _parse_entry(text)
+            if entry is None:
+                entry = _glued_entry(text)
+                if entry is None:
+                    damaged.append((i, problem))
+                    continue
+                glued.append(i)
             journal._entries.append(entry)
+        if damaged and not journal._entries and any(i < len(lines) - 1 for i, _ in damaged):
+            i, problem = damaged[0]
+            raise LogFormatError(f"{p}: line {i} is not a journal entry ({problem}) and no line "
+                                 "is; pass the journal.jsonl that PlateauLR or the callbacks "
+                                 "wrote")
+        for i, problem in damaged[:10]:
+            journal._warn(f"{p}: line {i} is not a complete journal entry ({problem}; cut off "
+                          "while writing?); skipped it")
+        if len(damaged) > 10:
+            journal._warn(f"{p}: {len(damaged) - 10} more damaged lines skipped")
+        for i in glued[:10]:
+            journal._warn(f"{p}: line {i} starts with a cut-off entry; kept the complete entry "
+                          "written after it")
         journal.path = p
         journal.write = False
         return journal
+
+    def _warn(self, message: str) -> None:
+        logger.warning(message)
+        self.warnings.append(message)
 
     @property
     def entries(self) -> list[Entry]:
@@ -164,12 +217,19 @@ class Journal:
 
     def _write_lines(self, entries: Iterable[Entry], mode: str) -> None:
         assert self.path is not None
-        text = "".join(e.to_json() + "\n" for e in entries)
+        data = "".join(e.to_json() + "\n" for e in entries).encode("utf-8")
         self._make_parent()
-        with open(self.path, mode, encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # a torn or NUL-padded tail: start on a fresh line
+            view = memoryview(data)
+            while view:  # one write for a line on a local file; loop on a short one
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _make_parent(self) -> None:
         assert self.path is not None
@@ -203,6 +263,37 @@ class Journal:
     def __repr__(self) -> str:
         where = f" -> {self.path}" if self.path else ""
         return f"Journal({len(self)} entries{where})"
+
+
+_PARSE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError)
+_START = '{"cause"'
+
+
+def _parse_entry(text: str) -> tuple[Entry | None, str]:
+    """The entry on one line, or None and what is wrong with the line."""
+    try:
+        data = json.loads(text)
+    except _PARSE_ERRORS as err:
+        return None, "not JSON" if isinstance(err, json.JSONDecodeError) else type(err).__name__
+    if not isinstance(data, dict):
+        return None, f"a JSON {type(data).__name__}, not an object"
+    try:
+        if "nan" not in text and "inf" not in text:  # nothing spelt as a string to convert back
+            return Entry(data["cause"], **_fields(data)), ""
+        return Entry.from_dict(data), ""
+    except _PARSE_ERRORS as err:
+        return None, f"not an entry: {' '.join(str(err).split())[:120]}"
+
+
+def _glued_entry(text: str) -> Entry | None:
+    """A complete entry that a writer without the fresh-line rule appended onto a torn one."""
+    at = text.find(_START, 1)
+    while at > 0:
+        entry, _ = _parse_entry(text[at:])
+        if entry is not None:
+            return entry
+        at = text.find(_START, at + 1)
+    return None
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -269,7 +360,15 @@ def _stagnation(ev: dict[str, Any], count_key: str = "num_bad") -> str:
 
 
 def sentence(e: Entry) -> str:
-    """The plain-language sentence for one entry."""
+    """The plain-language sentence for one entry (a plain one when its evidence is odd: a
+    hand-edited entry still reads)."""
+    try:
+        return _sentence(e)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+        return f"{_when(e)}: {e.cause}, {_lrs(e.old_lrs, e.new_lrs)} (its evidence is unreadable)"
+
+
+def _sentence(e: Entry) -> str:
     ev = e.evidence
     when = _when(e)
     change = _lrs(e.old_lrs, e.new_lrs)
@@ -306,5 +405,9 @@ def sentence(e: Entry) -> str:
         if ev.get("baseline") is not None:
             extra = f"; baseline {format_value(ev['baseline'])}"
         return f"{when}: stopping early: {_stagnation(ev, count)}{extra}"
+    if e.cause == "repair":  # lrdoctor.repair: the round is the epoch field
+        return f"repair round {e.epoch}: {e.message}"
+    if e.cause == "guard":  # lrdoctor.torch.Guard
+        return f"{when}: guard {ev.get('action', 'action')}: {e.message}"
     # warning
     return f"{when}: warning: {e.message}"

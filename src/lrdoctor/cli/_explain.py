@@ -119,6 +119,8 @@ def explain_path(path: str | Path, *, log_path: str | Path | None = None, format
     out.update({"source": source, "kind": kind})
     if log is not None and getattr(log, "warnings", None):
         out["notes"] = list(out.get("notes", [])) + list(log.warnings)
+    if journal_file is not None and journal.warnings:  # damaged lines it skipped
+        out["notes"] = list(out.get("notes", [])) + list(journal.warnings)
     return out
 
 
