@@ -19,7 +19,7 @@ from lrdoctor.errors import LRDoctorError
 __all__ = ["main"]
 
 #: Subcommands in the order ``--help`` lists them.
-SUBCOMMANDS = ("schedule", "explain", "find", "diagnose", "lab", "demo")
+SUBCOMMANDS = ("schedule", "explain", "find", "diagnose", "lab", "demo", "repair")
 
 
 def build_parser() -> ArgumentParser:

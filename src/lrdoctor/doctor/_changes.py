@@ -229,6 +229,23 @@ def _exploding(ctx: Context, f: Finding) -> list[dict[str, Any]]:
     return _with_lr(lr, {"grad_clip": 1.0}) + ([{"lr": lr, "grad_clip": 1.0}] if lr else [])
 
 
+def _spiked(ctx: Context) -> bool:
+    """The training loss rose above twice its first value or went non-finite: units died in
+    a blow-up, not from their initialisation."""
+    raw = ctx.train_raw
+    if raw is None or len(raw) < 2:
+        return False
+    v = raw.values
+    return bool((~np.isfinite(v)).any() or np.nanmax(v) > 2 * abs(float(v[0])))
+
+
+def _dead_relu(ctx: Context, f: Finding) -> list[dict[str, Any]]:
+    """Killed by a blow-up: a lower lr first; else the init (a negative bias), then LeakyReLU."""
+    lr = _lower(ctx, f)
+    rest = [{"init": "kaiming"}, {"activation": "leaky_relu"}]
+    return _with_lr(lr, *rest) if _spiked(ctx) else rest + _with_lr(lr)
+
+
 def _warmup_missing(ctx: Context, f: Finding) -> list[dict[str, Any]]:
     w = _warmup(ctx, f)
     lr = _lr_at(ctx, None)
@@ -331,8 +348,7 @@ _TABLE: dict[str, Callable[[Context, Finding], list[dict[str, Any]]]] = {
     "exploding-gradients": _exploding,
     "vanishing-gradients": lambda ctx, f: [{"activation": "relu", "init": "kaiming"},
                                            {"init": "kaiming"}, {"optimizer": "adam", "lr": 1e-3}],
-    "dead-relu": lambda ctx, f: [{"init": "kaiming"}, {"activation": "leaky_relu"}]
-    + _with_lr(_lower(ctx, f)),
+    "dead-relu": _dead_relu,
     "saturated-activations": lambda ctx, f: [{"init": "default"}, {"normalize_inputs": True},
                                              {"activation": "relu"}],
     "bad-initialization": lambda ctx, f: [{"init": "default"}, {"init": "kaiming"}],

@@ -49,14 +49,16 @@ FAULTS: dict[str, tuple[str, Any]] = {
 
 def config(name: str, *, seed: int = 0, epochs: int | None = None) -> dict[str, Any]:
     """The healthy config of example ``name``: SGD (momentum 0.9) at the task's reference lr."""
-    from lrdoctor import examples
+    from lrdoctor.examples import _SPECS, MODEL_OPTIONS
 
-    task = examples.get(name)  # validates the name; data are cached after the first call
+    if name not in _SPECS:
+        raise LRDoctorError(f"unknown example {name!r}; choose one of: {', '.join(_SPECS)}")
+    batch, default_epochs, _metric, lrs, _text = _SPECS[name]  # no data loaded here
     c: dict[str, Any] = {
         "example": name, "seed": int(seed), "optimizer": "sgd",
-        "lr": task.reference_lrs["sgd"], "adam_lr": task.reference_lrs["adam"],
+        "lr": lrs["sgd"], "adam_lr": lrs["adam"],
         "schedule": None, "warmup_steps": 0, "weight_decay": 0.0, "grad_clip": None,
-        "batch_size": task.batch_size, "epochs": task.epochs if epochs is None else int(epochs),
+        "batch_size": batch, "epochs": default_epochs if epochs is None else int(epochs),
         "init": "default", "dropout": 0.0, "label_smoothing": 0.0, "shuffle": True,
         "plateau_mode": None, "plateau_monitor": None,
         "data_order": "given", "label_noise": 0.0,
@@ -65,7 +67,7 @@ def config(name: str, *, seed: int = 0, epochs: int | None = None) -> dict[str, 
         c.update({"activation": "relu", "output_activation": "none", "normalize_inputs": False,
                   "input_scale": 1.0})
     if name == "digits-mlp":
-        c["hidden"] = tuple(task.model_options["hidden"])
+        c["hidden"] = tuple(MODEL_OPTIONS[name]["hidden"])
     return c
 
 

@@ -1,0 +1,126 @@
+"""Finding.changes: values come from the evidence, every change is in the vocabulary, and every
+knob a change uses is one the example tasks' train_fn applies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrdoctor import diagnose
+from lrdoctor.doctor import Finding
+from lrdoctor.doctor._changes import _TABLE, KNOBS, NO_CHANGES, changes_for, validate_change
+from lrdoctor.doctor._context import Context
+from lrdoctor.doctor._finding import CODES
+from lrdoctor.logs import Series, TrainingLog
+from lrdoctor.logs._model import Event
+
+
+def _log(n: int = 200, *, lr: float = 0.5, spike_at: int | None = None, **extra) -> TrainingLog:
+    steps = np.arange(n, dtype=float)
+    loss = 2.3 * np.exp(-steps / 40) + 0.1
+    if spike_at is not None:
+        loss[spike_at:] = 50.0
+    series = {"train/loss": Series(steps, loss), "lr": Series(steps, np.full(n, lr))}
+    series.update(extra)
+    return TrainingLog(series, meta={"optimizer": "Adam"})
+
+
+def _finding(code: str, steps=(), **data) -> Finding:
+    return Finding(code, CODES[code], "warning", "e", "f", tuple(float(s) for s in steps), 0.5,
+                   data)
+
+
+def test_every_code_with_a_fix_has_a_rule_and_the_rest_are_named():
+    assert set(_TABLE) | set(NO_CHANGES) == set(CODES)
+
+
+def test_new_lr_is_the_lr_where_the_loss_broke_over_ten():
+    ctx = Context(_log(lr=0.5, spike_at=120))
+    changes = changes_for(_finding("lr-too-high", [120]), ctx)
+    assert changes[0] == {"lr": 0.05}
+    assert changes[1]["lr"] == 0.05 and changes[1]["warmup_steps"] >= 1
+
+
+def test_new_lr_follows_a_finder_suggestion_in_the_meta():
+    log = _log(lr=0.5, spike_at=120)
+    log.meta["lr_suggestion"] = 0.0123456
+    assert changes_for(_finding("lr-too-high", [120]), Context(log))[0] == {"lr": 0.0123}
+
+
+def test_too_low_raises_the_lr_tenfold():
+    assert changes_for(_finding("lr-too-low"), Context(_log(lr=1e-4)))[0] == {"lr": 0.001}
+
+
+def test_warmup_steps_come_from_the_spike_step_within_5_to_25_percent():
+    ctx = Context(_log(n=1000))
+    assert changes_for(_finding("missing-warmup", [30]), ctx)[0] == {"warmup_steps": 60}
+    assert changes_for(_finding("missing-warmup", [1]), ctx)[0] == {"warmup_steps": 50}
+    assert changes_for(_finding("missing-warmup", [900]), ctx)[0] == {"warmup_steps": 250}
+
+
+def test_plateau_mode_is_the_monitored_metrics_direction():
+    log = _log()
+    log.events.append(Event("lr-scheduler", "PlateauLR", 0,
+                            {"mode": "min", "monitor": "val_accuracy"}))
+    assert changes_for(_finding("plateau-monitor-mismatch"), Context(log))[0] == \
+        {"plateau_mode": "max"}
+    log.events[0] = Event("lr-scheduler", "PlateauLR", 0, {"mode": "max", "monitor": "val_loss"})
+    assert changes_for(_finding("plateau-monitor-mismatch"), Context(log))[0] == \
+        {"plateau_mode": "min"}
+
+
+def test_dead_units_after_a_blow_up_get_a_lower_lr_first_else_the_init():
+    assert changes_for(_finding("dead-relu", [120]), Context(_log(spike_at=120)))[0] == \
+        {"lr": 0.05}
+    assert changes_for(_finding("dead-relu"), Context(_log()))[0] == {"init": "kaiming"}
+
+
+def test_overfitting_stops_at_the_epoch_of_the_best_validation_loss():
+    steps = np.arange(0, 100, dtype=float)
+    epochs = steps // 10
+    vsteps = np.arange(9, 100, 10, dtype=float)
+    val = np.array([1.0, 0.8, 0.6, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9, 1.0])
+    log = TrainingLog({"train/loss": Series(steps, np.exp(-steps / 20), epochs),
+                       "val/loss": Series(vsteps, val, np.arange(10, dtype=float))})
+    assert changes_for(_finding("overfitting"), Context(log))[0] == {"epochs": 4}
+
+
+def test_over_regularization_names_the_strong_one_first():
+    log = _log()
+    log.meta.update({"dropout": [0.9], "param_groups": [{"lr": 0.5, "weight_decay": 0.0}]})
+    assert changes_for(_finding("over-regularization"), Context(log))[0] == {"dropout": 0.1}
+    log.meta.update({"dropout": [], "param_groups": [{"lr": 0.5, "weight_decay": 0.3}]})
+    assert changes_for(_finding("over-regularization"), Context(log))[0] == \
+        {"weight_decay": 0.0001}
+
+
+def test_a_damaged_log_leaves_out_invalid_values_instead_of_failing():
+    log = _log(lr=1e308)
+    log.meta["optimizer"] = "SGD"
+    changes = changes_for(_finding("lr-too-low"), Context(log))
+    assert {"optimizer": "adam", "lr": 0.001} in changes
+    assert all(np.isfinite(c.get("lr", 1.0)) for c in changes)
+
+
+def test_validate_change_names_the_knob():
+    with pytest.raises(ValueError, match="unknown repair knob 'learning_rate'"):
+        validate_change({"learning_rate": 0.1})
+    with pytest.raises(ValueError, match="warmup_steps must be int >= 0"):
+        validate_change({"warmup_steps": -5})
+
+
+def test_diagnose_attaches_changes_and_json_carries_them():
+    d = diagnose(_log(lr=0.5, spike_at=120))
+    f = next(f for f in d.findings if f.code == "lr-too-high")
+    assert f.changes and f.to_dict()["changes"] == [dict(c) for c in f.changes]
+    for f in d.findings:
+        for c in f.changes:
+            validate_change(c)
+
+
+@pytest.mark.parametrize("name", ["digits-mlp", "mnist1d-conv"])
+def test_every_knob_is_a_key_of_the_example_config(name):
+    from lrdoctor.examples._repair import config
+
+    assert set(KNOBS) <= set(config(name))
+    assert not {"activation", "output_activation", "normalize_inputs"} & set(config("charlm"))

@@ -1,0 +1,146 @@
+"""lrdoctor.repair: the loop on a pure train_fn (no torch), and on the example tasks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lrdoctor
+from lrdoctor import RepairResult, UnsupportedChange, repair
+from lrdoctor.journal import Journal
+from lrdoctor.logs import Series, TrainingLog
+from lrdoctor.repair import random_repair
+
+
+def _run(config: dict) -> TrainingLog:
+    """A fake run: above lr 0.1 the loss blows up at step 60 (the doctor says lr-too-high)."""
+    steps = np.arange(200, dtype=float)
+    loss = 2.3 * np.exp(-steps / 30) + 0.1
+    if config["lr"] > 0.1:
+        loss[60:] = 40.0
+    acc = np.clip(1 - loss / 2.4, 0, 1)
+    return TrainingLog({"train/loss": Series(steps, loss),
+                        "lr": Series(steps, np.full(200, float(config["lr"]))),
+                        "val/accuracy": Series(steps[19::20], acc[19::20])})
+
+
+class Recorder:
+    def __init__(self, refuse: tuple[str, ...] = ()):
+        self.configs: list[dict] = []
+        self.refuse = refuse
+
+    def __call__(self, config: dict) -> TrainingLog:
+        for k in self.refuse:
+            if config.get(k) is not None and config.get(k) != 0:
+                raise UnsupportedChange(k)
+        self.configs.append(dict(config))
+        return _run(config)
+
+
+def test_public_names():
+    assert lrdoctor.repair is repair and issubclass(UnsupportedChange, ValueError)
+    assert RepairResult.__name__ == "RepairResult"
+
+
+def test_heals_with_the_lr_from_the_evidence_and_records_every_round(tmp_path):
+    fn = Recorder()
+    result = repair(fn, {"lr": 2.0, "warmup_steps": 0, "grad_clip": None},
+                    journal=tmp_path / "journal.jsonl")
+    assert result.healed and result.config["lr"] == 0.2 or result.config["lr"] <= 0.1
+    assert [c["lr"] for c in fn.configs][0] == 2.0
+    assert result.history[0].change is None and not result.history[0].healthy
+    assert result.history[-1].healthy and result.history[-1].code == "lr-too-high"
+    assert result.rounds == len(fn.configs) - 1 <= 3
+    entries = Journal.load(tmp_path / "journal.jsonl").entries
+    assert [e.cause for e in entries] == ["repair"] * len(result.history)
+    assert entries[-1].explain().startswith(f"repair round {result.rounds}: lr=")
+    d = result.to_dict()
+    assert d["healed"] and d["history"][1]["change"] == result.history[1].change
+
+
+def test_a_healthy_run_costs_no_round():
+    fn = Recorder()
+    result = repair(fn, {"lr": 0.01})
+    assert result.healed and result.rounds == 0 and len(fn.configs) == 1
+
+
+def test_unsupported_change_skips_to_the_next_alternative():
+    # warm-up is refused by this train_fn; grad_clip and lr are fine
+    fn = Recorder(refuse=("warmup_steps",))
+    result = repair(fn, {"lr": 20.0, "warmup_steps": 0, "grad_clip": None}, rounds=3)
+    skipped = [a for r in result.history for a in r.skipped]
+    assert any("warmup_steps" in a.change and "warmup_steps" in a.reason for a in skipped)
+    assert all(c.get("warmup_steps") == 0 for c in fn.configs)
+
+
+def test_a_knob_the_config_lacks_is_skipped():
+    fn = Recorder()
+    result = repair(fn, {"lr": 20.0}, rounds=3)
+    assert all(set(c) == {"lr"} for c in fn.configs)
+    assert any("no knob" in a.reason for a in result.skipped)
+
+
+def test_a_change_that_makes_things_worse_is_reverted():
+    fn = Recorder()
+    result = repair(fn, {"lr": 20.0, "grad_clip": None}, rounds=3)
+    base = result.history[0]
+    for r in result.history[1:]:
+        assert r.kept == (r.healthy or r.metric > base.metric)
+        base = r if r.kept else base
+    assert result.config == base.config == result.best.config
+
+
+def test_rounds_zero_only_diagnoses_and_bad_rounds_are_refused():
+    assert repair(Recorder(), {"lr": 20.0}, rounds=0).rounds == 0
+    with pytest.raises(ValueError, match="rounds must be an int >= 0"):
+        repair(Recorder(), {"lr": 1.0}, rounds=-1)
+    with pytest.raises(ValueError, match="train_fn must return a TrainingLog or a log path"):
+        repair(lambda c: 3, {"lr": 1.0})
+
+
+def test_random_repair_spends_the_same_budget_with_vocabulary_changes():
+    fn = Recorder()
+    result = random_repair(fn, {"lr": 20.0, "warmup_steps": 0, "grad_clip": None}, rounds=3,
+                           seed=1)
+    assert result.strategy == "random" and result.rounds <= 3
+    for r in result.history[1:]:
+        assert r.code == "random" and len(r.change) == 1
+
+
+# ---- the example tasks ------------------------------------------------------------------------
+KNOB_VALUES = {"lr": 0.01, "schedule": "cosine({lr}, end=0, steps={steps})", "warmup_steps": 5,
+               "weight_decay": 1e-3, "grad_clip": 1.0, "batch_size": 64, "epochs": 1,
+               "optimizer": "adamw", "init": "kaiming", "activation": "leaky_relu",
+               "dropout": 0.1, "normalize_inputs": True, "shuffle": False,
+               "output_activation": "softmax", "plateau_mode": "auto",
+               "plateau_monitor": "val_accuracy", "label_smoothing": 0.1}
+
+
+def test_every_knob_of_the_vocabulary_applies_to_the_example_train_fn(tmp_path):
+    from lrdoctor.doctor._changes import KNOBS
+    from lrdoctor.examples._repair import ExampleTrainer, config
+    from lrdoctor.logs import load
+
+    assert set(KNOB_VALUES) == set(KNOBS)
+    fn = ExampleTrainer(tmp_path)
+    base = config("digits-mlp", epochs=1)
+    base["batch_size"] = 256
+    for group in (("lr", "schedule", "warmup_steps", "weight_decay", "grad_clip"),
+                  ("optimizer", "init", "activation", "dropout", "normalize_inputs"),
+                  ("batch_size", "shuffle", "output_activation", "plateau_mode",
+                   "plateau_monitor", "label_smoothing", "epochs")):
+        cfg = {**base, **{k: KNOB_VALUES[k] for k in group}}
+        log = load(fn(cfg))
+        assert log.has("train/loss") and log.has("val/accuracy")
+    with pytest.raises(UnsupportedChange, match="activation"):
+        fn({**config("charlm", epochs=1), "activation": "relu"})
+
+
+def test_repair_example_heals_a_plateau_in_the_wrong_mode(tmp_path):
+    from lrdoctor.repair import repair_example
+
+    result = repair_example("digits-mlp", "plateau-min-on-accuracy", rounds=2, epochs=4,
+                            out_dir=tmp_path)
+    assert result.history[0].diagnosis.problems[0].code == "plateau-monitor-mismatch"
+    assert result.healed and result.config["plateau_mode"] == "max"
+    assert (tmp_path / "journal.jsonl").is_file() and (tmp_path / "run-02" / "log.jsonl").is_file()
