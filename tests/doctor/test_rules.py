@@ -229,12 +229,25 @@ def test_missing_warmup():
 
 
 def test_plateau_monitor_mismatch():
-    np.arange(39, N, 40)
+    """Val accuracy rises every evaluation; torch's ReduceLROnPlateau(mode='min', patience=1)
+    cuts after the 3rd evaluation, then every 2nd (the lr is logged per step)."""
+    ev = np.arange(39, N, 40)                      # 10 evaluations
     lr = np.full(N, 0.1)
-    lr[120:] = 0.01
-    lr[240:] = 0.001
+    for k, i in enumerate((3, 5, 7, 9)):           # evaluations seen before each cut
+        lr[ev[i - 1] + 1:] = 0.1 * 0.5 ** (k + 1)
     log = healthy_log(lr=s(lr))
-    assert "plateau-monitor-mismatch" in codes(log)
+    found = [f for f in diagnose(log).findings if f.code == "plateau-monitor-mismatch"]
+    assert found and "val/accuracy" in found[0].evidence and "mode='max'" in found[0].fix
+    assert found[0].data["mode"] == "min"
+
+
+def test_a_fixed_step_schedule_is_not_a_plateau_scheduler():
+    """The same cuts every 2 evaluations, but from the start (StepLR): a planned schedule."""
+    ev = np.arange(39, N, 40)
+    lr = np.full(N, 0.1)
+    for k, i in enumerate((2, 4, 6, 8)):
+        lr[ev[i - 1] + 1:] = 0.1 * 0.5 ** (k + 1)
+    assert "plateau-monitor-mismatch" not in diagnose(healthy_log(lr=s(lr))).codes
 
 
 @pytest.mark.parametrize("mode,monitor,flagged", [

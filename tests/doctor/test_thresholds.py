@@ -21,7 +21,7 @@ def _used() -> set[str]:
     for path in SRC.glob("_*.py"):
         if path.name != "_thresholds.py":
             names |= set(re.findall(r"\bT\.([A-Z][A-Z0-9_]*)", path.read_text()))
-    return names
+    return names - {"NAME"}  # the docstrings say ``T.NAME``
 
 
 def test_every_threshold_a_rule_reads_is_registered_and_every_registered_one_is_read():

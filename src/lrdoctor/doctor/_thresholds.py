@@ -99,6 +99,11 @@ _reg("HIGH_FLOOR", 0.25, (0.15, 0.25, 0.4), "label-noise, over-regularization",
      "the loss floor above this share of its start: the training loss stays high")
 _reg("WARMUP_SPIKE", 1.5, (1.3, 1.5, 2.0), "missing-warmup",
      "early loss peak above this many times the first loss (adaptive optimizers)")
+_reg("PLATEAU_FIT", 0.99, (0.9, 0.99, 1.0), "plateau-monitor-mismatch (curves)",
+     "share of the LR drops a replayed plateau reducer must land on exactly (its extra cuts "
+     "count against it) for the drops to be its decisions",
+     "set from lrdoctor explain's attribution rule (0.99: every drop, no stray cut), "
+     "2026-12-07")
 _reg("SHIFT_REL", 0.2, (0.1, 0.2, 0.3), "distribution-shift",
      "test loss this much above val loss")
 _reg("AUTOCORR", 0.6, (0.5, 0.6, 0.7), "unshuffled-data",

@@ -15,11 +15,12 @@ from lrdoctor.doctor._evalgap import noise_shape
 from lrdoctor.doctor._finding import Finding
 from lrdoctor.doctor._thresholds import T
 from lrdoctor.errors import PlateauError
+from lrdoctor.plateau._changes import _segments
+from lrdoctor.plateau._replay import _best_hypothesis
 from lrdoctor.plateau._state import infer_mode
 
 __all__ = ["RULES"]
 
-LR_DROP = 0.5               # an lr change below half of the previous value is a "drop"
 ADAPTIVE = ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta",
             "Adafactor", "Lion", "LAMB")
 
@@ -186,7 +187,57 @@ def _declared_mode_mismatch(ctx: Context) -> Finding | None:
     return None
 
 
+def _replay_metrics(ctx: Context) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The per-evaluation series a plateau reducer can be stepped with: every ``val/*`` and
+    ``test/*`` metric, and the per-epoch training loss and accuracy."""
+    names = [n for n in ctx.log.names() if n.startswith(("val/", "test/"))]
+    names += [n for n in ("train/loss_epoch", "train/accuracy") if ctx.log.has(n)]
+    if ctx.unit == "epoch" and ctx.log.has("train/loss"):
+        names.append("train/loss")
+    out = {}
+    for n in names:
+        f = ctx.log.get(n).finite
+        if 2 <= len(f) <= 3000:
+            out[n] = (f.steps.astype(float), f.values.astype(float))
+    return out
+
+
+def _best_recently(steps: np.ndarray, values: np.ndarray, at: float, natural: str) -> bool:
+    """One of the last two evaluations before ``at`` is the metric's best so far."""
+    before = values[steps < at]
+    if len(before) < 2:
+        return False
+    best = np.max(before) if natural == "max" else np.min(before)
+    return bool(np.any(before[-2:] == best))
+
+
+def _step_schedule(cuts: list[float], eval_steps: np.ndarray) -> bool:
+    """Could a fixed step schedule have made these cuts? Counted in evaluations before each
+    cut, a step schedule cuts every P evaluations from the start (the first gap P, or P - 1
+    when the log records the lr after the scheduler stepped). A plateau reducer on a metric
+    that improves every time, watched in the wrong mode, also cuts every P = patience + 1
+    evaluations, but its first evaluation only sets the best, so its first gap is P + 1 (or P,
+    logged after the step: then the two cannot be told apart and this says yes)."""
+    n = [int(np.sum(eval_steps < c)) for c in cuts]
+    gaps = np.diff(n)
+    if len(gaps) == 0 or not np.all(gaps == gaps[0]):
+        return False
+    return n[0] != gaps[0] + 1
+
+
 def plateau_monitor_mismatch(ctx: Context) -> list[Finding]:
+    """The LR drops are a plateau reducer's decisions on a metric watched in the wrong mode.
+
+    From the curves alone: the LR curve is cut into sudden drops and smooth runs (linear,
+    cosine and exponential decay, warm-up: a fixed schedule, never a finding); the drops are
+    then replayed through the plateau core (:mod:`lrdoctor.plateau`) on each per-evaluation
+    metric, in both modes, over patience 0-12, torch's and Keras' thresholds and cool-downs,
+    as ``lrdoctor explain`` does. When the best replay lands on the drops (share of hits,
+    stray cuts counted against it, at least PLATEAU_FIT) in the mode opposite to the metric's
+    natural one (``min`` on an accuracy, ``max`` on a loss), with two cuts or more that a fixed
+    step schedule cannot have made (:func:`_step_schedule`), the scheduler watches the wrong
+    mode.
+    """
     declared = _declared_mode_mismatch(ctx)
     if declared is not None:
         return [declared]
@@ -194,39 +245,40 @@ def plateau_monitor_mismatch(ctx: Context) -> list[Finding]:
     if lr is None or len(lr) < 3:
         ctx.skip("plateau-monitor-mismatch", "needs the learning rate over time")
         return []
-    watch = ctx.val_acc if ctx.val_acc is not None else None
-    wl = ctx.val
-    if watch is None and wl is None:
-        ctx.skip("plateau-monitor-mismatch", "needs a validation metric next to the lr")
+    metrics = _replay_metrics(ctx)
+    if not metrics:
+        ctx.skip("plateau-monitor-mismatch", "needs a per-evaluation metric next to the lr")
         return []
-    v = lr.values
-    drops = np.nonzero((v[1:] < LR_DROP * v[:-1]) & (v[1:] > 0))[0] + 1
-    if len(drops) == 0:
+    f = lr.finite
+    drops = [c for c in _segments(f.steps.astype(float), f.values.astype(float))
+             if c.kind == "drop"]
+    if not drops:
+        return []  # constant or a smooth schedule: nothing a plateau reducer decided
+    hyp = _best_hypothesis(drops, metrics, ctx.unit == "epoch")
+    if hyp is None or hyp["score"] < T.PLATEAU_FIT:
         return []
-    suspicious = []
-    for i in drops:
-        step = float(lr.steps[i])
-        improving = []
-        for s, higher in ((watch, True), (wl, False)):
-            if s is None:
-                continue
-            before = s.values[s.steps < step]
-            if len(before) < 3:
-                continue
-            best_prev = np.max(before[:-2]) if higher else np.min(before[:-2])
-            recent = before[-2:]
-            improving.append(bool(np.any(recent > best_prev) if higher else np.any(recent < best_prev)))
-        if improving and all(improving):
-            suspicious.append(step)
-    if len(suspicious) >= max(1, (len(drops) + 1) // 2):
-        return [_f("plateau-monitor-mismatch", "warning",
-                   f"the learning rate was cut at {len(suspicious)} of {len(drops)} drops "
-                   f"({', '.join(ctx.fmt_step(s) for s in suspicious[:3])}) while the validation "
-                   "metrics were still reaching new bests",
-                   "Point the plateau scheduler at the metric that improves, in the right mode "
-                   "(mode='max' for accuracy), or use a fixed schedule; ignore this if the drops "
-                   "are a planned step schedule.", suspicious, 0.6)]
-    return []
+    natural = hyp["natural_mode"]
+    if natural is None or natural == hyp["mode"]:
+        return []  # a plateau reducer doing its job on the metric it was given
+    metric, mode = hyp["metric"], hyp["mode"]
+    es, ev = metrics[metric]
+    if len(drops) < 2 or _step_schedule([c.step for c in drops], es):
+        return []  # one cut, or evenly spaced ones: a fixed step schedule fits as well
+    cuts = [c.step for c in drops]
+    better = sum(_best_recently(es, ev, c, natural) for c in cuts)
+    goal = "maximised" if natural == "max" else "minimised"
+    return [_f("plateau-monitor-mismatch", "warning",
+               f"the {len(cuts)} learning-rate cuts ("
+               + ", ".join(ctx.fmt_step(c) for c in cuts[:4]) + (", ..." if len(cuts) > 4 else "")
+               + f") are exactly what a plateau reducer watching {metric} in mode='{mode}' with "
+               f"patience {hyp['patience']} decides (replayed: it lands on {hyp['score']:.0%} of "
+               f"them, no stray cut), but {metric} should be {goal}: each time it got better the "
+               "reducer counted a bad evaluation"
+               + (f"; at {better} of the cuts {metric} had just reached a new best"
+                  if better else ""),
+               f"Use mode='{natural}' for {metric} (or mode='auto', which reads it from the "
+               "metric's name).", cuts, 0.85, metric=metric, mode=mode,
+               patience=hyp["patience"], fit=hyp["score"])]
 
 
 def distribution_shift(ctx: Context) -> list[Finding]:
