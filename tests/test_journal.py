@@ -202,11 +202,12 @@ def test_an_odd_but_parseable_entry_still_reads_as_a_sentence():
     assert e.explain() == "epoch 1: plateau, lr 1 → 0.5 (its evidence is unreadable)"
 
 
-def test_explain_shows_every_entry_but_the_cut_one(tmp_path, plateau_bytes, capsys):
+@pytest.mark.parametrize("where", ["first", "middle"])
+def test_explain_shows_every_entry_but_the_cut_one(tmp_path, plateau_bytes, capsys, where):
     from lrdoctor.cli import main
 
     raw = plateau_bytes
-    cut = raw.index(b"\n", len(raw) // 2) - 40  # inside the entry after the middle one
+    cut = raw.index(b"\n", len(raw) // 2 if where == "middle" else 0) - 40  # inside an entry
     p = tmp_path / "journal.jsonl"
     p.write_bytes(raw[:cut] + b"\x00" * 300)
     Journal(p).append(Entry("plateau", epoch=99, old_lrs=[1e-3], new_lrs=[5e-4], evidence=PLATEAU_EV))

@@ -161,10 +161,16 @@ def test_bad_input(tmp_path, capsys):
     write_csv(no_lr, [{"step": k, "train_loss": 1.0} for k in range(5)], ["step", "train_loss"])
     assert main(["explain", str(no_lr)]) == 2
     assert "no learning-rate column" in capsys.readouterr().err
-    empty = tmp_path / "journal.jsonl"
-    empty.write_text('{"cause": "plateau", "old_lrs": [1], "new_lrs": [0.5]}\n{broken\n{"x": 1}\n')
-    assert main(["explain", str(empty)]) == 2
-    assert "line 2 is not a journal entry" in capsys.readouterr().err
+    damaged = tmp_path / "journal.jsonl"
+    damaged.write_text('{"cause": "plateau", "old_lrs": [1], "new_lrs": [0.5]}\n{broken\n{"x": 1}\n')
+    assert main(["explain", str(damaged)]) == 0  # the good entry, and a note per damaged line
+    out = " ".join(capsys.readouterr().out.split())
+    assert "lr 1 → 0.5" in out and "line 2 is not a complete journal entry" in out
+    assert "line 3 is not a complete journal entry" in out
+    damaged.write_text("{broken\n" + '{"cause": 3, "old_lrs": []}\n')
+    assert main(["explain", str(damaged)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and "line 1 is not a journal entry" in err
 
 
 def test_constant_lr_has_no_changes(tmp_path):

@@ -41,16 +41,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def is_journal(path: Path) -> bool:
-    """A JSONL file whose first object has a journal entry's keys."""
+    """A JSONL file whose first whole object has a journal entry's keys (a damaged line before
+    it, as a kill mid-write leaves, is passed over)."""
     if not path.is_file():
         return False
     try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    obj = json.loads(line)
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for n, line in enumerate(fh):
+                line = line.replace("\x00", "").strip()
+                if n > 50 or line[:1] not in ("{", ""):
+                    return False
+                if line:
+                    try:
+                        obj = json.loads(line)
+                    except (ValueError, RecursionError):
+                        continue  # a torn entry: look at the next line
                     return isinstance(obj, dict) and "cause" in obj and "old_lrs" in obj
-    except (ValueError, UnicodeDecodeError):
+    except OSError:
         return False
     return False
 
