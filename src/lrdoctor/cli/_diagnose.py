@@ -6,7 +6,14 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from lrdoctor.cli._common import CLIError, check_outputs, console, console_err, write_json
+from lrdoctor.cli._common import (
+    CLIError,
+    check_outputs,
+    console,
+    console_err,
+    write_json,
+    write_output,
+)
 
 __all__ = ["register", "run"]
 
@@ -50,11 +57,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, to_json(diagnosis))
     if args.html:
-        out = Path(args.html)
         report = Report(f"lrdoctor diagnosis: {path.name}", subtitle=str(path))
         report.add_summary(diagnosis.summary(), verdict=diagnosis.worst)
         report.add_diagnosis(diagnosis, log, title=path.name)
-        report.write(out)
+        write_output(args.html, report.render())
     if not args.quiet:
         console.print(render_terminal(diagnosis))
     if args.fail_on and any(f.severity in _FAIL[args.fail_on] for f in diagnosis.findings):
