@@ -4,7 +4,9 @@ Train for a few hundred steps while the LR ramps up (:func:`ramp`), record the l
 (:class:`RangeTest` smooths it and stops on divergence or NaN/Inf), then read a learning rate
 off the curve with a rule (:data:`RULES`). :func:`analyze` combines repeats on different batches
 into a median suggestion, an interval, a grade and Leslie-Smith schedule specs
-(:class:`FinderResult`); :func:`zoom_range` is where a second, slower ramp should look, and
+(:class:`FinderResult`); :func:`zoom_range` is where a second, slower ramp should look;
+:func:`search` runs the passes (first ramp, an adaptive slower or continued ramp when it shows
+no descent, the zoom, a documented fallback) through any ``run(lo, hi, steps)``; and
 :class:`BudgetProbe` checks, a quarter of the way into a run of known length, whether the
 suggestion can move closer to the loss minimum.
 ``lrdoctor.torch.find_lr`` runs the whole thing on a PyTorch model.
@@ -56,11 +58,18 @@ from lrdoctor.finder._rules import (
     steepest,
     valley,
 )
+from lrdoctor.finder._search import (
+    FALLBACK_DIVISOR,
+    adapt_range,
+    fallback,
+    search,
+)
 
 __all__ = [
-    "BudgetProbe", "Curve", "DEFAULT_RULE", "FinderResult", "GRADES", "MARGIN", "NEAR_MARGIN",
-    "PEER_RULES", "PROBE_FRACTION", "Pick", "ProbeReport", "RULES", "RangeTest", "SPEC_KINDS",
-    "ZOOM_ABOVE", "ZOOM_BELOW", "analyze", "default_beta", "descent", "edge", "ema", "margin",
-    "minimum", "probe_edge", "ramp", "robust_smooth", "running_median", "steepest", "valley",
-    "zero_lag", "zoom_range",
+    "BudgetProbe", "Curve", "DEFAULT_RULE", "FALLBACK_DIVISOR", "FinderResult", "GRADES",
+    "MARGIN", "NEAR_MARGIN", "PEER_RULES", "PROBE_FRACTION", "Pick", "ProbeReport", "RULES",
+    "RangeTest", "SPEC_KINDS", "ZOOM_ABOVE", "ZOOM_BELOW", "adapt_range", "analyze",
+    "default_beta", "descent", "edge", "ema", "fallback", "margin", "minimum", "probe_edge",
+    "ramp", "robust_smooth", "running_median", "search", "steepest", "valley", "zero_lag",
+    "zoom_range",
 ]

@@ -11,8 +11,11 @@ the same curve; rank 0's result is broadcast. Afterwards — also on an exceptio
 modes, the optimizer's state and hyperparameters, the scaler and the CPU/CUDA (and Python,
 numpy) RNG states are restored bit-exactly.
 
-With ``budget_steps``, a budget probe follows the passes, from the restored state too: a quarter
-of the run at the suggestion, then a short ramp (:class:`~lrdoctor.finder.BudgetProbe`).
+The passes (:func:`lrdoctor.finder.search`): the first ramp; when it shows no clear descent, a
+slower ramp below its divergence (or a continued one past ``end_lr``); the zoom; a documented
+fallback when no ramp descends. With ``budget_steps`` (or ``epochs``: ``epochs * len(loader)``
+optimizer steps), a budget probe follows, from the restored state too: a quarter of the run at
+the suggestion, then a short ramp (:class:`~lrdoctor.finder.BudgetProbe`).
 """
 
 from __future__ import annotations
@@ -38,8 +41,7 @@ from lrdoctor.finder import (
     Curve,
     FinderResult,
     RangeTest,
-    analyze,
-    zoom_range,
+    search,
 )
 from lrdoctor.finder._curve import check_range
 from lrdoctor.finder._probe import PROBE_FRACTION, PROBE_STEPS
@@ -223,7 +225,7 @@ def _distributed() -> tuple[bool, int]:
 def _check(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, start_lr: float,
            end_lr: float, num_steps: int, mode: str, repeats: int, accumulation_steps: int,
            amp: str | None, val_every: int, rule: str, loss_fn: Any, step_fn: Any,
-           budget_steps: Any) -> None:
+           budget_steps: Any, epochs: Any = None) -> None:
     check_range(start_lr, end_lr, num_steps, mode)
     if int(repeats) != repeats or repeats < 1:
         raise FinderError(f"repeats must be an integer >= 1, got {repeats!r}")
@@ -243,6 +245,12 @@ def _check(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, start_lr
                                      not isinstance(budget_steps, int) or budget_steps < 4):
         raise FinderError(f"budget_steps must be None or an integer >= 4 (the optimizer steps "
                           f"of the training run), got {budget_steps!r}")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or
+                               epochs < 1):
+        raise FinderError(f"epochs must be None or an integer >= 1 (the run's epochs, to size "
+                          f"the budget probe), got {epochs!r}")
+    if epochs is not None and budget_steps is not None:
+        raise FinderError("pass budget_steps= or epochs=, not both: both give the run's length")
     if not any(p.requires_grad for p in model.parameters()):
         raise FinderError("the model has no trainable parameters (all requires_grad=False): "
                           "unfreeze some before the range test")
@@ -277,6 +285,7 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             val_loader: Iterable[Any] | None = None, val_every: int = 1,
             diverge_factor: float | None = 4.0, beta: float | None = None,
             zoom: bool = True, zoom_steps: int | None = None, budget_steps: int | None = None,
+            epochs: int | None = None, adapt: bool = True,
             progress: Callable[[int, int], None] | None = None) -> FinderResult:
     """Run the LR range test and return a :class:`~lrdoctor.finder.FinderResult`.
 
@@ -304,6 +313,14 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     min-loss LR, the suggestion moves up to that LR / sqrt(2) (``result.probe`` says what it
     saw). On P1 (benchmarks/RESULTS.md, 2026-12-03) it took charlm/SGD's regret from 0.28 to
     0.003 nats and moved no classification cell; it costs a quarter of a run more.
+    ``epochs`` gives the same length as ``epochs * len(train_loader)`` optimizer steps (divided
+    by ``accumulation_steps``), so the probe runs whenever the run's length is known.
+
+    ``adapt`` (default on): when the first ramp shows no clear descent, run a slower ramp over
+    the three decades below where it diverged (or continue it past ``end_lr`` when it did not
+    diverge) instead of giving up; when no ramp descends but one diverged, fall back to the
+    divergence LR / 10 with ``grade='fallback'``. ``suggestion is None`` only when the loss
+    neither descends nor diverges anywhere. ``result.reason`` says which pass and rule chose.
 
     Raises :class:`~lrdoctor.errors.FinderError` on bad input (an empty loader, a NaN/Inf loss
     at the first step, ``start_lr >= end_lr``, no trainable parameters), with every piece of
@@ -311,7 +328,15 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     """
     _check(model, optimizer, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode,
            repeats=repeats, accumulation_steps=accumulation_steps, amp=amp, val_every=val_every,
-           rule=rule, loss_fn=loss_fn, step_fn=step_fn, budget_steps=budget_steps)
+           rule=rule, loss_fn=loss_fn, step_fn=step_fn, budget_steps=budget_steps,
+           epochs=epochs)
+    if epochs is not None:
+        try:
+            per_epoch = len(train_loader)  # type: ignore[arg-type]
+        except TypeError:
+            raise FinderError("epochs= needs a train_loader with a len(); pass budget_steps= "
+                              "(the run's optimizer steps) instead") from None
+        budget_steps = max(4, epochs * math.ceil(per_epoch / accumulation_steps))
     params = list(model.parameters())
     device = params[0].device if params else torch.device("cpu")
     if amp == "fp16" and grad_scaler is None and device.type == "cuda":
@@ -413,12 +438,13 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 optimizer.step()
             if not use_val or (test.step + 1) % val_every == 0 or test.step == steps - 1:
                 value = reduce(val_loss() if use_val else train_loss)
-                if isinstance(test, RangeTest) and test.recorded == 0 and \
+                if isinstance(test, RangeTest) and test.recorded == 0 and first_step[0] and \
                         not math.isfinite(value):
                     raise FinderError(
                         f"the loss is {value} at the first step (lr={test.lr():.3g}), before "
                         "the LR could matter: check the model, the data and the loss function")
                 test.record(value)
+                first_step[0] = False
             else:
                 test.advance()
             done += 1
@@ -432,13 +458,19 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         drive(test, steps, val_loader is not None)
         return test.curve()
 
-    def passes(lo: float, hi: float, steps: int, first: bool) -> list[Curve]:
+    first_ramp = [True]
+    first_step = [True]  # a NaN/Inf loss here is bad input; in a later pass, a divergence
+
+    def passes(lo: float, hi: float, steps: int) -> list[Curve]:
         """``repeats`` ramps, each from the restored state (the very first from the caller's)."""
-        nonlocal done
+        nonlocal done, total_steps
         curves = []
+        if not first_ramp[0] and steps != zoom_steps:  # an adaptive pass: more steps to go
+            total_steps += repeats * steps
         for r in range(repeats):
-            if r or not first:
+            if not first_ramp[0]:
                 snapshot.restore()
+            first_ramp[0] = False
             start = done
             curves.append(one_ramp(lo, hi, steps, mode))
             done = start + steps  # a ramp that stopped early counts as done
@@ -454,23 +486,11 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 "seconds": round(time.perf_counter() - started, 3), **extra}
 
     try:
-        curves = passes(start_lr, end_lr, num_steps, first=True)
-        if all(len(c) == 0 for c in curves):
-            raise FinderError("the range test recorded no losses (every step was skipped or "
-                              "the loader ran dry)")
-        result = analyze(curves, rule=rule, settings=settings(zoom=None))
-        window = zoom_range(result) if zoom else None
-        if window is not None:
-            zoomed = passes(*window, zoom_steps, first=False)
-            fine = analyze(zoomed, rule=rule, settings=settings(
-                zoom=[float(window[0]), float(window[1])], zoom_steps=zoom_steps))
-            if fine.suggestion is not None:
-                result = dataclasses.replace(fine, coarse=result)
-            else:  # the zoomed ramps said nothing clear: keep the first pass, and say so
-                result = dataclasses.replace(result, settings=fine.settings, notes=(
-                    *result.notes, ("the zoomed second pass found no clear descent; the "
-                    "suggestion is the first pass's")))
-        if warm_steps and result.suggestion is not None and result.min_loss_lr is not None:
+        result = search(passes, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
+                        rule=rule, zoom=zoom, zoom_steps=zoom_steps, adapt=adapt,
+                        settings=settings)
+        if warm_steps and result.suggestion is not None and result.min_loss_lr is not None \
+                and result.grade != "fallback":
             snapshot.restore()
             probe = BudgetProbe(result.suggestion, result.min_loss_lr, warm_steps)
             start = done
