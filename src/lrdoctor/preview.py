@@ -19,7 +19,12 @@ from lrdoctor._output import Target, save_figure
 from lrdoctor.errors import ScheduleError
 from lrdoctor.schedules import Mark, Schedule, parse
 
-__all__ = ["Preview", "default_steps", "plot_schedule", "summarize"]
+__all__ = ["DENSE_STEPS", "Preview", "default_steps", "plot_schedule", "sample_steps", "summarize"]
+
+#: Up to this many steps a preview evaluates every step; beyond, :func:`sample_steps`.
+DENSE_STEPS = 20_000
+#: Evenly spaced steps a longer preview evaluates, besides its key points.
+GRID_STEPS = 4_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class Preview:
     duration: int | None
     marks: tuple[Mark, ...]
     has_momentum: bool
+    sampled: bool = False  # True: peak and lowest are over the sampled steps (see sample_steps)
 
     def rows(self) -> list[tuple[str, str, str]]:
         """(what, step, lr) rows for a table."""
@@ -60,6 +66,7 @@ class Preview:
             "min_step": self.min_step,
             "end_lr": self.end_lr,
             "marks": [{"step": m.step, "label": m.label} for m in self.marks],
+            "sampled": self.sampled,
         }
 
 
@@ -74,25 +81,46 @@ def default_steps(schedule: Schedule) -> int:
     return max(2, math.ceil(schedule.duration * 1.05))
 
 
+def sample_steps(schedule: Schedule, steps: int, marks: list[Mark] | None = None) -> np.ndarray:
+    """The steps a preview of ``range(steps)`` evaluates, sorted: all of them up to
+    ``DENSE_STEPS``; beyond, ``GRID_STEPS`` evenly spaced ones plus the key points exactly
+    (0, 1, the last step, and each mark — warm-up end, peak, restart, phase change, end — with
+    the step before it), so the time taken does not grow with ``steps``."""
+    if steps <= DENSE_STEPS:
+        return np.arange(steps, dtype=np.int64)
+    marks = _marks(schedule, steps) if marks is None else marks
+    keys = {0, 1, steps - 1}
+    for m in marks:
+        keys.update(k for k in (m.step - 1, m.step) if 0 <= k < steps)
+    grid = np.linspace(0, steps - 1, GRID_STEPS).round().astype(np.int64)
+    return np.union1d(grid, np.fromiter(keys, dtype=np.int64))
+
+
 def summarize(schedule: Schedule | str, steps: int | None = None) -> Preview:
-    """Evaluate ``schedule`` on ``range(steps)`` and pick out its notable points."""
+    """Evaluate ``schedule`` on ``range(steps)`` (or, for long previews, on
+    :func:`sample_steps`) and pick out its notable points."""
     schedule = parse(schedule)
     steps = default_steps(schedule) if steps is None else steps
-    if not isinstance(steps, int) or steps < 1:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ScheduleError(f"steps must be a whole number >= 1, got {steps!r}")
-    lrs = schedule.values(steps)
+    if steps > 2**62:
+        raise ScheduleError(f"steps must be at most 2**62 to preview, got {steps}")
+    marks = _marks(schedule, steps)
+    ks = sample_steps(schedule, steps, marks)
+    lrs = schedule.values(ks)
     return Preview(
         spec=schedule.to_spec(),
         steps=steps,
         start_lr=float(lrs[0]),
         peak_lr=float(lrs.max()),
-        peak_step=int(lrs.argmax()),
+        peak_step=int(ks[lrs.argmax()]),
         min_lr=float(lrs.min()),
-        min_step=int(lrs.argmin()),
+        min_step=int(ks[lrs.argmin()]),
         end_lr=float(lrs[-1]),
         duration=schedule.duration,
-        marks=tuple(_marks(schedule, steps)),
+        marks=tuple(marks),
         has_momentum=schedule.momentum(0) is not None,
+        sampled=len(ks) < steps,
     )
 
 
@@ -119,8 +147,8 @@ def plot_schedule(schedule: Schedule | str, path: Target, steps: int | None = No
 
     schedule = parse(schedule)
     preview = summarize(schedule, steps)
-    ks = np.arange(preview.steps)
-    lrs = schedule.values(preview.steps)
+    ks = sample_steps(schedule, preview.steps, list(preview.marks))
+    lrs = schedule.values(ks)
     rows = 2 if preview.has_momentum else 1
     fig, axes = plt.subplots(rows, 1, figsize=(8, 3.2 * rows + 0.6), sharex=True, squeeze=False)
     ax = axes[0][0]

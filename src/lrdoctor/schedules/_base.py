@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -20,9 +21,17 @@ import numpy as np
 
 from lrdoctor.errors import ScheduleError
 
-__all__ = ["Mark", "Schedule", "param", "registry"]
+__all__ = ["LR_MAX", "MAX_DEPTH", "MAX_STEPS", "Mark", "Schedule", "finite_lr", "param", "registry"]
 
 _MISSING: Any = dataclasses.MISSING
+
+#: The largest step count a parameter may hold: every count up to it is an exact float.
+MAX_STEPS = 2**53
+#: How deeply schedules may nest (``a * (b * (c * ...))``, parentheses, lists): evaluation,
+#: ``to_spec`` and equality recurse once per level, and must stay far from Python's limit.
+MAX_DEPTH = 100
+#: The largest finite float: a learning rate is never larger (see :func:`finite_lr`).
+LR_MAX = sys.float_info.max
 
 #: Spec name -> schedule class, filled by ``Schedule.__init_subclass__``.
 registry: dict[str, type[Schedule]] = {}
@@ -93,6 +102,26 @@ class Schedule(ABC):
     def marks(self, horizon: int) -> list[Mark]:
         """Notable steps before ``horizon`` (phase changes, restarts), for previews."""
         return []
+
+    def bound(self) -> float:
+        """An upper bound on ``self(k)`` over every k (``inf`` where the lr grows without end).
+
+        By default the largest learning-rate parameter; shapes whose formula can exceed its
+        parameters (a division, a growth factor) say so themselves.
+        """
+        out = 0.0
+        for f in spec_fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["kind"] == "lr":
+                out = max(out, value)
+            elif f.metadata["kind"] == "lr_list":
+                out = max(out, *value)
+        return out
+
+    @property
+    def depth(self) -> int:
+        """How many schedules deep this one nests (1 for a shape)."""
+        return 1
 
     def values(self, steps: int | Iterable[int]) -> np.ndarray:
         """Evaluate at ``range(steps)`` or at the given steps, as a float64 array."""
@@ -192,8 +221,10 @@ def spec_fields(cls: type[Schedule] | Schedule) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(cls) if "kind" in f.metadata]  # type: ignore[arg-type]
 
 
-def from_dict(data: dict[str, Any]) -> Schedule:
+def from_dict(data: dict[str, Any], _depth: int = 1) -> Schedule:
     """Inverse of :meth:`Schedule.to_dict`."""
+    if _depth > MAX_DEPTH:
+        raise ScheduleError(f"the schedule dict nests more than {MAX_DEPTH} levels deep")
     if not isinstance(data, dict) or "type" not in data:
         raise ScheduleError(f"a schedule dict needs a 'type' key, got {data!r}")
     kind = data["type"]
@@ -206,11 +237,34 @@ def from_dict(data: dict[str, Any]) -> Schedule:
         if key == "type":
             continue
         if kinds.get(key) == "schedule":
-            value = from_dict(value)
+            value = from_dict(value, _depth + 1)
         elif kinds.get(key) == "schedules":
-            value = tuple(from_dict(v) for v in value)
+            if not isinstance(value, (list, tuple)):
+                raise ScheduleError(f"{kind}: {key} must be a list of schedule dicts, got {value!r}")
+            value = tuple(from_dict(v, _depth + 1) for v in value)
         kwargs[key] = value
     return cls.build(**kwargs)
+
+
+def finite_lr(value: float) -> float:
+    """``value`` held within the float range: an lr that would overflow is ``LR_MAX``.
+
+    Only shapes that grow without bound by request (``sgdr(..., decay>1)``) and products of
+    them reach it; every other overflow is refused when the schedule is built.
+    """
+    return min(value, LR_MAX)
+
+
+def check_bound(owner: Schedule, bounds: tuple[float, ...], value: float, what: str) -> None:
+    """Refuse a schedule whose largest lr is finite in its parts (``bounds``) but overflows in
+    ``value``; a part that grows without end by request is held at ``LR_MAX`` instead."""
+    if all(math.isfinite(b) for b in bounds) and math.isinf(value):
+        raise owner._error(f"{what} overflows: the learning rate would be infinite")
+
+
+def _short_int(v: int) -> str:
+    text = str(v)
+    return text if len(text) <= 30 else f"an integer of {len(text.lstrip('-'))} digits"
 
 
 def format_value(value: Any) -> str:
@@ -236,17 +290,28 @@ def _coerce(owner: str, f: dataclasses.Field[Any], value: Any) -> Any:
     def number(v: Any) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
             raise ScheduleError(f"{label} must be a number, got {v!r}")
-        v = float(v)
-        if not math.isfinite(v):
-            raise ScheduleError(f"{label} must be finite, got {v!r}")
-        return v
+        try:
+            x = float(v)
+        except OverflowError:  # an int beyond the float range
+            raise ScheduleError(
+                f"{label} must be a finite number, got an integer of {len(str(abs(int(v))))} digits"
+            ) from None
+        if not math.isfinite(x):
+            raise ScheduleError(f"{label} must be finite, got {x!r}")
+        return x + 0.0  # -0.0 -> 0.0
 
     def integer(v: Any, low: int) -> int:
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and abs(int(v)) > MAX_STEPS:
+            raise ScheduleError(
+                f"{label} must be at most 2**53 = {MAX_STEPS} steps, got {_short_int(int(v))}"
+            )
         x = number(v)
         if not x.is_integer():
             raise ScheduleError(f"{label} must be a whole number of steps, got {v!r}")
         if x < low:
             raise ScheduleError(f"{label} must be >= {low}, got {int(x)}")
+        if x > MAX_STEPS:
+            raise ScheduleError(f"{label} must be at most 2**53 = {MAX_STEPS} steps, got {x!r}")
         return int(x)
 
     if kind == "lr":

@@ -11,7 +11,8 @@ import dataclasses
 import math
 from dataclasses import KW_ONLY, dataclass
 
-from lrdoctor.schedules._base import Mark, Schedule, param
+from lrdoctor.schedules._base import LR_MAX, Mark, Schedule, finite_lr, param
+from lrdoctor.schedules._decay import held
 
 __all__ = ["SGDR", "Cyclic", "OneCycle"]
 
@@ -41,6 +42,7 @@ class Cyclic(Schedule):
     cycle_momentum: bool = param(True, kind="bool")
     min_momentum: float = param(0.8, kind="lr")
     max_momentum: float = param(0.9, kind="lr")
+    steps: int | None = param(None, kind="opt_steps")
     name = "cyclic"
 
     def _validate(self) -> None:
@@ -51,6 +53,7 @@ class Cyclic(Schedule):
 
     def _phase(self, step: int) -> tuple[float, float]:
         """(scale in [0, 1] within the cycle, amplitude factor g)."""
+        step = held(step, self.steps)
         up = float(self.half_period)
         total = up + float(self.down_steps if self.down_steps is not None else self.half_period)
         ratio = up / total
@@ -75,7 +78,12 @@ class Cyclic(Schedule):
         scale, g = self._phase(step)
         return self.max_momentum - (self.max_momentum - self.min_momentum) * scale * g
 
+    @property
+    def duration(self) -> int | None:
+        return self.steps
+
     def marks(self, horizon: int) -> list[Mark]:
+        horizon = held(horizon, self.steps)
         up = self.half_period
         total = up + (self.down_steps or up)
         return [Mark(k, "peak") for k in range(up, horizon, total)[:50]]
@@ -129,6 +137,13 @@ class OneCycle(Schedule):
         # momentum is high where the lr is low.
         initial = self.max_lr / self.div
         lr = {"initial": initial, "max": self.max_lr, "min": initial / self.final_div}
+        if not math.isfinite(initial):
+            raise self._error(f"div is too small: the starting lr (the peak divided by div={self.div!r}) "
+                              "overflows; use div >= 1 (torch's default is 25)")
+        if not math.isfinite(lr["min"]):
+            raise self._error(f"final_div is too small: the final lr (the starting lr divided by "
+                              f"final_div={self.final_div!r}) overflows; use final_div >= 1 "
+                              "(torch's default is 1e4)")
         mom = {"initial": self.max_momentum, "max": self.min_momentum, "min": self.max_momentum}
         first = float(self.peak_at * self.steps) - 1
         last = float(self.steps - 1)
@@ -172,6 +187,9 @@ class OneCycle(Schedule):
     def duration(self) -> int:
         return self.steps
 
+    def bound(self) -> float:
+        return max(max(seg[2], seg[3]) for seg in self._segments)
+
     def marks(self, horizon: int) -> list[Mark]:
         ends = [math.ceil(seg[1]) for seg in self._segments[:-1]]
         labels = ["peak", "back to start"]
@@ -186,7 +204,8 @@ class SGDR(Schedule):
     Cycle ``i`` lasts ``T_i = period * mult ** i`` steps and starts at
     ``S_i = period * (mult ** i - 1) / (mult - 1)`` (``i * period`` when ``mult = 1``); within
     it, at ``t = k - S_i``: ``lr(k) = end + (base - end) * decay ** i * (1 + cos(pi t / T_i)) / 2``.
-    After ``cycles`` cycles (if given) it holds ``end``.
+    After ``cycles`` cycles (if given) it holds ``end``. ``decay > 1`` grows the peak (Keras'
+    ``m_mul`` allows it); a peak beyond the float range is held at the largest float.
 
     >>> s = SGDR(1.0, end_lr=0.0, period=10, mult=2)
     >>> s(0), s(10), s(30)
@@ -200,20 +219,26 @@ class SGDR(Schedule):
     mult: float = param(1.0, kind="positive")
     decay: float = param(1.0, kind="positive")
     cycles: int | None = param(None, kind="opt_steps")
+    steps: int | None = param(None, kind="opt_steps")
     _log_mult: float = dataclasses.field(init=False, repr=False, compare=False)
     name = "sgdr"
 
     def _validate(self) -> None:
+        if self.period < 1:
+            raise self._error(f"period must be >= 1 step (a cycle shorter than a step restarts "
+                              f"within it), got {self.period!r}")
         if self.mult < 1:
             raise self._error(f"mult must be >= 1 (periods never shrink), got {self.mult!r}")
-        if self.decay > 1:
-            raise self._error(f"decay must be in (0, 1], got {self.decay!r}")
+        if self.decay > 1 and self.end_lr > self.base_lr:
+            raise self._error(f"decay={self.decay!r} grows the peak above base, which needs end <= base "
+                              f"(the lr would fall below 0), got end={self.end_lr!r}")
         object.__setattr__(self, "_log_mult", math.log(self.mult))
 
     def _start(self, i: int) -> float:
+        """The first step of cycle ``i`` (``inf`` once it is beyond the float range)."""
         if self.mult == 1:
             return i * self.period
-        return self.period * (self.mult**i - 1) / (self.mult - 1)
+        return self.period * (_pow(self.mult, i) - 1) / (self.mult - 1)
 
     def _cycle(self, step: int) -> tuple[int, float, float]:
         """(cycle index, step within it, its length)."""
@@ -225,27 +250,45 @@ class SGDR(Schedule):
             while step >= (i + 1) * period:
                 i += 1
             return i, step - i * period, period
-        i = int(math.log(step / period * (mult - 1) + 1) / self._log_mult)
+        x = step / period * (mult - 1)
+        lg = math.log(x + 1) if x < 1e300 else math.log(step / period) + math.log(mult - 1)
+        i = int(lg / self._log_mult)
         while i > 0 and step < self._start(i):
             i -= 1
         while step >= self._start(i + 1):
             i += 1
-        return i, step - self._start(i), period * mult**i
+        return i, step - self._start(i), period * _pow(mult, i)
 
     def __call__(self, step: int) -> float:
-        i, t, length = self._cycle(step)
+        i, t, length = self._cycle(held(step, self.steps))
         if self.cycles is not None and i >= self.cycles:
             return self.end_lr
         cos = (1 + math.cos(math.pi * t / length)) / 2
-        return self.end_lr + (self.base_lr - self.end_lr) * self.decay**i * cos
+        peak = _pow(self.decay, i)  # decay > 1 grows the peak: held at the float range's end
+        if math.isinf(peak):
+            return self.end_lr if cos == 0 or self.base_lr == self.end_lr else LR_MAX
+        return finite_lr(self.end_lr + (self.base_lr - self.end_lr) * peak * cos)
 
     @property
     def duration(self) -> int | None:
-        if self.cycles is None:
-            return None
-        return math.ceil(self._start(self.cycles))
+        ends = [] if self.steps is None else [self.steps]
+        if self.cycles is not None:
+            ends.append(min(math.ceil(self._start(self.cycles)), 2**63))
+        return min(ends) if ends else None
+
+    def bound(self) -> float:
+        if self.decay <= 1:
+            return max(self.base_lr, self.end_lr)
+        last = None if self.cycles is None else self.cycles - 1
+        if self.steps is not None:
+            last_by_steps = self._cycle(self.steps)[0]
+            last = last_by_steps if last is None else min(last, last_by_steps)
+        if last is None:
+            return math.inf  # grows without end, by request
+        return max(self.base_lr, self.end_lr + (self.base_lr - self.end_lr) * _pow(self.decay, last))
 
     def marks(self, horizon: int) -> list[Mark]:
+        horizon = held(horizon, self.steps)
         out, i = [], 1
         while (s := self._start(i)) < horizon and len(out) < 50:
             if self.cycles is not None and i >= self.cycles:
@@ -254,3 +297,11 @@ class SGDR(Schedule):
             out.append(Mark(math.ceil(s), "restart"))
             i += 1
         return out
+
+
+def _pow(x: float, n: int) -> float:
+    """``x ** n``, ``inf`` where Python would raise OverflowError."""
+    try:
+        return x**n
+    except OverflowError:
+        return math.inf

@@ -1,5 +1,10 @@
 """Monotone decay shapes: constant, step, multistep, piecewise, exponential, inverse-time,
-inverse-sqrt, polynomial, linear and cosine. Each is a closed form in the step ``k``."""
+inverse-sqrt, polynomial, linear and cosine. Each is a closed form in the step ``k``.
+
+The open-ended ones (step, multistep, piecewise, exponential, inverse_time, inverse_sqrt, and
+cyclic and sgdr in :mod:`._cyclic`) take an optional ``steps=N``: then ``lr(k) = lr(min(k, N))``,
+the shape ends at step N and a part may follow it with ``>>``.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,15 @@ def _check_decay_factor(s: Step | MultiStep | Exponential) -> None:
             f"gamma must be in (0, 1] (a decay), got {s.gamma!r}; "
             "for a rising ramp use warmup(steps, start=..., shape=exponential)"
         )
+
+
+def held(step: int, steps: int | None) -> int:
+    """``min(step, steps)``: an open-ended shape given ``steps=`` ends there and holds.
+
+    That gives it a duration, so a part can follow it with ``>>`` (torch's ``SequentialLR``
+    with an ``ExponentialLR`` first is ``exponential(lr, gamma=g, steps=m) >> ...``).
+    """
+    return step if steps is None or step < steps else steps
 
 
 def _periods(step: int, every: int, staircase: bool) -> float:
@@ -75,15 +89,21 @@ class Step(Schedule):
     _: KW_ONLY
     every_steps: int = param(kind="steps", spec="every")
     gamma: float = param(0.1, kind="positive")
+    steps: int | None = param(None, kind="opt_steps")
     name = "step"
 
     def _validate(self) -> None:
         _check_decay_factor(self)
 
     def __call__(self, step: int) -> float:
-        return self.base_lr * self.gamma ** (step // self.every_steps)
+        return self.base_lr * self.gamma ** (held(step, self.steps) // self.every_steps)
+
+    @property
+    def duration(self) -> int | None:
+        return self.steps
 
     def marks(self, horizon: int) -> list[Mark]:
+        horizon = held(horizon, self.steps)
         return [Mark(k, "decay") for k in range(self.every_steps, horizon, self.every_steps)[:50]]
 
 
@@ -101,16 +121,21 @@ class MultiStep(Schedule):
     _: KW_ONLY
     milestones: tuple[int, ...] = param(kind="steps_list")
     gamma: float = param(0.1, kind="positive")
+    steps: int | None = param(None, kind="opt_steps")
     name = "multistep"
 
     def _validate(self) -> None:
         _check_decay_factor(self)
 
     def __call__(self, step: int) -> float:
-        return self.base_lr * self.gamma ** bisect_right(self.milestones, step)
+        return self.base_lr * self.gamma ** bisect_right(self.milestones, held(step, self.steps))
+
+    @property
+    def duration(self) -> int | None:
+        return self.steps
 
     def marks(self, horizon: int) -> list[Mark]:
-        return [Mark(m, "decay") for m in self.milestones if m < horizon]
+        return [Mark(m, "decay") for m in self.milestones if m < held(horizon, self.steps)]
 
 
 @dataclass(frozen=True)
@@ -130,6 +155,7 @@ class Piecewise(Schedule):
     _: KW_ONLY
     values_lr: tuple[float, ...] = param(kind="lr_list", spec="values")
     boundaries: tuple[int, ...] = param(kind="steps_list")
+    steps: int | None = param(None, kind="opt_steps")
     name = "piecewise"
 
     def _validate(self) -> None:
@@ -140,10 +166,14 @@ class Piecewise(Schedule):
             )
 
     def __call__(self, step: int) -> float:
-        return self.values_lr[bisect_right(self.boundaries, step)]
+        return self.values_lr[bisect_right(self.boundaries, held(step, self.steps))]
+
+    @property
+    def duration(self) -> int | None:
+        return self.steps
 
     def marks(self, horizon: int) -> list[Mark]:
-        return [Mark(b, "change") for b in self.boundaries if b < horizon]
+        return [Mark(b, "change") for b in self.boundaries if b < held(horizon, self.steps)]
 
 
 @dataclass(frozen=True)
@@ -161,10 +191,15 @@ class Exponential(Schedule):
     gamma: float = param(kind="positive")
     every_steps: int = param(1, kind="steps", spec="every")
     staircase: bool = param(False, kind="bool")
+    steps: int | None = param(None, kind="opt_steps")
     name = "exponential"
 
     def __call__(self, step: int) -> float:
-        return self.base_lr * self.gamma ** _periods(step, self.every_steps, self.staircase)
+        return self.base_lr * self.gamma ** _periods(held(step, self.steps), self.every_steps, self.staircase)
+
+    @property
+    def duration(self) -> int | None:
+        return self.steps
 
     def _validate(self) -> None:
         _check_decay_factor(self)
@@ -185,10 +220,16 @@ class InverseTime(Schedule):
     rate: float = param(kind="lr")
     every_steps: int = param(1, kind="steps", spec="every")
     staircase: bool = param(False, kind="bool")
+    steps: int | None = param(None, kind="opt_steps")
     name = "inverse_time"
 
     def __call__(self, step: int) -> float:
-        return self.base_lr / (1 + self.rate * _periods(step, self.every_steps, self.staircase))
+        periods = _periods(held(step, self.steps), self.every_steps, self.staircase)
+        return self.base_lr / (1 + self.rate * periods)
+
+    @property
+    def duration(self) -> int | None:
+        return self.steps
 
 
 @dataclass(frozen=True)
@@ -208,16 +249,23 @@ class InverseSqrt(Schedule):
     _: KW_ONLY
     warmup_steps: int = param(0, kind="steps0", spec="warmup")
     timescale: int | None = param(None, kind="opt_steps")
+    steps: int | None = param(None, kind="opt_steps")
     name = "inverse_sqrt"
 
     def __call__(self, step: int) -> float:
+        step = held(step, self.steps)
         w = self.warmup_steps
         if step < w:
             return self.base_lr * (step / w)
         ts = self.timescale or w or 10_000
         return self.base_lr * (1.0 / math.sqrt((step + (ts - w)) / ts))
 
+    @property
+    def duration(self) -> int | None:
+        return self.steps
+
     def marks(self, horizon: int) -> list[Mark]:
+        horizon = held(horizon, self.steps)
         return [Mark(self.warmup_steps, "warm-up end")] if 0 < self.warmup_steps < horizon else []
 
 

@@ -10,6 +10,8 @@ Grammar (``*`` binds tighter than ``>>``)::
     value   := NUMBER | NAME | 'true' | 'false' | 'none' | '[' [value (',' value)*] ']'
 
 Errors carry the 1-based column of the offending token and say what was expected there.
+Parentheses and lists nest at most ``MAX_DEPTH`` (100) levels; a ``>>`` chain of any length
+is joined once, in linear time.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lrdoctor.errors import ScheduleError
-from lrdoctor.schedules._base import Schedule, registry, spec_fields
+from lrdoctor.schedules._base import MAX_DEPTH, Schedule, registry, spec_fields
+from lrdoctor.schedules._compose import Sequence
 
 __all__ = ["parse"]
 
@@ -66,6 +69,13 @@ class _Parser:
         self.text = text
         self.toks = _tokenize(text)
         self.i = 0
+        self.depth = 0  # open '(' and '[' around the current token
+
+    def enter(self, tok: _Tok) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"the spec nests more than {MAX_DEPTH} levels of brackets; "
+                            "flatten it (a >> b >> c needs no parentheses)", tok)
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -103,16 +113,31 @@ class _Parser:
 
     def expr(self) -> Schedule | float:
         start = self.tok
-        left = self.product()
+        first = self.product()
+        if self.tok.text != ">>":
+            return first
+        items, ops = [(first, start)], []
         while self.tok.text == ">>":
-            op = self.tok
+            ops.append(self.tok)
             self.i += 1
-            right = self.product()
-            for side, tok in ((left, start), (right, op)):
-                if isinstance(side, float):
-                    raise self.fail("'>>' joins schedules, not numbers", tok)
-            left = self.wrap(lambda a=left, b=right: a >> b, op)  # type: ignore[operator]
-        return left
+            items.append((self.product(), ops[-1]))
+        for side, tok in items:
+            if isinstance(side, float):
+                raise self.fail("'>>' joins schedules, not numbers", tok)
+        # one Sequence for the whole chain (linear time); blame[i] is the token to point at
+        # for the join after part i: its '>>', or the '(' of a parenthesised inner chain
+        parts: list[Schedule] = []
+        blame: list[_Tok] = []
+        for k, (part, tok) in enumerate(items):
+            after = ops[min(k, len(ops) - 1)]
+            inner = part.parts if isinstance(part, Sequence) else (part,)
+            parts.extend(inner)  # type: ignore[arg-type]
+            blame.extend([tok] * (len(inner) - 1) + [after])
+        try:
+            return Sequence(parts=tuple(parts))
+        except ScheduleError as err:
+            join = getattr(err, "join", None)
+            raise self.fail(err.reason, blame[join] if join is not None else ops[0]) from None
 
     def product(self) -> Schedule | float:
         left = self.atom()
@@ -132,9 +157,11 @@ class _Parser:
             self.i += 1
             return float(tok.text)
         if tok.text == "(":
+            self.enter(tok)
             self.i += 1
             inner = self.expr()
             self.expect(")", "')' to close the '(' at column " + str(tok.col))
+            self.depth -= 1
             return inner
         if tok.kind == "name":
             return self.call()
@@ -191,7 +218,9 @@ class _Parser:
             return cls.build(**kwargs)
         except ScheduleError as err:
             # point at the argument the message names, else at the call
-            tok = next((t for k, t in where.items() if f" {k} " in f" {err.reason} "), None)
+            tok = next((t for k, t in where.items() if err.reason.startswith(f"{cls.name}: {k} ")), None)
+            if tok is None:
+                tok = next((t for k, t in where.items() if f" {k} " in f" {err.reason} "), None)
             if tok is None:
                 tok = next((t for k, t in where.items() if f"{cls.name}: {k}" in err.reason), None)
             if tok is None:
@@ -202,12 +231,14 @@ class _Parser:
         tok = self.tok
         if tok.kind == "number":
             self.i += 1
-            num = float(tok.text)
-            return int(num) if re.fullmatch(r"[+-]?\d+", tok.text) else num
+            if re.fullmatch(r"[+-]?\d+", tok.text) and len(tok.text) <= 400:
+                return int(tok.text)  # exact: a step count is never rounded through a float
+            return float(tok.text)  # a longer literal is beyond any count: inf or a big float
         if tok.kind == "name":
             self.i += 1
             return _WORDS.get(tok.text.lower(), tok.text)
         if tok.text == "[":
+            self.enter(tok)
             self.i += 1
             items = []
             while self.tok.text != "]":
@@ -217,6 +248,7 @@ class _Parser:
                 elif self.tok.text != "]":
                     raise self.fail(f"expected ',' or ']' in a list, found {self.describe(self.tok)}")
             self.i += 1
+            self.depth -= 1
             return items
         raise self.fail(f"expected a value (number, name, true/false or [list]), found {self.describe(tok)}")
 

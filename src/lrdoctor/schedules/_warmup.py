@@ -31,7 +31,10 @@ def ramp(start: float, end: float, p: float, shape: str) -> float:
     elif shape == "sqrt":
         f = 1.0 - math.sqrt(1.0 - p)
     else:  # exponential; callers guarantee start > 0 and end > 0
-        return start * (end / start) ** p
+        ratio = end / start
+        if math.isinf(ratio):  # e.g. start=1e-320: the same curve in logs, without overflow
+            return min(math.exp(math.log(start) + p * (math.log(end) - math.log(start))), end)
+        return start * ratio**p
     return start + (end - start) * f
 
 
@@ -70,6 +73,9 @@ class Ramp(Schedule):
     @property
     def duration(self) -> int:
         return self.steps
+
+    def bound(self) -> float:
+        return max(getattr(self, "start_lr", 0.0), self.target_lr or 0.0)
 
     def marks(self, horizon: int) -> list[Mark]:
         return [Mark(self.steps, "warm-up end")] if self.steps < horizon else []
