@@ -11,6 +11,8 @@ _NAMES = {
     "PlateauLR": "_plateau",
     "find_lr": "_finder",
     "FinderResult": "_finder",
+    "auto_lr": "_auto",
+    "AutoResult": "_auto",
     "Monitor": "_monitor",
 }
 
