@@ -57,8 +57,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          "step; None = no clipping", (None, 0.5, 1.0, 5.0)),
     Knob("batch_size", "int >= 1", "training examples per optimizer step", (16, 32, 64, 128)),
     Knob("epochs", "int >= 1", "passes over the training data", (2, 4, 8, 16)),
-    Knob("optimizer", "str", "optimizer family: 'sgd' (momentum 0.9), 'adam' or 'adamw'",
-         ("sgd", "adam", "adamw")),
+    Knob("optimizer", "str", "optimizer family: 'sgd', 'momentum' (SGD 0.9), 'adam', 'adamw', "
+         "'rmsprop' (a train_fn may read 'sgd' with momentum)", ("sgd", "adam", "adamw")),
     Knob("init", "str", "weight initialisation: 'default' (the framework's), 'kaiming', "
          "'xavier', 'normal:<std>'; every choice but 'default' sets biases to zero",
          ("default", "kaiming", "xavier")),
@@ -69,12 +69,13 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("normalize_inputs", "bool", "standardize inputs with the training set's mean and std",
          (True, False)),
     Knob("shuffle", "bool", "reshuffle the training data every epoch", (True, False)),
-    Knob("output_activation", "str", "what the model applies to its outputs before the loss: "
-         "'none' (raw logits) or 'softmax'", ("none", "softmax")),
-    Knob("plateau_mode", "str | None", "plateau scheduler mode: 'min', 'max' or 'auto'; None = "
-         "no plateau scheduler", (None, "min", "max", "auto")),
+    Knob("output_activation", "str | None", "what the model applies to its outputs before the "
+         "loss: None (raw logits), 'softmax', 'sigmoid'", (None, "softmax")),
+    Knob("plateau_mode", "str | None", "the plateau scheduler's mode: 'min', 'max' or 'auto' "
+         "(from the metric's name); None = the train_fn's default", ("min", "max", "auto")),
     Knob("plateau_monitor", "str | None", "the metric the plateau scheduler watches "
-         "('val_loss', 'val_accuracy')", (None, "val_loss", "val_accuracy")),
+         "('val_loss', 'val_accuracy'); None = the train_fn's default",
+         ("val_loss", "val_accuracy")),
     Knob("label_smoothing", "float in [0, 1)", "label smoothing of the cross-entropy loss",
          (0.0, 0.05, 0.1, 0.2)),
 )}
@@ -88,13 +89,13 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
     "grad_clip": lambda v: v is None or (isinstance(v, (int, float)) and v > 0),
     "batch_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
     "epochs": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-    "optimizer": lambda v: v in ("sgd", "adam", "adamw"),
+    "optimizer": lambda v: v in ("sgd", "momentum", "adam", "adamw", "rmsprop"),
     "init": lambda v: isinstance(v, str) and bool(v),
     "activation": lambda v: v in ("relu", "leaky_relu", "gelu", "tanh", "sigmoid", "identity"),
     "dropout": lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
     "normalize_inputs": lambda v: isinstance(v, bool),
     "shuffle": lambda v: isinstance(v, bool),
-    "output_activation": lambda v: v in ("none", "softmax", "sigmoid"),
+    "output_activation": lambda v: v in (None, "softmax", "sigmoid"),
     "plateau_mode": lambda v: v in (None, "min", "max", "auto"),
     "plateau_monitor": lambda v: v is None or isinstance(v, str),
     "label_smoothing": lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
@@ -270,10 +271,10 @@ def _plateau_monitor(ctx: Context, f: Finding) -> list[dict[str, Any]]:
             if natural != mode:
                 return [{"plateau_mode": natural},
                         {"plateau_monitor": "val_loss", "plateau_mode": "min"},
-                        {"plateau_mode": None, "schedule": _decay(ctx)}]
+                        {"plateau_mode": "auto"}]
     return [{"plateau_monitor": "val_loss", "plateau_mode": "min"},
             {"plateau_mode": "auto"},
-            {"plateau_mode": None, "schedule": _decay(ctx)}]
+            {"plateau_monitor": "val_accuracy", "plateau_mode": "max"}]
 
 
 def _overfitting(ctx: Context, f: Finding) -> list[dict[str, Any]]:
@@ -355,7 +356,7 @@ _TABLE: dict[str, Callable[[Context, Finding], list[dict[str, Any]]]] = {
     "unnormalized-input": lambda ctx, f: [{"normalize_inputs": True}],
     "unshuffled-data": lambda ctx, f: [{"shuffle": True}],
     "label-noise": lambda ctx, f: [{"label_smoothing": 0.1}, {"label_smoothing": 0.2}],
-    "loss-activation-mismatch": lambda ctx, f: [{"output_activation": "none"}],
+    "loss-activation-mismatch": lambda ctx, f: [{"output_activation": None}],
     "missing-warmup": _warmup_missing,
     "plateau-monitor-mismatch": _plateau_monitor,
     "overfitting": _overfitting,

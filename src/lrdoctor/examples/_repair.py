@@ -64,7 +64,7 @@ def config(name: str, *, seed: int = 0, epochs: int | None = None) -> dict[str, 
         "data_order": "given", "label_noise": 0.0,
     }
     if name in _CLASSIFIERS:
-        c.update({"activation": "relu", "output_activation": "none", "normalize_inputs": False,
+        c.update({"activation": "relu", "output_activation": None, "normalize_inputs": False,
                   "input_scale": 1.0})
     if name == "digits-mlp":
         c["hidden"] = tuple(MODEL_OPTIONS[name]["hidden"])
@@ -151,9 +151,9 @@ def _model_options(name: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
     opts["init"] = "default" if init.startswith("bias:") else init
     if name in _CLASSIFIERS:
         opts["activation"] = cfg["activation"]
-        if cfg["output_activation"] not in ("none", "softmax"):
+        if cfg["output_activation"] not in (None, "softmax"):
             raise UnsupportedChange("output_activation",
-                                    f"output_activation must be 'none' or 'softmax' here, got "
+                                    f"output_activation must be None or 'softmax' here, got "
                                     f"{cfg['output_activation']!r}")
         opts["softmax_output"] = cfg["output_activation"] == "softmax"
     if "hidden" in cfg:
@@ -199,16 +199,20 @@ def _train(examples: Any, cfg: dict[str, Any], path: Path) -> dict[str, float]:
                         and m.bias is not None:
                     m.bias.fill_(float(init.split(":", 1)[1]))
     wd = float(cfg["weight_decay"])
-    opt = examples.make_optimizer(cfg["optimizer"], model, float(cfg["lr"]), weight_decay=wd)
+    family = {"momentum": "sgd"}.get(cfg["optimizer"], cfg["optimizer"])  # 'sgd' has momentum
+    if family not in examples.OPTIMIZERS:
+        raise UnsupportedChange("optimizer", f"the example tasks train with "
+                                f"{', '.join(examples.OPTIMIZERS)}, not {cfg['optimizer']!r}")
+    opt = examples.make_optimizer(family, model, float(cfg["lr"]), weight_decay=wd)
     bs, epochs = int(cfg["batch_size"]), int(cfg["epochs"])
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
     xvt, yvt = torch.as_tensor(xv), torch.as_tensor(yv)
     per_epoch = math.ceil(len(yt) / bs)
     spec = resolve_schedule(cfg, per_epoch * epochs)
     plateau = None
-    if cfg["plateau_mode"] is not None:
-        monitor = cfg["plateau_monitor"] or "val_loss"
-        plateau = PlateauLR(opt, mode=cfg["plateau_mode"], factor=0.5, patience=1,
+    if cfg["plateau_monitor"] is not None:  # a plateau scheduler; mode None: the metric's own
+        monitor = cfg["plateau_monitor"]
+        plateau = PlateauLR(opt, mode=cfg["plateau_mode"] or "auto", factor=0.5, patience=1,
                             monitor=monitor, schedule=spec)
         sched = None
     else:
