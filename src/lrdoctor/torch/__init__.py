@@ -14,6 +14,8 @@ _NAMES = {
     "auto_lr": "_auto",
     "AutoResult": "_auto",
     "Monitor": "_monitor",
+    "Guard": "_guard",
+    "GuardEvent": "_guard",
 }
 
 __all__ = sorted(_NAMES)  # noqa: PLE0605 (the lazy names, one list)
