@@ -75,7 +75,12 @@ def test_nonfinite_and_diverging():
 
 def test_diverging_growth():
     loss = np.r_[decay(n=200), np.linspace(0.1, 8, 200)]
-    assert "diverging" in codes(healthy_log(**{"train/loss": s(loss)}))
+    d = diagnose(healthy_log(**{"train/loss": s(loss)}))
+    found = {f.code: f for f in d.findings}
+    assert d.problems[0].code == "lr-too-high"          # the cause first ...
+    assert found["diverging"].explained_by == "lr-too-high"   # ... the growth its consequence
+    assert found["diverging"].severity == "info" and d.worst == "critical"
+    assert "diverging" in found["lr-too-high"].data["explains"]
 
 
 def test_lr_too_high_spike():
@@ -182,10 +187,24 @@ def test_exploding_and_vanishing_gradients():
 
 def test_dead_relu_and_saturation():
     heavy = np.arange(0, N, 50)
-    log = healthy_log(**{"dead_frac/relu1": s(np.linspace(0.1, 0.95, 8), heavy),
-                         "saturation/sig": s(np.full(8, 0.9), heavy)})
+    stuck = {"train/loss": s(decay(end=2.0)), "train/accuracy": s(np.full(10, 0.3), ev10()),
+             "val/accuracy": s(np.full(10, 0.3), ev10())}
+    log = healthy_log(**{"dead_frac/relu1": s(np.full(8, 0.95), heavy),
+                         "saturation/sig": s(np.full(8, 0.9), heavy)}, **stuck)
     c = codes(log)
     assert "dead-relu" in c and "saturated-activations" in c
+
+
+def ev10():
+    return np.arange(39, N, 40)
+
+
+def test_dead_units_in_a_run_that_trains_well_are_info():
+    """Half of a layer dead while the loss falls to 5% of its start: wasted capacity only."""
+    heavy = np.arange(0, N, 50)
+    d = diagnose(healthy_log(**{"dead_frac/relu1": s(np.full(8, 0.6), heavy)}))
+    found = {f.code: f for f in d.findings}
+    assert found["dead-relu"].severity == "info" and not d.problems
 
 
 def test_unnormalized_input_and_unshuffled_labels():

@@ -117,6 +117,7 @@ def lr_too_high(ctx: Context) -> list[Finding]:
     out = []
     if lv is not None:
         l0, _lmin, lend, _ = lv
+        _lmin = float(np.min(blocks(ctx.train.values)))
         raw = ctx.train_raw
         blew = raw is not None and first_bad(raw) is not None
         grew = lend > T.DIVERGE_FACTOR * l0
@@ -144,6 +145,32 @@ def lr_too_high(ctx: Context) -> list[Finding]:
                           + (" and never recovered" if stuck else ""),
                           "Divide the learning rate by 10, or warm it up.", [step],
                           0.8 if stuck else 0.6))
+        elif _lmin < T.FELL_BELOW * l0 and lend >= T.JUMP_BACK * l0:
+            step = _first_above(ctx.train, (_lmin + lend) / 2)
+            lr = _lr_at(ctx, step or ctx.start)
+            out.append(_f("lr-too-high", "critical",
+                          f"the loss fell to {_lmin:.4g} ({_lmin / max(l0, 1e-12):.0%} of its start "
+                          f"{l0:.4g}), then jumped back to {lend:.4g} "
+                          + (f"at {ctx.fmt_step(step)} " if step is not None else "")
+                          + "and stayed there" + (f" (lr {lr:.3g})" if lr else "")
+                          + ": a step threw the model back to where it started",
+                          "Divide the learning rate by 10 (run `lrdoctor find` for a measured one), "
+                          "or warm it up and clip gradients.",
+                          [step] if step is not None else [], 0.8))
+        elif (killed := _killed_suddenly(ctx)) is not None and lend >= T.JUMP_BACK * l0:
+            layer, step, before, after = killed
+            lr = _lr_at(ctx, step)
+            ratio_txt = f"; the largest layer update/weight ratio was {ratio:.2g} per step" if (
+                ratio := _max_update_ratio(ctx)) is not None else ""
+            out.append(_f("lr-too-high", "warning",
+                          f"the units of {layer} were alive at first ({before:.0%} dead) and died "
+                          f"between two measurements ({after:.0%} dead by {ctx.fmt_step(step)}), "
+                          "for good, while the loss never got below its start "
+                          f"({l0:.4g} -> {lend:.4g})" + (f"; lr {lr:.3g}" if lr else "")
+                          + ratio_txt + ": the first large steps killed them (a bias or weight "
+                          "init that kills units does so from the first step)",
+                          "Divide the learning rate by 10 (run `lrdoctor find`), or warm it up.",
+                          [step], 0.75))
         elif (g_spike := _early_grad_spike(ctx)) is not None and lend >= 0.95 * l0:
             step, factor = g_spike
             out.append(_f("lr-too-high", "warning",
@@ -156,6 +183,26 @@ def lr_too_high(ctx: Context) -> list[Finding]:
                           f"the loss barely fell ({l0:.4g} -> {lend:.4g})",
                           "Divide the learning rate by 10.", [ctx.start], 0.7, ratio=ratio))
     return out
+
+
+def _killed_suddenly(ctx: Context) -> tuple[str, float, float, float] | None:
+    """(layer, step, dead share before, after) for a ReLU layer whose dead share jumped from
+    at most DEAD_FRAC to above it between two consecutive measurements and stayed above it."""
+    for name, s in ctx.log.group("dead_frac").items():
+        v = s.finite.values
+        if len(v) < 3 or v[0] > T.DEAD_FRAC:
+            continue
+        above = v > T.DEAD_FRAC
+        i = int(np.argmax(above))
+        if above[i] and above[i:].all():
+            return name, float(s.finite.steps[i]), float(v[i - 1]), float(np.median(v[i:]))
+    return None
+
+
+def _max_update_ratio(ctx: Context) -> float | None:
+    vals = [float(np.max(s.finite.values)) for s in ctx.log.group("update_ratio").values()
+            if len(s.finite)]
+    return max(vals) if vals else None
 
 
 def _early_grad_spike(ctx: Context) -> tuple[float, float] | None:
@@ -243,6 +290,7 @@ def trend(ctx: Context) -> list[Finding]:
         # a rise every one of the last evaluations confirms, not one noisy epoch
         rise = float(np.min(vv[-max(T.OVERFIT_CONFIRM, len(vv) // 10):])) - vmin
         if (ctx.frac(val.steps[imin]) < 0.8 and rise > T.OVERFIT_RISE * max(v0 - vmin, 1e-12)
+                and lend < (1 - T.IMPROVE_REL) * l0  # training learned: not noise at chance
                 and rise > 0.02 * abs(vmin) and lend <= lmin * 1.2 + 1e-12
                 and lend < float(np.interp(val.steps[imin], ctx.train.steps, ctx.train.values))):
             gap = _acc_gap(ctx)

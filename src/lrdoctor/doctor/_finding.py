@@ -50,7 +50,8 @@ class Finding:
     ``score`` (0-1) orders findings of the same severity; ``data`` the raw numbers;
     ``changes`` the fix as data: alternatives, best first, each a dict of training knobs from the
     vocabulary in docs/repair.md (``{"lr": 0.005}``, ``{"warmup_steps": 40}``) that
-    :func:`lrdoctor.repair` applies.
+    :func:`lrdoctor.repair` applies; ``explained_by`` the code of the finding that causes this
+    one (then its severity is ``info``: a consequence, not a second problem; see ``_causes``).
     """
 
     code: str
@@ -62,6 +63,7 @@ class Finding:
     score: float = 0.5
     data: dict[str, Any] = field(default_factory=dict, compare=False)
     changes: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+    explained_by: str | None = None
 
     def __post_init__(self) -> None:
         if self.severity not in _RANK:
@@ -72,7 +74,7 @@ class Finding:
                 "evidence": self.evidence, "fix": self.fix,
                 "steps": [int(s) if float(s).is_integer() else float(s) for s in self.steps],
                 "score": round(float(self.score), 4), "data": dict(self.data),
-                "changes": [dict(c) for c in self.changes]}
+                "changes": [dict(c) for c in self.changes], "explained_by": self.explained_by}
 
 
 @dataclass(frozen=True)
@@ -151,12 +153,18 @@ TIERS: dict[str, int] = {
 
 def rank(findings: list[Finding]) -> tuple[Finding, ...]:
     """Problems before info; among problems root causes first (:data:`TIERS`), then severity,
-    then score, then the earlier step; one finding per code."""
+    then score, then the earlier step; one finding per code. A problem that another present
+    problem causes (``_causes.CONSEQUENCES``) is shown as its consequence (``explained_by``)."""
+    from lrdoctor.doctor._causes import explain
+
     best: dict[str, Finding] = {}
     for f in findings:
         old = best.get(f.code)
         if old is None or (_RANK[f.severity], f.score) > (_RANK[old.severity], old.score):
             best[f.code] = f
-    return tuple(sorted(best.values(), key=lambda f: (
-        f.severity == "info", TIERS.get(f.code, 3), -_RANK[f.severity], -f.score,
-        min(f.steps) if f.steps else 0.0)))
+
+    def order(f: Finding) -> tuple:
+        return (f.severity == "info", TIERS.get(f.code, 3), -_RANK[f.severity], -f.score,
+                min(f.steps) if f.steps else 0.0)
+
+    return tuple(sorted(explain(list(best.values()), order), key=order))

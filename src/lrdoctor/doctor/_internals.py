@@ -103,10 +103,15 @@ def dead_relu(ctx: Context) -> list[Finding]:
         s = ctx.log.get(f"dead_frac/{worst}")
         over = s.values > T.DEAD_FRAC
         step = float(s.steps[np.argmax(over)]) if over.any() else ctx.start
-        return [_f("dead-relu", "warning",
+        lv = _levels(ctx)
+        trains = lv is not None and lv[2] < T.HIGH_FLOOR * lv[0]  # the loss still fell well
+        return [_f("dead-relu", "info" if trains else "warning",
                    f"{stats[worst]:.0%} of the units of {worst} output zero for whole batches"
                    + (f" (also {', '.join(f'{k} {v:.0%}' for k, v in stats.items() if k != worst and v > T.DEAD_FRAC)})"
-                      if sum(v > T.DEAD_FRAC for v in stats.values()) > 1 else ""),
+                      if sum(v > T.DEAD_FRAC for v in stats.values()) > 1 else "")
+                   + (f"; the training loss still fell to {lv[2] / max(lv[0], 1e-12):.0%} of its "
+                      "start, so the live units carry the model: wasted capacity, not a fault"
+                      if trains else ""),
                    "Lower the learning rate, use LeakyReLU/GELU, and initialise biases at zero "
                    "(He init for the weights).", [step], 0.5 + 0.4 * stats[worst])]
     return []

@@ -60,7 +60,7 @@ def constant_output(ctx: Context) -> list[Finding]:
                "Initialise biases at zero with He init for the weights (or use LeakyReLU/GELU); "
                "if the weight decay is above ~1e-2, lower it.",
                [float(curves(ctx).steps[t.start])], 0.6, level=t.level,
-               candidates=["dead-relu", "over-regularization", "underfitting"])]
+               candidates=["dead-relu", "over-regularization", "lr-too-high"])]
 
 
 def creep_to_chance(ctx: Context) -> list[Finding]:

@@ -92,6 +92,14 @@ _reg("GRAD_SPIKE", 10.0, (5.0, 10.0, 20.0), "lr-too-high",
      "early gradient norm above this many times its first value, the loss not improving")
 _reg("SPIKE_FACTOR", 5.0, (3.0, 5.0, 10.0), "lr-too-high",
      "a training loss above this many times its start anywhere: the step was too big")
+_reg("JUMP_BACK", 0.9, (0.8, 0.9, 0.95), "lr-too-high",
+     "the loss fell, then came back to at least this share of its start and stayed there "
+     "(the last 10%); also: units alive at first died suddenly and the loss stayed this high",
+     "set from how a jump back to the start is defined (2026-12-07): a loss at >= 90% of its "
+     "start after having fallen below FELL_BELOW of it; not tuned on a benchmark yet")
+_reg("FELL_BELOW", 0.8, (0.7, 0.8, 0.9), "lr-too-high",
+     "... having first fallen below this share of its start",
+     "as JUMP_BACK")
 # -- training setup (_training) ------------------------------------------------------------
 _reg("NOISE_ACC_GAP", 0.05, (0.03, 0.05, 0.1), "label-noise",
      "val accuracy above train accuracy by this")

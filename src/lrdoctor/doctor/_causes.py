@@ -1,0 +1,124 @@
+"""Causes before symptoms: which finding explains which, and how an explained one is shown.
+
+:data:`CONSEQUENCES` maps a cause to the findings it produces on its own: a learning rate far too
+high kills ReLUs, overflows to NaN, makes the loss grow and the early layers' gradients vanish;
+a bad initialization explodes gradients and saturates activations; noisy labels cap the
+training accuracy (which reads as underfitting); too much regularization underfits. The
+relation is closed transitively (a cause explains its consequences' consequences).
+
+:func:`explain` applies it: a problem finding (warning or critical) whose code a present
+problem finding's code explains is kept, but as its consequence: ``explained_by`` names the
+cause, its severity becomes ``info`` (it is not a second problem), and the cause's evidence
+ends with what it also explains; the cause takes the higher of the two severities, so a
+NaN it explains still makes the diagnosis critical. When several present causes explain the
+same symptom, the one ranked first (root-cause tier, then severity, then score) takes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from lrdoctor.doctor._finding import CODES, Finding
+
+__all__ = ["CONSEQUENCES", "explain", "explains"]
+
+_OUTCOMES = ("underfitting", "plateau", "still-learning")
+
+#: cause -> the findings it produces by itself (direct consequences; see :func:`explains`).
+CONSEQUENCES: dict[str, tuple[str, ...]] = {
+    "lr-too-high": ("dead-relu", "nonfinite", "diverging", "vanishing-gradients",
+                    "exploding-gradients", "saturated-activations", "oscillation", *_OUTCOMES),
+    "missing-warmup": ("dead-relu", "nonfinite", "diverging", "exploding-gradients",
+                       *_OUTCOMES),
+    "bad-initialization": ("lr-too-high", "exploding-gradients", "saturated-activations", "dead-relu",
+                           "vanishing-gradients", "nonfinite", "diverging", *_OUTCOMES),
+    "unnormalized-input": ("lr-too-high", "exploding-gradients", "saturated-activations", "dead-relu",
+                           "nonfinite", "diverging", *_OUTCOMES),
+    "loss-activation-mismatch": ("vanishing-gradients", "saturated-activations", "lr-too-low",
+                                 *_OUTCOMES),
+    "label-noise": ("overfitting", *_OUTCOMES),
+    "over-regularization": ("dead-relu", "vanishing-gradients", *_OUTCOMES),
+    "unshuffled-data": ("oscillation", *_OUTCOMES),
+    "plateau-monitor-mismatch": ("lr-too-low", *_OUTCOMES),
+    "lr-too-low": _OUTCOMES,
+    "data-problem": _OUTCOMES,
+    "exploding-gradients": ("nonfinite", "diverging", *_OUTCOMES),
+    "diverging": ("nonfinite", *_OUTCOMES),
+    "dead-relu": ("vanishing-gradients", *_OUTCOMES),
+    "saturated-activations": ("vanishing-gradients", *_OUTCOMES),
+    "vanishing-gradients": _OUTCOMES,
+    "oscillation": _OUTCOMES,
+}
+
+_SEV = {"info": 0, "warning": 1, "critical": 2}
+
+
+def _closure() -> dict[str, frozenset[str]]:
+    out: dict[str, frozenset[str]] = {}
+
+    def walk(code: str, seen: frozenset[str]) -> frozenset[str]:
+        if code in out:
+            return out[code]
+        acc: set[str] = set()
+        for child in CONSEQUENCES.get(code, ()):
+            if child not in seen:
+                acc |= {child} | walk(child, seen | {child})
+        out[code] = frozenset(acc - {code})
+        return out[code]
+
+    for code in CONSEQUENCES:
+        walk(code, frozenset({code}))
+    return out
+
+
+_EXPLAINS = _closure()
+
+
+def explains(cause: str, symptom: str) -> bool:
+    """True when ``cause`` produces ``symptom`` by itself (directly or through a chain)."""
+    return symptom in _EXPLAINS.get(cause, frozenset())
+
+
+def explain(findings: Sequence[Finding], order: Callable[[Finding], tuple]) -> list[Finding]:
+    """``findings`` (one per code) with each explained problem shown as its cause's
+    consequence; ``order`` ranks candidate causes (smaller first)."""
+    problems = sorted((f for f in findings if f.severity != "info"), key=order)
+    parent: dict[str, Finding] = {}
+    for f in problems:
+        cause = next((c for c in problems if c is not f and explains(c.code, f.code)
+                      and not explains(f.code, c.code)), None)
+        if cause is not None:
+            parent[f.code] = cause
+    if not parent:
+        return list(findings)
+
+    def root(code: str) -> Finding:
+        seen = set()
+        f = parent[code]
+        while f.code in parent and f.code not in seen:
+            seen.add(f.code)
+            f = parent[f.code]
+        return f
+
+    roots = {code: root(code) for code in parent}
+    out = []
+    for f in findings:
+        if f.code in roots:
+            cause = roots[f.code]
+            out.append(dataclasses.replace(
+                f, severity="info", explained_by=cause.code,
+                evidence=f"a consequence of {cause.code}: {f.evidence}"))
+            continue
+        mine = [g for code, c in roots.items() if c.code == f.code
+                for g in findings if g.code == code]
+        if mine:
+            worst = max([f.severity] + [g.severity for g in mine], key=_SEV.__getitem__)
+            names = ", ".join(CODES.get(g.code, g.code).split(":")[0].lower() for g in
+                              sorted(mine, key=order))
+            data = dict(f.data)
+            data["explains"] = [g.code for g in sorted(mine, key=order)]
+            f = dataclasses.replace(f, severity=worst, data=data,
+                                    evidence=f"{f.evidence}; this also explains: {names}")
+        out.append(f)
+    return out
