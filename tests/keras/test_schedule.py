@@ -60,3 +60,15 @@ def test_bad_input():
         schedule("cosine(0.1, stepz=3)")
     with pytest.raises(ScheduleError, match="horizon"):
         schedule(SPEC, horizon=0)
+
+
+def test_keras_own_serialization_check_on_a_growing_sgdr():
+    """Keras' CosineDecayRestarts config test (m_mul=4.0), run by Keras' own checker on ours."""
+    from keras.src import testing
+
+    spec = "sgdr(0.05, end=0.005, period=10, mult=3.0, decay=4.0)"
+    case = testing.TestCase()
+    case.run_class_serialization_test(schedule(spec))
+    steps = keras.ops.convert_to_tensor(np.arange(40), dtype="int32")
+    values = keras.ops.convert_to_numpy(schedule(spec, horizon=40)._lookup(steps))
+    assert np.allclose(values, parse(spec).values(40), rtol=1e-6) and values.max() > 0.05

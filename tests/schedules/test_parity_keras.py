@@ -159,3 +159,20 @@ def test_cosine_decay_restarts():
         keep = ~diff
         assert_same(ours[keep], theirs[keep], (base, first, t_mul, m_mul, alpha))
     assert mismatched_boundaries < N_CONFIGS  # rare: a handful of boundary steps in 200 configs
+
+
+@pytest.mark.parametrize("m_mul", [1.5, 4.0])
+def test_cosine_decay_restarts_with_a_growing_peak(m_mul):
+    """Keras accepts m_mul > 1 (its own config test uses 4.0): each restart's peak grows."""
+    rng = _rng(f"cosrestartsgrow{m_mul}")
+    for _ in range(N_CONFIGS // 10):
+        base, first = rng.uniform(1e-4, 1), int(rng.integers(200, 500))
+        t_mul, alpha = np.float64(rng.choice([1.0, 2.0])), rng.uniform(0, 0.5)
+        theirs = _keras(ks.CosineDecayRestarts(base, first, t_mul=t_mul, m_mul=np.float64(m_mul), alpha=alpha))
+        sgdr = SGDR(base, end_lr=alpha * base, period=first, mult=float(t_mul), decay=m_mul)
+        ours = sgdr.values(N_STEPS)
+        starts = {round(sgdr._start(i)) for i in range(60) if sgdr._start(i) < N_STEPS}
+        diff = np.abs(ours - theirs) > 1e-9 * np.maximum(np.abs(ours), np.abs(theirs)) + 1e-15
+        assert all(int(k) in starts or int(k) + 1 in starts for k in np.flatnonzero(diff))
+        assert_same(ours[~diff], theirs[~diff], (base, first, t_mul, m_mul, alpha))
+        assert ours.max() > base  # it did grow

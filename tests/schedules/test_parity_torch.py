@@ -26,6 +26,7 @@ from lrdoctor.schedules import (
     OneCycle,
     Polynomial,
     Step,
+    parse,
 )
 
 from ._parity import assert_same
@@ -202,3 +203,44 @@ def test_one_cycle_holds_where_torch_raises():
     ours = OneCycle(0.1, steps=10)
     assert ours(9) == ours(10) == ours(10**7) == pytest.approx(0.1 / 25 / 1e4)
     assert math.isfinite(ours(10**7))
+
+
+def _sequential(base: float, parts, milestones: list[int], n: int) -> np.ndarray:
+    opt = _optimizer(base)
+    scheds = [make(opt) for make in parts]
+    return _run(tls.SequentialLR(opt, scheds, milestones=milestones), n)[0]
+
+
+def test_sequential_lr_with_an_open_ended_first_part():
+    """torch's SequentialLR plays an open-ended ExponentialLR until the next milestone; ours is
+    ``exponential(..., steps=m) >> ...`` (each part on its own local step, as in torch)."""
+    rng = _rng("sequential")
+    for i in range(N_CONFIGS // 2):
+        base, g1, m = rng.uniform(1e-4, 1), rng.uniform(0.9, 1), int(rng.integers(1, 2000))
+        every, g2 = int(rng.integers(1, 500)), rng.uniform(0.1, 1)
+        kind = i % 3
+        if kind == 0:
+            second = (lambda o, every=every, g2=g2: tls.StepLR(o, step_size=every, gamma=g2))
+            ours = f"step({base!r}, every={every}, gamma={g2!r})"
+        elif kind == 1:
+            ms = sorted({int(x) for x in rng.integers(1, N_STEPS, size=3)})
+            second = (lambda o, ms=ms, g2=g2: tls.MultiStepLR(o, milestones=ms, gamma=g2))
+            ours = f"multistep({base!r}, milestones={ms}, gamma={g2!r})"
+        else:
+            second = (lambda o, g2=g2: tls.ExponentialLR(o, gamma=0.9 + g2 / 10))
+            ours = f"exponential({base!r}, gamma={0.9 + g2 / 10!r})"
+        theirs = _sequential(base, [lambda o, g1=g1: tls.ExponentialLR(o, gamma=g1), second], [m], N_STEPS)
+        spec = f"exponential({base!r}, gamma={g1!r}, steps={m}) >> {ours}"
+        assert_same(parse(spec).values(N_STEPS), theirs, spec)
+
+
+def test_sequential_lr_with_an_open_ended_middle_part():
+    base, m1, m2 = 0.5, 100, 700
+    theirs = _sequential(base, [
+        lambda o: tls.LinearLR(o, start_factor=0.01, end_factor=1.0, total_iters=m1),
+        lambda o: tls.ExponentialLR(o, gamma=0.995),
+        lambda o: tls.StepLR(o, step_size=300, gamma=0.5),
+    ], [m1, m2], 2000)
+    spec = (f"linear({base * 0.01!r}, end={base!r}, steps={m1}) >> "
+            f"exponential({base!r}, gamma=0.995, steps={m2 - m1}) >> step({base!r}, every=300, gamma=0.5)")
+    assert_same(parse(spec).values(2000), theirs, spec)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from lrdoctor.errors import LRDoctorError
@@ -116,3 +118,84 @@ def test_more_than_thirty_malformed_cases():
 def test_non_string_spec():
     with pytest.raises(ScheduleError, match="must be a string"):
         parse(0.1)  # type: ignore[arg-type]
+
+
+# -- hostile input: every case below raised RecursionError, OverflowError or gave inf/NaN -------
+@pytest.mark.parametrize("spec,column,phrase", [
+    ("(" * 3000 + "constant(1)" + ")" * 3000, 101, "more than 100 levels of brackets"),
+    ("piecewise(values=" + "[" * 3000 + "1" + "]" * 3000 + ", boundaries=[])", 118, "more than 100 levels"),
+    (" * ".join(["constant(1)"] * 3000), 1399, "nests 101 schedules deep"),
+    (" * ".join(["constant(1)"] * 50) + " * (" + " * ".join(["constant(1)"] * 120) + ")", 2100, "schedules deep"),
+    ("constant(1" + "0" * 5000 + ")", 10, "lr must be finite"),
+    ("cosine(1, steps=" + "9" * 30 + ")", 17, "steps must be at most 2**53"),
+    ("cosine(1, steps=" + "9" * 5000 + ")", 17, "steps must be"),
+    ("constant(1e308)*10", 16, "factor 10.0 times the largest lr 1e+308 overflows"),
+    ("constant(1e300) * constant(1e300)", 17, "overflows"),
+    ("1e308 * 10 * constant(1)", 12, "factor must be finite"),
+    ("one_cycle(1, steps=10, final_div=1e-320)", 34, "final_div is too small"),
+    ("one_cycle(1, steps=10, div=1e-320)", 28, "div is too small"),
+    ("sgdr(1, period=1e-320)", 16, "period must be >= 1 step"),
+    ("sgdr(1, end=2, period=10, decay=2)", 13, "needs end <= base"),
+    ("constant(1, steps=5) >> " * 3 + "warmup(3)", 70, "nothing to ramp to"),
+    ("constant(1, steps=5) >> (constant(1) >> constant(2))", 38, "never ends"),
+])
+def test_hostile_specs_raise_schedule_errors_at_the_column(spec, column, phrase):
+    with pytest.raises(ScheduleError) as info:
+        parse(spec)
+    assert phrase in str(info.value)
+    assert info.value.column == column, (info.value.column, str(info.value)[:200])
+
+
+def test_overflowing_evaluations_are_finite():
+    """sgdr with a huge mult, or a peak that grows (decay > 1, Keras' m_mul), stays finite."""
+    for spec in ["sgdr(1, period=1, mult=1e300)", "sgdr(1, period=1, decay=4.0)",
+                 "sgdr(1, period=1, decay=4.0) * 10", "sgdr(1, period=1, decay=4.0) * constant(3)",
+                 "warmup(10, start=1e-320, shape=exponential) >> constant(1e300)"]:
+        s = parse(spec)
+        for k in [0, 1, 2, 5, 10, 600, 10**6, 10**12, 2**53]:
+            v = s(k)
+            assert math.isfinite(v) and v >= 0, (spec, k, v)
+    grow = parse("sgdr(1, period=10, decay=4.0)")
+    assert [grow(k) for k in (0, 10, 20)] == [1.0, 4.0, 16.0]
+
+
+def test_a_long_chain_is_joined_once(monkeypatch):
+    """10^4 parts: one Sequence is built (it was one per '>>', quadratic in the parts)."""
+    from lrdoctor.schedules import _compose
+
+    built = []
+    real = _compose.Sequence._validate
+    monkeypatch.setattr(_compose.Sequence, "_validate", lambda self: (built.append(1), real(self)))
+    s = parse(" >> ".join(["constant(0.1, steps=10)"] * 10_000))
+    assert len(built) == 1 and s.duration == 100_000 and len(s.parts) == 10_000
+    assert parse("(a) >> b".replace("a", "constant(1, steps=2) >> constant(2, steps=2)")
+                 .replace("b", "constant(3)")).parts == parse(
+        "constant(1, steps=2) >> constant(2, steps=2) >> constant(3)").parts
+
+
+@pytest.mark.parametrize("spec", [
+    "constant(.1)*(constant(3)*constant(7))",
+    "constant(.1)*(constant(3)*0.7)",
+    "(constant(.1)*constant(3))*constant(7)",
+    "constant(.1) * (constant(3) * (constant(7) * constant(0.3)))",
+    "0.1 * (constant(3, steps=2) >> constant(7)) * 3",
+])
+def test_nested_products_round_trip_bit_exactly(spec):
+    s = parse(spec)
+    again = parse(s.to_spec())
+    assert again == s and again.to_spec() == s.to_spec()
+    assert again(0) == s(0)
+
+
+def test_open_ended_shapes_end_with_steps_and_can_be_followed():
+    s = parse("exponential(1.0, gamma=0.5, steps=3) >> constant(0.01)")
+    assert [s(k) for k in range(5)] == [1.0, 0.5, 0.25, 0.01, 0.01]
+    for spec in ["step(1, every=2, steps=5)", "multistep(1, milestones=[2], steps=5)",
+                 "piecewise(values=[1, 0.5], boundaries=[2], steps=5)", "inverse_time(1, rate=1, steps=5)",
+                 "inverse_sqrt(1, warmup=2, steps=5)", "cyclic(0.1, 1, half_period=2, steps=5)",
+                 "sgdr(1, period=2, steps=5)", "exponential(1, gamma=0.9, steps=5)"]:
+        s = parse(spec)
+        assert s.duration == 5 and s(5) == s(6) == s(10**9), spec
+        assert parse(s.to_spec()) == s
+    with pytest.raises(ScheduleError, match="give it a length"):
+        parse("exponential(1.0, gamma=0.5) >> constant(0.01)")
