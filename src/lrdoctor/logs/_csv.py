@@ -29,17 +29,25 @@ _STEP_COLS = ("step", "global_step", "iteration", "iter", "batch")
 
 def _num(text: str) -> float | None:
     t = text.strip()
+    while t.startswith("tensor(") and t.endswith(")"):  # str(tensor) written by hand
+        t = t[7:-1].split(",")[0].strip()
     if not t:
         return None
     try:
         return float(t)
     except ValueError:
-        low = t.lower()
-        if low in {"nan", "-nan", "none", "null"}:
+        if t.lower() in {"nan", "-nan", "none", "null"}:
             return math.nan
-        if t.startswith("tensor(") and t.endswith(")"):  # str(tensor) written by hand
-            return _num(t[7:-1].split(",")[0])
         return None
+
+
+def _delimiter(text: str) -> str:
+    """The header line's most frequent of ``,``, ``;`` and tab (``,`` when it has none): a
+    cut-off or odd body cannot change how the file is split."""
+    head = text.lstrip("\r\n").split("\n", 1)[0]
+    counts = {d: head.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
 
 
 def _column(cells: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,12 +78,12 @@ def read_csv(path: Path, *, text: str | None = None) -> TrainingLog:
         text = path.read_text(encoding="utf-8", errors="replace")
     if not text.strip():
         raise LogFormatError(f"{path} is empty: nothing was logged yet, or the wrong file was given")
+    text = text.replace("\x00", "")  # a NUL-padded tail (power loss) is not data
+    # a file a kill or a full disk cut short ends inside its last row: that row may hold a cut
+    # number ("2.5" read as "2."), so it is dropped; every writer ends its rows with a newline
+    cut = not text.rstrip(" \t").endswith(("\n", "\r"))
     try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    try:
-        rows = list(csv.reader(io.StringIO(text.replace("\x00", "")), dialect))
+        rows = list(csv.reader(io.StringIO(text), delimiter=_delimiter(text)))
     except csv.Error as err:
         raise LogFormatError(f"{path} is not a readable CSV ({err}); expected a header row "
                              "such as epoch,loss,val_loss and one row per log point") from None
@@ -92,10 +100,18 @@ def read_csv(path: Path, *, text: str | None = None) -> TrainingLog:
     if all(_num(h) is not None for h in header if h):
         raise LogFormatError(f"{path} has no header row: a training-log CSV needs column names "
                              "such as epoch,loss,val_loss")
+    last_line = text.rstrip().count("\n") + 1
     if len(body[-1]) < len(header):
-        b.warn(f"{path}: the last row has {len(body[-1])} of {len(header)} fields "
-               "(file truncated while writing?); ignored it")
+        b.warn(f"{path}: the last row (line {last_line}) has {len(body[-1])} of {len(header)} "
+               "fields (file truncated while writing?); ignored it")
         body = body[:-1]
+    elif cut and len(body) > 1:
+        b.warn(f"{path}: the last row (line {last_line}) has no line end (file truncated while "
+               "writing?); ignored it")
+        body = body[:-1]
+    if not body:
+        raise LogFormatError(f"{path} holds a header ({', '.join(header[:6])}) and one cut-off "
+                             "row: the run logged nothing complete yet")
     low = [h.lower() for h in header]
     step_col = next((low.index(c) for c in _STEP_COLS if c in low), None)
     epoch_col = low.index("epoch") if "epoch" in low else None

@@ -29,11 +29,38 @@ _HF_META = ("global_step", "max_steps", "num_train_epochs", "logging_steps", "ev
             "train_batch_size", "best_metric", "best_model_checkpoint")
 
 
+#: What a parse of damaged JSON can raise: a syntax error, nesting deeper than the parser
+#: goes, an integer with more digits than Python converts.
+_BAD_JSON = (ValueError, RecursionError)
+
+
+def _loads(text: str) -> Any:
+    """``json.loads``, through orjson when it is installed (the ``fast`` extra) and the text is
+    strict JSON (orjson refuses the NaN/Infinity that Python's json writes: then json reads it)."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(text)
+        except _orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the fast extra is optional
+    _orjson = None
+
+
 def _number(v: Any) -> float | None:
     if isinstance(v, bool):
         return None
-    if isinstance(v, (int, float)):
-        return float(v)
+    if isinstance(v, float):
+        return v
+    if isinstance(v, int):
+        try:
+            return float(v)
+        except OverflowError:  # an integer beyond float range
+            return math.inf if v > 0 else -math.inf
     if isinstance(v, str) and v.strip().lower() in {"nan", "inf", "-inf", "infinity", "-infinity"}:
         return float(v.strip().lower().replace("infinity", "inf"))
     return None
@@ -42,13 +69,15 @@ def _number(v: Any) -> float | None:
 def read_json(path: Path, text: str) -> TrainingLog:
     """A whole-file JSON log: HF trainer state or Keras History."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
+        data = _loads(text)
+    except _BAD_JSON as err:
         if '"log_history"' in text:
             return read_hf_state(path, None, text=text)
-        raise LogFormatError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}, "
-                             f"column {err.colno}); if it was cut off, re-save it or pass the "
-                             "run's JSONL/CSV log instead") from None
+        where = (f"{err.msg} at line {err.lineno}, column {err.colno}"
+                 if isinstance(err, json.JSONDecodeError) else
+                 "nested too deeply" if isinstance(err, RecursionError) else " ".join(str(err).split()))
+        raise LogFormatError(f"{path} is not valid JSON ({where}); if it was cut off, re-save it "
+                             "or pass the run's JSONL/CSV log instead") from None
     if isinstance(data, dict) and "log_history" in data:
         return read_hf_state(path, data)
     if isinstance(data, dict) and _history_like(data.get("history", data)):
@@ -106,7 +135,7 @@ def _salvage_log_history(text: str) -> list[dict]:
             i += 1
         try:
             obj, i = decoder.raw_decode(text, i)
-        except (json.JSONDecodeError, ValueError):
+        except _BAD_JSON:
             return out
         if isinstance(obj, dict):
             out.append(obj)
@@ -125,7 +154,9 @@ def read_keras_history(path: Path, data: dict) -> TrainingLog:
         if name is None or not isinstance(values, list):
             continue
         for i, value in enumerate(values):
-            e = epochs[i] if epochs and i < len(epochs) else i
+            e = _number(epochs[i]) if epochs and i < len(epochs) else i
+            if e is None:
+                continue
             v = _number(value)
             if v is not None:
                 b.add(name, e, v, e)
@@ -138,17 +169,17 @@ def read_jsonl(path: Path, text: str) -> TrainingLog:
     records, bad = [], []
     filled = [line for line in lines if line.strip()]
     try:  # every line one whole value (the common case): one parse of them all, as an array
-        parsed = json.loads("[" + ",".join(filled) + "]")
+        parsed = _loads("[" + ",".join(filled) + "]")
         if len(parsed) != len(filled):  # a line held two values, or one spanned two lines
             raise json.JSONDecodeError("not one value per line", "", 0)
-    except json.JSONDecodeError:  # a line cut off or corrupt: line by line, to say which
+    except _BAD_JSON:  # a line cut off or corrupt: line by line, to say which
         parsed = None
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
+                obj = _loads(line)
+            except _BAD_JSON:
                 bad.append(n)
                 continue
             if isinstance(obj, dict):
@@ -185,15 +216,13 @@ def _read_records(path: Path, records: list[dict], *, fmt: str) -> TrainingLog:
             ours = True
             step = _number(rec.get("step"))
             b.events.append(Event(str(rec.get("code", "note")), str(rec.get("message", "")),
-                                  None if step is None else int(step),
+                                  int(step) if step is not None and math.isfinite(step) else None,
                                   rec.get("data") if isinstance(rec.get("data"), dict) else {}))
             continue
         step = _number(rec.get("step", rec.get("global_step", rec.get("_step"))))
         epoch = _number(rec.get("epoch"))
         if step is None:
             step = epoch if epoch is not None else float(i)
-        if not math.isfinite(step):
-            continue
         values = rec.get("values") if isinstance(rec.get("values"), dict) else rec
         for key, value in values.items():
             try:
@@ -206,8 +235,9 @@ def _read_records(path: Path, records: list[dict], *, fmt: str) -> TrainingLog:
             if v is not None:
                 b.add(name, step, v, epoch)
     fmt = "lrdoctor-jsonl" if ours else fmt
-    log = b.build(source=str(path), format=fmt, step_unit=str(meta.get("step_unit", "step")),
-                  meta=meta)
+    unit = meta.get("step_unit", "step")
+    log = b.build(source=str(path), format=fmt, step_unit=unit if unit in ("step", "epoch") else
+                  "step", meta=meta)
     if not len(log) and not log.events:
         raise LogFormatError(f"{path}: the records hold no numeric metrics")
     return log

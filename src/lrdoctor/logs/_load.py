@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from pathlib import Path
@@ -37,6 +38,9 @@ def load(path: str | os.PathLike[str], *, format: str = "auto",
     if format not in FORMATS:
         raise LogFormatError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if not p.exists():
+        if p.is_symlink():
+            raise LogFormatError(f"{p} is a symbolic link to nothing, or to itself (a loop); "
+                                 "pass the log file it should point to")
         raise FileNotFoundError(2, "No such file or directory", str(p))
     if format == "mlflow" or (format == "auto" and is_mlflow(p)):
         return read_mlflow(p, run=run)
@@ -49,17 +53,69 @@ def load(path: str | os.PathLike[str], *, format: str = "auto",
         return _load_dir(p, format)
     if format == "tensorboard" or (format == "auto" and is_event_file(p)):
         return read_tensorboard(p)
-    raw = p.read_bytes()
-    if format == "auto" and _looks_binary(raw):
-        if _looks_like_tfrecord(raw):
+    log = _load_file(p, format)
+    return log
+
+
+def _load_file(p: Path, format: str) -> TrainingLog:
+    """One text (or TensorBoard) file: decoded, then read by the reader its content calls for."""
+    raw = p.read_bytes().rstrip(b"\x00")  # a NUL-padded tail (power loss): the file is cut there
+    text, note = _decode(raw)
+    if text is None:
+        if format == "auto" and _looks_like_tfrecord(raw):
             return read_tensorboard(p)
         raise LogFormatError(f"{p} is a binary file, not a training log (expected CSV, JSON, "
                              "JSONL or TensorBoard events)")
-    text = raw.decode("utf-8", errors="replace").lstrip("\ufeff")
+    log = _read_text(p, text, format)
+    if note:
+        message = f"{p}: {note}"
+        logger.warning(message)
+        log.warnings.insert(0, message)
+    return log
+
+
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _decode(raw: bytes) -> tuple[str | None, str | None]:
+    """The text of a log file and a note on how it was decoded, or (None, None) when the bytes
+    are binary. A byte-order mark decides (UTF-8, UTF-16, UTF-32); else UTF-8, where a
+    multi-byte character cut at the very end is replaced; else Latin-1, with a note."""
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            return raw.decode(codec, errors="replace"), None
+    if _looks_binary(raw):
+        return None, None
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as err:
+        if err.start >= len(raw) - 3:  # only a character cut off by the end of the file
+            return raw.decode("utf-8", errors="replace"), None
+        where = raw.count(b"\n", 0, err.start) + 1
+        return raw.decode("latin-1"), (f"not UTF-8 (byte {raw[err.start]:#04x} on line {where}); "
+                                       "read it as Latin-1")
+
+
+def _read_text(p: Path, text: str, format: str) -> TrainingLog:
     if not text.strip():
         raise LogFormatError(f"{p} is empty: nothing was logged yet, or the wrong file was given")
     if format in ("csv", "keras-csv", "lightning-csv"):
         return read_csv(p, text=text)
+    if format in ("jsonl", "lrdoctor-jsonl"):
+        return read_jsonl(p, text)
+    if format in ("hf-trainer-state", "keras-history"):
+        return read_json(p, text)
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        first = stripped.split("\n", 1)[0].strip()
+        if first.endswith("}") and len(stripped.splitlines()) > 1 and _one_object(first):
+            return read_jsonl(p, text)
+        return read_json(p, text)
+    if stripped.startswith("["):
+        return read_json(p, text)
+    return read_csv(p, text=text)
     if format in ("jsonl", "lrdoctor-jsonl"):
         return read_jsonl(p, text)
     if format in ("hf-trainer-state", "keras-history"):
@@ -81,7 +137,7 @@ def _is_monitor_log(path: Path) -> bool:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             first = json.loads(fh.readline(65536) or "null")
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(first, dict) and first.get("type") == "meta" and "every" in first
 
@@ -90,7 +146,7 @@ def _one_object(line: str) -> bool:
     import json
     try:
         return isinstance(json.loads(line), dict)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return False
 
 
@@ -115,15 +171,15 @@ _RANK_COPY = re.compile(r"\.rank[1-9]\d*\.jsonl$")
 def _load_dir(p: Path, format: str) -> TrainingLog:
     if format == "tensorboard":
         return read_tensorboard(p)
-    jsonl = sorted(p.rglob("*.jsonl"))
+    jsonl = sorted(q for q in p.rglob("*.jsonl") if q.is_file())  # not a folder or a loop
     ours = [q for q in jsonl if _is_monitor_log(q)]
     # RankMonitor(write="all"): log.jsonl is rank 0's, log.rank<N>.jsonl the other ranks' copies
     rank0 = [q for q in ours if not _RANK_COPY.search(q.name)]
     ours = rank0 or ours
     candidates = [
         ours,
-        [q for q in p.rglob("trainer_state.json")],
-        [q for q in p.rglob("metrics.csv")],
+        [q for q in p.rglob("trainer_state.json") if q.is_file()],
+        [q for q in p.rglob("metrics.csv") if q.is_file()],
         [] if ours else [q for q in jsonl if not q.name.startswith("journal")],
     ]
     for group in candidates:

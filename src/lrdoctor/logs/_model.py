@@ -8,8 +8,10 @@ Monitor logs add ``input/mean``, ``input/std``, ``input/absmax``, ``batch/label_
 
 Every series has ``steps`` (the x axis; optimizer steps, or epochs when the source only knows
 epochs — then ``TrainingLog.step_unit == "epoch"``), ``values`` and, where known, ``epochs``.
-Steps are sorted ascending and unique within a series; readers warn (``logging``) when they had
-to sort or drop duplicated steps (the last value for a step wins).
+Steps are finite, sorted ascending and unique within a series; readers warn (``logging`` and
+``TrainingLog.warnings``) when they had to sort, drop duplicated steps (the last value for a
+step wins) or drop points whose step is not a finite number (NaN, Inf, a number too large).
+Steps are integers (``int64``) when every one is a whole number below 2**53, floats otherwise.
 """
 
 from __future__ import annotations
@@ -174,15 +176,18 @@ class LogBuilder:
         self.events: list[Event] = []
         self.warnings: list[str] = []
 
-    def add(self, name: str, step: float, value: Any, epoch: float | None = None) -> None:
+    def add(self, name: str, step: Any, value: Any, epoch: Any = None) -> None:
+        """One point; a value, step or epoch that is not a number is left out (a step that is
+        not finite is counted and reported by :meth:`build`)."""
         try:
-            v = float(value)
-        except (TypeError, ValueError):
+            v, k = float(value), float(step)
+            e = np.nan if epoch is None else float(epoch)
+        except (TypeError, ValueError, OverflowError):
             return
         steps, values, epochs = self._points.setdefault(name, ([], [], []))
-        steps.append(float(step))
+        steps.append(k)
         values.append(v)
-        epochs.append(np.nan if epoch is None else float(epoch))
+        epochs.append(e)
 
     def extend(self, name: str, steps: Any, values: Any, epochs: Any) -> None:
         """Add many points of one series at once (array-likes of floats; NaN epoch = unknown).
@@ -198,11 +203,17 @@ class LogBuilder:
 
     def build(self, **kwargs: Any) -> TrainingLog:
         series: dict[str, Series] = {}
-        fixed_order, dupes = [], []
+        fixed_order, dupes, unplaced = [], [], 0
         for name in dict.fromkeys([*self._points, *self._arrays]):
             parts = [self._points[name]] if name in self._points else []
             parts += self._arrays.get(name, [])
             s, v, e = (np.concatenate(cols).astype(np.float64, copy=False) for cols in zip(*parts))
+            placed = np.isfinite(s)
+            if not placed.all():
+                unplaced += int(np.count_nonzero(~placed))
+                s, v, e = s[placed], v[placed], e[placed]
+            if not len(s):
+                continue
             if len(s) > 1 and np.any(np.diff(s) < 0):
                 order = np.argsort(s, kind="stable")
                 s, v, e = s[order], v[order], e[order]
@@ -211,13 +222,17 @@ class LogBuilder:
                 last = np.r_[s[1:] != s[:-1], True]  # keep the last value of each step
                 s, v, e = s[last], v[last], e[last]
                 dupes.append(name)
-            if np.all(s == np.round(s)):
+            if np.all(s == np.round(s)) and np.all(np.abs(s) < 2.0**53):
                 s = s.astype(np.int64)
             series[name] = Series(s, v, None if np.all(np.isnan(e)) else e)
+        where = f"{kwargs['source']}: " if kwargs.get("source") else ""
+        if unplaced:
+            self.warn(f"{where}{unplaced} points had a step that is not a finite number (NaN, Inf or "
+                      "too large); left them out")
         if fixed_order:
-            self.warn(f"steps were not in order for {_few(fixed_order)}; sorted them by step")
+            self.warn(f"{where}steps were not in order for {_few(fixed_order)}; sorted them by step")
         if dupes:
-            self.warn(f"duplicated steps in {_few(dupes)}; kept the last value of each step")
+            self.warn(f"{where}duplicated steps in {_few(dupes)}; kept the last value of each step")
         warnings = self.warnings + list(kwargs.pop("warnings", []))
         return TrainingLog(series, events=self.events + list(kwargs.pop("events", [])),
                            warnings=warnings, **kwargs)

@@ -36,7 +36,11 @@ def _accumulator(target: Path):
         str(target), size_guidance={event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0})
     # tensorboard logs corrupted records itself; keep its chatter out of ours
     logging.getLogger("tensorboard").setLevel(logging.ERROR)
-    acc.Reload()
+    try:
+        acc.Reload()  # a corrupted record ends the read there; what came before is kept
+    except Exception as err:  # noqa: BLE001 - tensorboard raises its own and protobuf's errors
+        raise LogFormatError(f"{target}: TensorBoard could not read these event files "
+                             f"({type(err).__name__}: {' '.join(str(err).split())[:160]})") from None
     return acc
 
 
