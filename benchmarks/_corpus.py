@@ -560,8 +560,12 @@ def _worker_init() -> None:
 
 
 def _train_job(args: tuple[dict[str, Any], str]) -> str:
+    """Train one config; a failure comes back as its message (the other runs go on)."""
     config, out_dir = args
-    return train_run(config, out_dir).key
+    try:
+        return train_run(config, out_dir).key
+    except Exception as err:  # noqa: BLE001 - reported by run_all with the config
+        return f"error: {type(err).__name__}: {err} in {json.dumps(config)}"
 
 
 def run_all(runs: list[Run], out_dir: str | os.PathLike[str] = CACHE, *, workers: int = 2,
@@ -570,6 +574,7 @@ def run_all(runs: list[Run], out_dir: str | os.PathLike[str] = CACHE, *, workers
     every (run, result) pair and the seconds spent training."""
     todo = [r for r in runs if cached(r.config, out_dir) is None]
     t0 = time.perf_counter()
+    errors: list[str] = []
     if todo:
         if workers <= 1:
             _worker_init()
@@ -581,11 +586,15 @@ def run_all(runs: list[Run], out_dir: str | os.PathLike[str] = CACHE, *, workers
         else:
             with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
                 jobs = [(r.config, str(out_dir)) for r in todo]
-                for i, _ in enumerate(pool.map(_train_job, jobs, chunksize=4), 1):
+                for i, got in enumerate(pool.map(_train_job, jobs, chunksize=4), 1):
+                    if got.startswith("error: "):
+                        errors.append(got)
                     if progress and (i % 25 == 0 or i == len(todo)):
                         print(f"corpus: trained {i}/{len(todo)} runs "
                               f"({time.perf_counter() - t0:.0f} s)", flush=True)
     seconds = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"{len(errors)} corpus runs failed; the first: {errors[0]}")
     out = []
     for r in runs:
         res = cached(r.config, out_dir)

@@ -489,7 +489,7 @@ class TinyTransformer(nn.Module):
         seq = 32
         self.embed = nn.Embedding(vocab, width)
         self.pos = nn.Parameter(torch.randn(seq, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, 2, 2 * width, dropout=dropout,
+        layer = nn.TransformerEncoderLayer(width, 2 if width % 2 == 0 else 1, 2 * width, dropout=dropout,
                                            activation=_act(activation), batch_first=True,
                                            norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)

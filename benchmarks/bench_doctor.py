@@ -13,6 +13,7 @@ and whether each fault bites, and the threshold values each fold picked.
     python benchmarks/bench_doctor.py lofo                 # train what is missing, then score
     python benchmarks/bench_doctor.py lofo --rediagnose    # score the cached logs only
     python benchmarks/bench_doctor.py lofo --rediagnose --no-search   # shipped defaults only
+    python benchmarks/bench_doctor.py lofo --rediagnose --dry  # print only, no RESULTS entry
 
 **Iterating on rules (fast, prints per run, records nothing):**
 
@@ -482,6 +483,7 @@ def _options(argv: list[str]) -> Any:
     ap.add_argument("--fault", action="append", default=[])
     ap.add_argument("--seed", action="append", default=[])
     ap.add_argument("--no-search", action="store_true", help="lofo: shipped defaults only")
+    ap.add_argument("--dry", action="store_true", help="lofo: print, do not append to RESULTS.md")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--tune", action="store_true")
     return ap.parse_args(argv)
@@ -626,11 +628,20 @@ def lofo_part(opts: Any) -> None:
         f"columns agree epoch by epoch (2% on losses, 1 point on accuracies, same LR shape) in "
         f"at least half of the (family, seed) cells that hold both: {ev_txt}.\n\n"
         + _false_alarm_md(pooled) + "\n\n" + _per_fault_md(pooled, bites))
-    record("Doctor, leave-one-family-out on the fault corpus (held-out figures)",
+    emit = _print_only if opts.dry else record
+    emit("Doctor, leave-one-family-out on the fault corpus (held-out figures)",
            ["held-out family", "runs", "live macro-F1", "live top-1", "CSV macro-F1",
             "CSV top-1", "CSV group-F1", "live false alarms", "CSV false alarms",
             "thresholds changed"], table, notes=notes)
     print(f"lofo: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def _print_only(title: str, headers: list[str], rows: list[list[Any]], notes: str = "") -> None:
+    """What ``record`` prints, without appending to RESULTS.md (``--dry``)."""
+    print(f"## {title}\n\n| " + " | ".join(headers) + " |")
+    for r in rows:
+        print("| " + " | ".join(map(str, r)) + " |")
+    print("\n" + notes)
 
 
 def _false_alarm_md(pooled: dict[str, list[Any]]) -> str:
