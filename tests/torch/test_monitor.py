@@ -234,3 +234,20 @@ def test_watch_torch_reduce_lr_on_plateau_with_a_named_metric(tmp_path):
         metric="val_accuracy")
     assert [e.data["mode"] for e in right.events if e.code == "lr-scheduler"] == ["max"]
     assert "plateau-monitor-mismatch" not in D.diagnose(right).codes
+
+
+def test_sink_gets_every_row_the_file_gets(tmp_path):
+    got: dict[str, dict[int, float]] = {}
+
+    def sink(step, values):
+        assert isinstance(step, int)
+        for name, v in values.items():
+            got.setdefault(name, {})[step] = v
+
+    log = train(model(), tmp_path / "s.jsonl", sink=sink)
+    assert set(got) == set(log.names())
+    for name in log.names():
+        s = log.get(name)
+        assert sorted(got[name]) == s.steps.tolist()
+        assert [got[name][k] for k in s.steps.tolist()] == pytest.approx(s.values.tolist(),
+                                                                         nan_ok=True)

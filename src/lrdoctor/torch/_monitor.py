@@ -24,7 +24,9 @@ once
     the model's output count go to the ``meta`` line.
 
 The file is appended to and flushed at most once a second, at every ``epoch`` and at ``close``,
-so a killed run loses at most a second of log. Between flushes nothing waits for the device
+so a killed run loses at most a second of log. ``sink(step, values)``, when given, is handed each
+scalars row as it is written (at each flush; the same canonical names and values as the file),
+e.g. to log them to MLflow or W&B too (docs/logs.md). Between flushes nothing waits for the device
 (after the one-off checks at construction and on the first batch): values stay 0-d tensors in a
 row buffer, and a flush converts them all with one sync and formats the lines. A plain step -
 neither one of the first batches nor an every-N step nor one next to it - takes a short path:
@@ -40,6 +42,7 @@ import json
 import operator
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +92,15 @@ def _step_pre_hook(optimizer: Any, fn: Any) -> Any:
         return None
 
 
+def _send(lines: list[str], sink: Callable[[int, dict[str, float]], None]) -> None:
+    """Hand each ``scalars`` line to ``sink(step, values)`` (the Monitor's other lines are not
+    metrics)."""
+    for line in lines:
+        if line.startswith('{"type": "scalars"'):
+            row = json.loads(line)
+            sink(int(row["step"]), row["values"])
+
+
 class Monitor:
     """Record training health live and write it to a JSONL log that ``lrdoctor.logs`` reads.
 
@@ -100,7 +112,8 @@ class Monitor:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  path: str | os.PathLike[str], *, every: int = 50, inspect_batches: int = 20,
-                 noise_window: int = 4, loss_fn: Any = None, flush_seconds: float = 1.0):
+                 noise_window: int = 4, loss_fn: Any = None, flush_seconds: float = 1.0,
+                 sink: Callable[[int, dict[str, float]], None] | None = None):
         if every < 1:
             raise LRDoctorError(f"every must be >= 1, got {every}")
         if inspect_batches < 0:
@@ -111,6 +124,7 @@ class Monitor:
         self.noise_window = max(0, noise_window)
         self.loss_fn = loss_fn
         self.flush_seconds = flush_seconds
+        self.sink = sink
         self.global_step = 0
         self.epoch_count = 0
         # step() takes its short path for global_step in [_fast_from, _due): see _step
@@ -230,6 +244,8 @@ class Monitor:
         if self._rows:
             self._drain()
         if self._buffer and not self._closed:
+            if self.sink is not None:
+                _send(self._buffer, self.sink)
             self._file.write("".join(self._buffer))
             self._file.flush()
             self._buffer.clear()
