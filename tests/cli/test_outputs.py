@@ -64,7 +64,7 @@ def demo_result(tmp_path_factory):
     """One real (short) demo run; the demo tests hand it to the CLI instead of rerunning it."""
     from lrdoctor.demo import DemoConfig, run_demo
 
-    config = dataclasses.replace(DemoConfig.quick(), epochs=2)
+    config = dataclasses.replace(DemoConfig.quick(), epochs=2, n_train=200, finder_steps=40)
     return run_demo(tmp_path_factory.mktemp("demo"), config=config)
 
 
