@@ -20,10 +20,12 @@ Overhead: lockstep, as the Monitor's P4 (two copies of one model, same batches, 
 steps, CPU time of this thread; the guarded copy pays ``check`` every step, including its
 snapshots every 25 steps). Goal: guarded / plain <= 1.03.
 
-Nothing here was tuned on these runs before the first report, except that the defaults
-(patience 5, lr factor 0.5 for 50 steps, snapshots every 25 batches, 3 kept) were chosen on
-mnist1d-conv seed 0 with constant lr while building the guard (so that seed's cells count as
-tuning; seeds 1-2 and digits-mlp did not shape them).
+Tuning: patience 5, lr factor 0.5 for 50 steps and snapshots every 25 batches (3 kept) were
+chosen on mnist1d-conv seed 0 with a constant lr while building the guard. A first report on
+seeds 0-2 (TUNE_SEEDS) with z 6 and ratio 2 showed 2 false triggers on the 12 healthy runs
+(late-training batches 3.4x and 3.8x the level, z 6.4 and 8.1; every injected fault's first bad
+batch had z >= 17), after which the defaults became z 10 and ratio 3. The table reports seeds
+3-5 (SEEDS), which shaped nothing.
 
     python benchmarks/bench_guard.py          # or: make bench BENCH=guard (~2 min on 2 cores)
     python benchmarks/bench_guard.py --quick  # one seed, one task
@@ -41,7 +43,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 TASKS = ("digits-mlp", "mnist1d-conv")
-SEEDS = (0, 1, 2)
+TUNE_SEEDS = (0, 1, 2)   # looked at while setting the defaults
+SEEDS = (3, 4, 5)        # reported
 FAULTS = ("inputs-x1000", "labels-scrambled", "lr-spike", "nan-batch")
 AT = 0.4
 
@@ -186,8 +189,9 @@ def main(argv: list[str]) -> None:
                   f"misses an action: {unnamed}. Overhead (guarded/plain CPU time per step, "
                   f"lockstep, median of 3): "
                   + ", ".join(f"{n} {v:.3f}" for n, v in over)
-                  + ". 1 torch thread. The defaults were set looking at mnist1d-conv seed 0 "
-                  "(constant lr); every other cell is held out."))
+                  + ". 1 torch thread. Seeds 0-2 were looked at to set the "
+                  "defaults (z 10, ratio 3 after 2 false triggers at z 6, ratio 2); seeds 3-5, "
+                  "reported here, shaped nothing."))
 
 
 if __name__ == "__main__":

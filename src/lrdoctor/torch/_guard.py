@@ -101,7 +101,7 @@ class Guard:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  scheduler: Any = None, *, journal: Journal | str | None = None,
                  scaler: Any = None, snapshot_every: int = 25, window: int = 100,
-                 min_history: int = 20, z: float = 6.0, ratio: float = 2.0, patience: int = 5,
+                 min_history: int = 20, z: float = 10.0, ratio: float = 3.0, patience: int = 5,
                  lr_factor: float = 0.5, cooldown_steps: int = 50, max_rewinds: int = 3,
                  rewind_window: int = 1000, check_grads: bool = True):
         for name, v, lo in (("snapshot_every", snapshot_every, 1), ("window", window, 2),
@@ -165,7 +165,7 @@ class Guard:
                 self._take(k)
             return True
         self._bad.append((k, reason, value))
-        ev = {"loss": value, "grad_norm": gnorm, **{k2: round(v, 6) for k2, v in stats.items()}}
+        ev = {"loss": value, "grad_norm_sum": gnorm, **{k2: round(v, 6) for k2, v in stats.items()}}
         if len(self._bad) >= self.patience and self._snapshots:
             self._rewind(k, reason, ev)
         else:
@@ -182,10 +182,11 @@ class Guard:
         grads = [p.grad for p in self._params if p.grad is not None]
         if not grads:
             return (float(t) if t is not None else float(loss)), None
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())
+        # the sum of the per-tensor norms is finite exactly when every gradient is
+        total = torch.stack(torch._foreach_norm(grads)).sum()
         if t is None:
-            return float(loss), float(norm)
-        both = torch.stack([t.to(norm.device), norm]).tolist()
+            return float(loss), float(total)
+        both = torch.stack([t.to(total.device, total.dtype), total]).tolist()
         return both[0], both[1]
 
     def _level_scale(self) -> tuple[float, float]:
@@ -207,7 +208,7 @@ class Guard:
         if reason == "nonfinite-loss":
             return f"the loss was {value!r}"
         if reason == "nonfinite-grad":
-            return f"the gradient norm was {gnorm!r} (loss {value:.4g})"
+            return f"a gradient norm was {gnorm!r} (loss {value:.4g})"
         return (f"the loss {value:.4g} is {value / stats['median']:.1f}x the median "
                 f"{stats['median']:.4g} of the last {_LEVEL} accepted batches (robust z "
                 f"{stats['z']:.1f} > {self.z:g} against the batch-to-batch noise of the last "
@@ -266,7 +267,7 @@ class Guard:
         self._rewinds.append(k)
         self._bad.clear()
         new = [float(g["lr"]) * self.lr_factor for g in self.optimizer.param_groups]
-        msg = (f"{self._why(reason, ev['loss'], ev.get('grad_norm'), ev)} and "
+        msg = (f"{self._why(reason, ev['loss'], ev.get('grad_norm_sum'), ev)} and "
                f"{self.patience} batches in a row since batch {first} were bad: restored the "
                f"snapshot of batch {snap.step} (skipping batches {snap.step}-{k}) and lowered "
                f"the lr by {self.lr_factor:g}x for {self.cooldown_steps} steps")
