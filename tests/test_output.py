@@ -112,3 +112,17 @@ def test_the_library_savers_write_through_a_link(tmp_path):
     buf = io.BytesIO()
     plot_schedule("cosine(0.1, steps=10)", buf)
     assert buf.getvalue().startswith(b"\x89PNG")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_a_file_behind_an_open_descriptor_is_added_to_not_replaced(tmp_path):
+    """``--json /dev/stderr 2> err.txt``: the descriptor's file gets the bytes, and stays the
+    file the descriptor writes to (a rename would leave it on a deleted inode)."""
+    path = tmp_path / "err.txt"
+    with open(path, "ab", buffering=0) as fh:
+        fh.write(b"before\n")
+        (tmp_path / "stderr").symlink_to(f"/proc/self/fd/{fh.fileno()}")
+        write_file(tmp_path / "stderr", "{}\n")
+        fh.write(b"after\n")
+        assert os.path.samestat(os.fstat(fh.fileno()), os.stat(path))
+    assert path.read_text() == "before\n{}\nafter\n"

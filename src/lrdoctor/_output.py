@@ -8,7 +8,9 @@
 - a symbolic link is followed and its *target* is written (atomically when the target is a
   regular file); the link itself stays a link;
 - a character device, FIFO, socket or other non-regular file (``/dev/stdout``, ``/dev/null``, a
-  named pipe) is opened and written in place, never renamed over;
+  named pipe) is opened and written in place, never renamed over; so is a regular file reached
+  through an open descriptor (``/dev/stderr`` redirected to a file), appended to as the
+  process's own writes are;
 - a binary file object (``io.BytesIO``, ``sys.stdout.buffer``) is written to as it is.
 
 :func:`save_figure` renders a matplotlib figure to bytes (the format from the file name's
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -67,6 +70,8 @@ def write_file(target: Target, data: bytes | str, *, encoding: str = "utf-8") ->
             same = False
         if not same:  # a link whose text is no path (e.g. /proc/self/fd/N to a deleted file)
             return _write_in_place(name, raw)
+        if _through_descriptor(name):  # /dev/stderr redirected to a file: add to it, as the
+            return _write_in_place(name, raw, append=True)  # process's own writes do
         if not os.access(real, os.W_OK):
             raise PermissionError(13, "Permission denied", name)
     folder = os.path.dirname(real) or "."
@@ -76,8 +81,22 @@ def write_file(target: Target, data: bytes | str, *, encoding: str = "utf-8") ->
     return Path(real)
 
 
-def _write_in_place(name: str, raw: bytes) -> Path:
-    with open(name, "wb") as fh:
+def _through_descriptor(name: str) -> bool:
+    """Whether the link chain from ``name`` passes through an open descriptor's magic link
+    (``/dev/stdout`` -> ``/proc/self/fd/1``, ``/dev/fd/N``): renaming over the file behind it
+    would leave the descriptor on a deleted file."""
+    path = os.path.abspath(name)
+    for _ in range(40):
+        if re.match(r"^/(proc/[^/]+|dev)/fd(/|$)", path):
+            return True
+        if not os.path.islink(path):
+            return False
+        path = os.path.join(os.path.dirname(path), os.readlink(path))
+    return False
+
+
+def _write_in_place(name: str, raw: bytes, *, append: bool = False) -> Path:
+    with open(name, "ab" if append else "wb") as fh:
         fh.write(raw)
     return Path(name)
 
