@@ -105,13 +105,14 @@ def read_csv(path: Path, *, text: str | None = None) -> TrainingLog:
         b.warn(f"{path}: the last row (line {last_line}) has {len(body[-1])} of {len(header)} "
                "fields (file truncated while writing?); ignored it")
         body = body[:-1]
-    elif cut and len(body) > 1:
+    elif cut:
         b.warn(f"{path}: the last row (line {last_line}) has no line end (file truncated while "
                "writing?); ignored it")
         body = body[:-1]
     if not body:
-        raise LogFormatError(f"{path} holds a header ({', '.join(header[:6])}) and one cut-off "
-                             "row: the run logged nothing complete yet")
+        raise LogFormatError(f"{path} holds a header ({', '.join(header[:6])}) and one row "
+                             "without a line end (cut off while writing?); if that row is "
+                             "complete, end it with a newline")
     low = [h.lower() for h in header]
     step_col = next((low.index(c) for c in _STEP_COLS if c in low), None)
     epoch_col = low.index("epoch") if "epoch" in low else None

@@ -59,7 +59,7 @@ def load(path: str | os.PathLike[str], *, format: str = "auto",
 
 def _load_file(p: Path, format: str) -> TrainingLog:
     """One text (or TensorBoard) file: decoded, then read by the reader its content calls for."""
-    raw = p.read_bytes().rstrip(b"\x00")  # a NUL-padded tail (power loss): the file is cut there
+    raw = p.read_bytes()
     text, note = _decode(raw)
     if text is None:
         if format == "auto" and _looks_like_tfrecord(raw):
@@ -83,9 +83,10 @@ def _decode(raw: bytes) -> tuple[str | None, str | None]:
     """The text of a log file and a note on how it was decoded, or (None, None) when the bytes
     are binary. A byte-order mark decides (UTF-8, UTF-16, UTF-32); else UTF-8, where a
     multi-byte character cut at the very end is replaced; else Latin-1, with a note."""
-    for bom, codec in _BOMS:
+    for bom, codec in _BOMS:  # a NUL-padded tail (power loss): the file is cut there
         if raw.startswith(bom):
-            return raw.decode(codec, errors="replace"), None
+            return raw.decode(codec, errors="replace").rstrip("\x00"), None
+    raw = raw.rstrip(b"\x00")
     if _looks_binary(raw):
         return None, None
     try:

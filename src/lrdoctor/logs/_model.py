@@ -11,7 +11,9 @@ epochs — then ``TrainingLog.step_unit == "epoch"``), ``values`` and, where kno
 Steps are finite, sorted ascending and unique within a series; readers warn (``logging`` and
 ``TrainingLog.warnings``) when they had to sort, drop duplicated steps (the last value for a
 step wins) or drop points whose step is not a finite number (NaN, Inf, a number too large).
-Steps are integers (``int64``) when every one is a whole number below 2**53, floats otherwise.
+A step beyond 2**53 counts as not finite (no run is that long; it is a corrupted number).
+Steps are integers (``int64``) when every one is a whole number, floats otherwise. Epochs are
+finite or NaN (unknown).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ import numpy as np
 __all__ = ["Event", "LogBuilder", "Series", "TrainingLog"]
 
 logger = logging.getLogger("lrdoctor.logs")
+
+#: The largest step a series may hold: every whole number up to it is exact as a float, and no
+#: run takes more steps (a larger one is a corrupted number).
+_MAX_STEP = 2.0**53
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,12 +214,13 @@ class LogBuilder:
             parts = [self._points[name]] if name in self._points else []
             parts += self._arrays.get(name, [])
             s, v, e = (np.concatenate(cols).astype(np.float64, copy=False) for cols in zip(*parts))
-            placed = np.isfinite(s)
+            placed = np.abs(s) <= _MAX_STEP  # NaN and Inf fail this too
             if not placed.all():
                 unplaced += int(np.count_nonzero(~placed))
                 s, v, e = s[placed], v[placed], e[placed]
             if not len(s):
                 continue
+            e[~np.isfinite(e)] = np.nan  # an infinite epoch is an unknown one
             if len(s) > 1 and np.any(np.diff(s) < 0):
                 order = np.argsort(s, kind="stable")
                 s, v, e = s[order], v[order], e[order]
@@ -222,13 +229,13 @@ class LogBuilder:
                 last = np.r_[s[1:] != s[:-1], True]  # keep the last value of each step
                 s, v, e = s[last], v[last], e[last]
                 dupes.append(name)
-            if np.all(s == np.round(s)) and np.all(np.abs(s) < 2.0**53):
+            if np.all(s == np.round(s)):
                 s = s.astype(np.int64)
             series[name] = Series(s, v, None if np.all(np.isnan(e)) else e)
         where = f"{kwargs['source']}: " if kwargs.get("source") else ""
         if unplaced:
             self.warn(f"{where}{unplaced} points had a step that is not a finite number (NaN, Inf or "
-                      "too large); left them out")
+                      "beyond 2**53); left them out")
         if fixed_order:
             self.warn(f"{where}steps were not in order for {_few(fixed_order)}; sorted them by step")
         if dupes:

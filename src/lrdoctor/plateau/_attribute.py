@@ -71,6 +71,9 @@ def attribute(series: Arrays, *, step_unit: str = "step") -> Attribution:
         raise PlateauError("the log has no learning-rate column (lr / learning_rate), so there is "
                            "nothing to explain; log the LR (lrdoctor.torch.Monitor does) or pass a journal")
     steps, lr = _arr(series[lr_key])
+    if not len(steps):
+        raise PlateauError(f"the log's learning rate ({lr_key}) holds no finite value, so there is "
+                           "nothing to explain; check how the LR is logged, or pass a journal")
     unit = step_unit
     changes = _segments(steps, lr)
     metrics = {k: _arr(v) for k, v in series.items()
