@@ -97,7 +97,9 @@ def check_outputs(args: argparse.Namespace, *options: str) -> None:
         except FileNotFoundError:
             folder = Path(os.path.realpath(target)).parent
             if not folder.is_dir():
-                raise CLIError(f"{flag}: the folder {Path(target).parent} does not exist") from None
+                # a dangling link: name the folder its target needs
+                shown = folder if os.path.islink(target) else Path(target).parent
+                raise CLIError(f"{flag}: the folder {shown} does not exist") from None
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise CLIError(f"{flag}: the folder {folder} is not writable") from None
         except OSError as err:  # e.g. a path through a file, not a folder
