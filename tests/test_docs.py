@@ -116,7 +116,10 @@ def problems(block: Block) -> list[str]:
     if block.lang in SHELL and "fragment" not in block.flags:
         out = []
         for cmd in commands(block):
-            program = shlex.split(cmd, comments=True)[0]
+            words = shlex.split(cmd, comments=True)
+            program = words[0]
+            if words[:3] == ["python", "-m", "pip"]:
+                program = "python -m pip"
             if program not in PROGRAMS:
                 out.append(f"{block.where}: {program!r} in an unmarked shell block (only "
                            f"{', '.join(PROGRAMS)} run); mark it '{block.lang} fragment'")
@@ -180,7 +183,7 @@ def test_the_runner_reads_fences_and_marks(tmp_path, monkeypatch):
     page = tmp_path / "page.md"
     page.write_text("text\n```python\nx = 1\n```\n\n  ~~~~bash fragment\n  make test\n  ~~~~\n"
                     "```\nbare\n```\n```console\n$ lrdoctor --version\nlrdoctor 1.0\n```\n"
-                    "```bash\npip install lrdoctor\n```\n```python fragment\ndef f(:\n```\n"
+                    "```bash\npython -m pip install lrdoctor\n```\n```python fragment\ndef f(:\n```\n"
                     "```json\n{not code\n```\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     got = blocks("page.md")
