@@ -18,7 +18,10 @@ In the loop, after ``loss.backward()`` and before ``optimizer.step()``::
   plain MAD would count as noise), the batch is a spike when ``z = (log(loss) - m) /
   max(s, 0.05) > z`` and ``loss > ratio * exp(m)``, after ``min_history`` accepted batches.
   The limit is recomputed every 10 accepted batches and confirmed exactly when crossed, so a
-  plain step costs one comparison.
+  plain step costs one comparison;
+- the gradient norm (the sum of the per-tensor norms) spikes by the same test against its own
+  history (a corrupt batch whose loss looks ordinary can still carry a gradient 1000x too
+  large, and its update is the damage).
 
 When ``patience`` batches in a row are skipped, the damage is already done (the loss stays up):
 the guard restores the last good snapshot (model, optimizer, scheduler, the CPU and CUDA RNG
@@ -58,7 +61,7 @@ _REFRESH = 10      # accepted batches between recomputations of the spike limit
 @dataclass(frozen=True)
 class GuardEvent:
     """One action: ``action`` is 'skip', 'rewind' or 'stop'; ``reason`` 'nonfinite-loss',
-    'nonfinite-grad' or 'spike'; ``step`` the batch (0-based count of ``check`` calls)."""
+    'nonfinite-grad', 'spike' or 'grad-spike'; ``step`` the batch (0-based count of ``check`` calls)."""
 
     step: int
     action: str
@@ -127,12 +130,14 @@ class Guard:
         self.events: list[GuardEvent] = []
         self.step = 0                      # batches checked
         self._history: deque[float] = deque(maxlen=window)   # log(loss) of accepted batches
+        self._ghistory: deque[float] = deque(maxlen=window)  # log(grad norm sum), the same
         self._snapshots: deque[_Snapshot] = deque(maxlen=3)
         self._bad: list[tuple[int, str, float]] = []          # the current run of skips
         self._rewinds: list[int] = []
         self._cool_left = 0                # optimizer steps of lowered LR still to go
         self._scaled: list[float] | None = None
         self._limit: float | None = None   # the loss above which a batch may be a spike
+        self._glimit = math.inf            # the same for the gradient norm
         self._since = 0                    # accepted batches since the limit was computed
         self._params = [p for g in optimizer.param_groups for p in g["params"]]
         self._hooks = [optimizer.register_step_pre_hook(self._pre_step),
@@ -151,14 +156,22 @@ class Guard:
             reason = "nonfinite-grad"
         elif len(self._history) >= self.min_history and value > 0:
             if self._limit is None or self._since >= _REFRESH:
-                self._limit, self._since = self._spike_limit(), 0
+                self._limit, self._since = self._spike_limit(self._history), 0
+                self._glimit = self._spike_limit(self._ghistory) \
+                    if len(self._ghistory) >= self.min_history else math.inf
             if value > self._limit:
-                stats = self._spike_stats(value)
+                stats = self._spike_stats(value, self._history)
                 if stats["z"] > self.z and value > self.ratio * stats["median"]:
                     reason = "spike"
+            if reason is None and gnorm is not None and gnorm > self._glimit:
+                stats = self._spike_stats(gnorm, self._ghistory)
+                if stats["z"] > self.z and gnorm > self.ratio * stats["median"]:
+                    reason = "grad-spike"
         if reason is None:
             self._bad.clear()
             self._history.append(math.log(max(value, 1e-30)))
+            if gnorm is not None and gnorm > 0:
+                self._ghistory.append(math.log(gnorm))
             self._since += 1
             last = self._snapshots[-1].step if self._snapshots else None
             if last is None or k - last >= self.snapshot_every:
@@ -189,26 +202,31 @@ class Guard:
         both = torch.stack([t.to(total.device, total.dtype), total]).tolist()
         return both[0], both[1]
 
-    def _level_scale(self) -> tuple[float, float]:
-        h = np.fromiter(self._history, dtype=float)
+    @staticmethod
+    def _level_scale(history: deque[float]) -> tuple[float, float]:
+        h = np.fromiter(history, dtype=float)
         level = float(np.median(h[-_LEVEL:]))
         noise = 1.4826 * float(np.median(np.abs(np.diff(h)))) / math.sqrt(2)
         return level, max(noise, _MIN_SCALE)
 
-    def _spike_limit(self) -> float:
-        level, scale = self._level_scale()
+    def _spike_limit(self, history: deque[float]) -> float:
+        level, scale = self._level_scale(history)
         return math.exp(level + min(self.z * scale, 700.0 - level)) if level < 700 else math.inf
 
-    def _spike_stats(self, value: float) -> dict[str, float]:
-        level, scale = self._level_scale()
+    def _spike_stats(self, value: float, history: deque[float]) -> dict[str, float]:
+        level, scale = self._level_scale(history)
         return {"z": (math.log(value) - level) / scale, "median": math.exp(level),
-                "scale": scale, "window": float(len(self._history))}
+                "scale": scale, "window": float(len(history))}
 
     def _why(self, reason: str, value: float, gnorm: float | None, stats: dict[str, float]) -> str:
         if reason == "nonfinite-loss":
             return f"the loss was {value!r}"
         if reason == "nonfinite-grad":
             return f"a gradient norm was {gnorm!r} (loss {value:.4g})"
+        if reason == "grad-spike":
+            return (f"the gradient norm {gnorm:.4g} is {gnorm / stats['median']:.1f}x its median "
+                    f"{stats['median']:.4g} over the last {_LEVEL} accepted batches (robust z "
+                    f"{stats['z']:.1f} > {self.z:g}; loss {value:.4g})")
         return (f"the loss {value:.4g} is {value / stats['median']:.1f}x the median "
                 f"{stats['median']:.4g} of the last {_LEVEL} accepted batches (robust z "
                 f"{stats['z']:.1f} > {self.z:g} against the batch-to-batch noise of the last "
