@@ -30,9 +30,11 @@ __all__ = ["AUTO_SCHEDULE", "PEAK_FACTOR", "RECIPES", "WARMUP_FRACTION", "WSD_DE
 #: the decays ``auto`` can write: warm-up + cosine to 0, Smith's one-cycle, warm-up + stable +
 #: a linear decay over the last ``WSD_DECAY_FRACTION`` (WSD), warm-up + linear to 0
 RECIPES = ("cosine", "one_cycle", "wsd", "linear")
-#: chosen by ``bench_auto.py tune`` (docs/finder.md, "auto")
-AUTO_SCHEDULE = "cosine"
-PEAK_FACTOR = 1.0
+#: chosen by ``bench_auto.py tune`` on the tuning families (RESULTS.md 2026-12-07: WSD at 2x
+#: the suggestion had the lowest mean regret to the best candidate, 0.46 pp, worst 1.0; linear
+#: x2 0.90, cosine x2 1.31, one-cycle x2 1.35; every recipe at 1x was worse than at 2x)
+AUTO_SCHEDULE = "wsd"
+PEAK_FACTOR = 2.0
 WARMUP_FRACTION = 0.05
 WSD_DECAY_FRACTION = 0.2
 
