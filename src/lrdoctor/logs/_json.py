@@ -18,6 +18,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lrdoctor.errors import LogFormatError
 from lrdoctor.logs._model import Event, LogBuilder, TrainingLog
 from lrdoctor.logs._names import canonical
@@ -169,7 +171,10 @@ def read_jsonl(path: Path, text: str) -> TrainingLog:
     records, bad = [], []
     filled = [line for line in lines if line.strip()]
     try:  # every line one whole value (the common case): one parse of them all, as an array
-        parsed = _loads("[" + ",".join(filled) + "]")
+        whole = "[" + ",".join(filled) + "]"
+        # orjson refuses the NaN/Infinity the Monitor writes: then line by line (orjson first)
+        # beats one slow parse of everything by the json module
+        parsed = _orjson.loads(whole) if _orjson is not None else json.loads(whole)
         if len(parsed) != len(filled):  # a line held two values, or one spanned two lines
             raise json.JSONDecodeError("not one value per line", "", 0)
     except _BAD_JSON:  # a line cut off or corrupt: line by line, to say which
@@ -199,13 +204,24 @@ def read_jsonl(path: Path, text: str) -> TrainingLog:
 
 
 _BOOKKEEPING = ("type", "step", "epoch", "global_step", "_step")
+_STEP_KEYS = ("step", "global_step", "_step")
+
+#: From this many records on, they are read a column at a time (:func:`_add_columns`).
+COLUMNAR_FROM = 2000
 
 
-def _read_records(path: Path, records: list[dict], *, fmt: str) -> TrainingLog:
+def _read_records(path: Path, records: list[dict], *, fmt: str,
+                  columnar: bool | None = None) -> TrainingLog:
+    """Records ``{"step", "epoch", <metric>: value}`` or the Monitor's (``type`` meta / event /
+    scalars with ``values``): one point per numeric value, at the record's step (its epoch,
+    else its index, when it has none)."""
     b = LogBuilder()
     meta: dict[str, Any] = {}
     ours = False
     names: dict[Any, str | None] = {k: None for k in _BOOKKEEPING}  # raw key -> canonical
+    if columnar is None:
+        columnar = len(records) >= COLUMNAR_FROM
+    plain: list[int] = []
     for i, rec in enumerate(records):
         kind = rec.get("type")
         if kind == "meta":
@@ -218,6 +234,9 @@ def _read_records(path: Path, records: list[dict], *, fmt: str) -> TrainingLog:
             b.events.append(Event(str(rec.get("code", "note")), str(rec.get("message", "")),
                                   int(step) if step is not None and math.isfinite(step) else None,
                                   rec.get("data") if isinstance(rec.get("data"), dict) else {}))
+            continue
+        if columnar:
+            plain.append(i)
             continue
         step = _number(rec.get("step", rec.get("global_step", rec.get("_step"))))
         epoch = _number(rec.get("epoch"))
@@ -234,6 +253,8 @@ def _read_records(path: Path, records: list[dict], *, fmt: str) -> TrainingLog:
             v = value if value.__class__ is float else _number(value)
             if v is not None:
                 b.add(name, step, v, epoch)
+    if plain:
+        _add_columns(b, records, plain, names)
     fmt = "lrdoctor-jsonl" if ours else fmt
     unit = meta.get("step_unit", "step")
     log = b.build(source=str(path), format=fmt, step_unit=unit if unit in ("step", "epoch") else
@@ -241,3 +262,55 @@ def _read_records(path: Path, records: list[dict], *, fmt: str) -> TrainingLog:
     if not len(log) and not log.events:
         raise LogFormatError(f"{path}: the records hold no numeric metrics")
     return log
+
+
+def _numbers(items: list) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_number` of every item, as floats (NaN where None) and a mask of the numbers."""
+    if set(map(type, items)) <= {float, int}:
+        try:
+            return np.array(items, dtype=np.float64), np.ones(len(items), dtype=bool)
+        except OverflowError:  # an integer beyond float range: item by item
+            pass
+    got = [_number(x) for x in items]
+    ok = np.array([x is not None for x in got], dtype=bool)
+    return np.array([math.nan if x is None else x for x in got], dtype=np.float64), ok
+
+
+def _add_columns(b: LogBuilder, records: list[dict], plain: list[int],
+                 names: dict[Any, str | None]) -> None:
+    """What the record-by-record loop of :func:`_read_records` adds, a column at a time: records
+    with the same keys (and the same ``values`` keys) are one group, each key of a group one
+    numpy conversion. Points keep the records' order, so duplicated steps resolve alike."""
+    groups: dict[tuple, list[int]] = {}
+    for i in plain:
+        rec = records[i]
+        vals = rec.get("values")
+        key = (tuple(rec), tuple(vals) if isinstance(vals, dict) else None)
+        groups.setdefault(key, []).append(i)
+    parts: dict[str, list[tuple[np.ndarray, ...]]] = {}
+    for (keys, vkeys), idx in groups.items():
+        recs = [records[i] for i in idx]
+        at = np.array(idx, dtype=np.float64)
+        step_key = next((k for k in _STEP_KEYS if k in keys), None)
+        steps, has_step = (_numbers([r[step_key] for r in recs]) if step_key else
+                           (np.full(len(recs), np.nan), np.zeros(len(recs), dtype=bool)))
+        epochs, has_epoch = (_numbers([r["epoch"] for r in recs]) if "epoch" in keys else
+                             (np.full(len(recs), np.nan), np.zeros(len(recs), dtype=bool)))
+        steps = np.where(has_step, steps, np.where(has_epoch, epochs, at))
+        columns = [(k, [r["values"][k] for r in recs]) for k in vkeys] if vkeys is not None \
+            else [(k, [r[k] for r in recs]) for k in keys]
+        for key, items in columns:
+            try:
+                name = names[key]
+            except KeyError:
+                name = names[key] = canonical(str(key))
+            if name is None:
+                continue
+            values, ok = _numbers(items)
+            parts.setdefault(name, []).append((at[ok], steps[ok], values[ok], epochs[ok]))
+    for name, got in parts.items():
+        at, s, v, e = (np.concatenate(cols) for cols in zip(*got)) if len(got) > 1 else got[0]
+        if len(got) > 1:
+            order = np.argsort(at, kind="stable")
+            s, v, e = s[order], v[order], e[order]
+        b.extend(name, s, v, e)

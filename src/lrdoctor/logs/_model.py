@@ -197,7 +197,8 @@ class LogBuilder:
 
     def extend(self, name: str, steps: Any, values: Any, epochs: Any) -> None:
         """Add many points of one series at once (array-likes of floats; NaN epoch = unknown).
-        They count as coming after the points :meth:`add` gives the series."""
+        They count as coming after the points :meth:`add` gives the series. Float64 arrays are
+        kept, not copied: do not change them afterwards."""
         arrays = tuple(np.asarray(a, dtype=np.float64) for a in (steps, values, epochs))
         if len({len(a) for a in arrays}) != 1:
             raise ValueError(f"extend({name!r}): steps, values and epochs differ in length")
@@ -213,14 +214,19 @@ class LogBuilder:
         for name in dict.fromkeys([*self._points, *self._arrays]):
             parts = [self._points[name]] if name in self._points else []
             parts += self._arrays.get(name, [])
-            s, v, e = (np.concatenate(cols).astype(np.float64, copy=False) for cols in zip(*parts))
+            if len(parts) == 1 and name not in self._points:  # one extend: its arrays as they are
+                s, v, e = parts[0]
+            else:
+                s, v, e = (np.concatenate(cols).astype(np.float64, copy=False)
+                           for cols in zip(*parts))
             placed = np.abs(s) <= _MAX_STEP  # NaN and Inf fail this too
             if not placed.all():
                 unplaced += int(np.count_nonzero(~placed))
                 s, v, e = s[placed], v[placed], e[placed]
             if not len(s):
                 continue
-            e[~np.isfinite(e)] = np.nan  # an infinite epoch is an unknown one
+            if np.isinf(e).any():
+                e = np.where(np.isinf(e), np.nan, e)  # an infinite epoch is an unknown one
             if len(s) > 1 and np.any(np.diff(s) < 0):
                 order = np.argsort(s, kind="stable")
                 s, v, e = s[order], v[order], e[order]
