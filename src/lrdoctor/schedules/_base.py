@@ -10,6 +10,7 @@ formula.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import sys
@@ -151,9 +152,7 @@ class Schedule(ABC):
 
     # -- validation ------------------------------------------------------------------------
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            if "kind" not in f.metadata:
-                continue
+        for f in _spec_fields(type(self)):
             value = _coerce(self.name, f, getattr(self, f.name))
             object.__setattr__(self, f.name, value)
         self._validate()
@@ -218,7 +217,12 @@ class Schedule(ABC):
 
 def spec_fields(cls: type[Schedule] | Schedule) -> list[dataclasses.Field[Any]]:
     """The declared parameters of a schedule class, in order."""
-    return [f for f in dataclasses.fields(cls) if "kind" in f.metadata]  # type: ignore[arg-type]
+    return list(_spec_fields(cls if isinstance(cls, type) else type(cls)))
+
+
+@functools.cache
+def _spec_fields(cls: type[Schedule]) -> tuple[dataclasses.Field[Any], ...]:
+    return tuple(f for f in dataclasses.fields(cls) if "kind" in f.metadata)  # type: ignore[arg-type]
 
 
 def from_dict(data: dict[str, Any], _depth: int = 1) -> Schedule:

@@ -17,8 +17,7 @@ is joined once, in linear time.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from lrdoctor.errors import ScheduleError
 from lrdoctor.schedules._base import MAX_DEPTH, Schedule, registry, spec_fields
@@ -32,34 +31,34 @@ _TOKEN = re.compile(
   | (?P<number>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf\b)
   | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
   | (?P<op>>>|[*(),=\[\]])
+  | (?P<bad>.)
     """,
-    re.VERBOSE,
+    re.VERBOSE | re.DOTALL,
 )
 
 _WORDS = {"true": True, "false": False, "none": None, "null": None}
 
 
-@dataclass(frozen=True)
-class _Tok:
+class _Tok(NamedTuple):
     kind: str  # number, name, op, end
     text: str
     col: int  # 1-based
 
 
 def _tokenize(text: str) -> list[_Tok]:
-    toks, pos = [], 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:
+    toks = []
+    for m in _TOKEN.finditer(text):
+        kind = m.lastgroup
+        if kind == "space":
+            continue
+        if kind == "bad":
             raise ScheduleError(
-                f"unexpected character {text[pos]!r}; expected a name, a number, "
+                f"unexpected character {m.group()!r}; expected a name, a number, "
                 "'(', ')', ',', '=', '[', ']', '*' or '>>'",
                 spec=text,
-                column=pos + 1,
+                column=m.start() + 1,
             )
-        if m.lastgroup != "space":
-            toks.append(_Tok(m.lastgroup or "", m.group(), pos + 1))
-        pos = m.end()
+        toks.append(_Tok(kind, m.group(), m.start() + 1))  # type: ignore[arg-type]
     toks.append(_Tok("end", "", len(text) + 1))
     return toks
 
