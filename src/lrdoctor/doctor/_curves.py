@@ -132,9 +132,9 @@ def lr_too_high(ctx: Context) -> list[Finding]:
                           + (f" ({early:.0%} into the run)" if early is not None else ""),
                           "Divide the learning rate by 10 (run `lrdoctor find` for a measured one).",
                           [step] if step is not None else [], 0.8))
-        elif float(np.max(ctx.train.values)) > T.SPIKE_FACTOR * max(min(l0, ctx.train.values[0]),
-                                                                  1e-12):
-            i = int(np.argmax(ctx.train.values))
+        elif len(ctx.train) > 1 and float(np.max(ctx.train.values[1:])) > T.SPIKE_FACTOR * max(
+                min(l0, ctx.train.values[0]), 1e-12):
+            i = 1 + int(np.argmax(ctx.train.values[1:]))  # a rise after the start, not the start
             step = float(ctx.train.steps[i])
             lr = _lr_at(ctx, step)
             stuck = lend > 0.8 * l0
@@ -303,7 +303,9 @@ def trend(ctx: Context) -> list[Finding]:
                           [val.steps[imin]], 0.6 + min(0.3, rise / max(abs(vmin), 1e-12)),
                           val_min=vmin, val_end=vend))
         gap = _acc_gap(ctx)
-        memorized = (lend < 0.1 * vend and vend > 0.05) or (
+        # with accuracies, a near-zero training loss is memorization only if validation
+        # accuracy falls well short of training's (a healthy run can fit its data and generalize)
+        memorized = (gap is None and lend < 0.1 * vend and vend > 0.05) or (
             gap is not None and gap > T.OVERFIT_ACC_GAP
             and float(np.median(tail(ctx.train_acc, 0.1))) > 0.98)
         if memorized and not any(f.code == "overfitting" for f in out):
@@ -355,7 +357,11 @@ def underfitting(ctx: Context) -> list[Finding]:
     if late < -0.1 or lend > T.DIVERGE_FACTOR * l0 or drop < -T.FLAT_REL:
         return []
     if acc is not None or vacc is not None:
-        low = (acc if acc is not None else vacc) < T.UNDERFIT_ACC
+        # the accuracy's gain over chance (1/C when the log knows C, else 0): scale-free
+        # across class counts, where a bare accuracy cut-off is not
+        chance = 1.0 / ctx.n_classes if ctx.n_classes else 0.0
+        a = acc if acc is not None else vacc
+        low = (a - chance) / (1.0 - chance) < T.UNDERFIT_GAIN
         if not low:
             return []
     elif drop >= T.UNDERFIT_NO_ACC_REL:

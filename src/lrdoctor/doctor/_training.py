@@ -188,9 +188,9 @@ def _declared_mode_mismatch(ctx: Context) -> Finding | None:
 
 
 def _replay_metrics(ctx: Context) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The per-evaluation series a plateau reducer can be stepped with: every ``val/*`` and
-    ``test/*`` metric, and the per-epoch training loss and accuracy."""
-    names = [n for n in ctx.log.names() if n.startswith(("val/", "test/"))]
+    """The per-evaluation series a plateau reducer can be stepped with: every ``val/*``
+    metric, and the per-epoch training loss and accuracy (a test split is not one)."""
+    names = [n for n in ctx.log.names() if n.startswith("val/")]
     names += [n for n in ("train/loss_epoch", "train/accuracy") if ctx.log.has(n)]
     if ctx.unit == "epoch" and ctx.log.has("train/loss"):
         names.append("train/loss")
@@ -218,6 +218,9 @@ def _step_schedule(cuts: list[float], eval_steps: np.ndarray) -> bool:
     that improves every time, watched in the wrong mode, also cuts every P = patience + 1
     evaluations, but its first evaluation only sets the best, so its first gap is P + 1 (or P,
     logged after the step: then the two cannot be told apart and this says yes)."""
+    from_start = np.diff([0.0, *cuts])
+    if np.allclose(from_start, from_start[-1], rtol=0.02, atol=0.0):
+        return True  # every P steps from the start (a per-step StepLR, not on evaluations)
     n = [int(np.sum(eval_steps < c)) for c in cuts]
     gaps = np.diff(n)
     if len(gaps) == 0 or not np.all(gaps == gaps[0]):
@@ -291,7 +294,9 @@ def distribution_shift(ctx: Context) -> list[Finding]:
     if log.has("test/loss") and ctx.val is not None:
         t = float(log.get("test/loss").finite.values[-1])
         v = float(ctx.val.values[-1])
-        if t > (1 + T.SHIFT_REL) * v:
+        v0 = float(ctx.val.values[0])
+        gave_back = (t - v) / (v0 - v) if v0 > v else np.inf
+        if t > (1 + T.SHIFT_REL) * v and gave_back >= T.SHIFT_BACK:
             out.append((t / max(v, 1e-12), f"test loss {t:.4g} vs validation loss {v:.4g}"))
     for name in ("test/accuracy",):
         if log.has(name) and ctx.val_acc is not None:
