@@ -70,6 +70,26 @@ def test_budget_steps_runs_the_probe_and_sizes_the_specs(tmp_path, capsys):
     assert "budget probe" in text and "--budget-steps N checks" not in text
 
 
+def test_auto_prints_and_writes_the_spec_for_exactly_total_steps(tmp_path, capsys):
+    from lrdoctor.schedules import parse
+
+    out = tmp_path / "auto.json"
+    rc = main(["find", "--example", "digits-mlp", "--optimizer", "adamw", "--auto",
+               "--total-steps", "400", "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert {"suggestion", "interval", "rule", "reason", "spec", "total_steps"} <= set(data)
+    assert parse(data["spec"]).duration == 400 and data["total_steps"] == 400
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"run 400 steps with: {data['spec']}" in text
+    assert f"why: {' '.join(data['reason'].split())}" in text
+
+
+def test_every_answer_says_why(capsys):
+    assert main(["find", "--example", "digits-mlp", *QUICK]) == 0
+    assert "why: " in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["find", "--example", "nope"], "unknown example"),
     (["find", "--example", "digits-mlp", "--lr-range", "1", "0.1"], "below end_lr"),
@@ -77,6 +97,9 @@ def test_budget_steps_runs_the_probe_and_sizes_the_specs(tmp_path, capsys):
     (["find", "--model", "os:getcwd"], "--data"),
     (["find", "--example", "digits-mlp", "--rule", "vibes"], "--rule"),
     (["find", "--example", "digits-mlp", "--budget-steps", "2"], "--budget-steps"),
+    (["find", "--example", "digits-mlp", "--total-steps", "500"], "--total-steps goes with"),
+    (["find", "--example", "digits-mlp", "--auto", "--budget-steps", "50"], "not --budget"),
+    (["find", "--example", "digits-mlp", "--auto", "--total-steps", "5"], "--total-steps must"),
     (["find", "--example", "digits-mlp", "--json", "/no/such/dir/x.json"], "does not exist"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message, capsys):

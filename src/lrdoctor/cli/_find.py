@@ -20,6 +20,7 @@ EXAMPLES = """examples:
   lrdoctor find --example mnist1d-conv --optimizer adam --plot finder.png
   lrdoctor find --example charlm --lr-range 1e-5 1 --steps 150 --json finder.json
   lrdoctor find --example charlm --optimizer sgd --budget-steps 704
+  lrdoctor find --example digits-mlp --optimizer adamw --auto --total-steps 2000 --json auto.json
   lrdoctor find --model mypkg.models:make_model --data mypkg.data:loaders --optimizer sgd
 
 --model names a function returning an nn.Module; --data a function returning a train loader,
@@ -62,6 +63,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the optimizer steps of the run the LR is for: adds the budget probe "
                         "(a quarter of N steps at the suggestion, then a short ramp), which "
                         "moves the suggestion closer to the loss minimum when that stays safe")
+    p.add_argument("--auto", action="store_true",
+                   help="answer 'what LR and schedule for N steps': a range test sized to 10%% "
+                        "of the run (--steps/--repeats are ignored), then warm-up + the "
+                        "decay the benchmark picked, for exactly --total-steps (docs/finder.md, "
+                        "auto)")
+    p.add_argument("--total-steps", type=int, metavar="N",
+                   help="with --auto: the run's optimizer steps (default: the example's budget)")
     p.add_argument("--rule", default=None, help="suggestion rule: margin (default), steepest, edge, valley, minimum")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the example task (default %(default)s)")
@@ -147,8 +155,18 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--budget-steps must be >= 4 (the run's optimizer steps), "
                        f"got {args.budget_steps}")
 
+    if args.total_steps is not None and not args.auto:
+        raise CLIError("--total-steps goes with --auto (for the plain finder: --budget-steps)")
+    if args.auto and args.budget_steps is not None:
+        raise CLIError("--auto takes --total-steps, not --budget-steps")
+    if args.total_steps is not None and args.total_steps < 20:
+        raise CLIError(f"--total-steps must be >= 20 (the run's optimizer steps), "
+                       f"got {args.total_steps}")
+    if args.auto and args.total_steps is None and not args.example:
+        raise CLIError("--auto needs --total-steps N (the optimizer steps of your run)")
+
     from lrdoctor import examples
-    from lrdoctor.torch import find_lr
+    from lrdoctor.torch import auto_lr, find_lr
 
     if args.example:
         if args.data:
@@ -163,15 +181,27 @@ def run(args: argparse.Namespace) -> int:
         model = problem["model"]
         label = args.model
     optimizer = examples.make_optimizer(args.optimizer, model, start)
+    auto = None
     with progress() as bar:
         job = bar.add_task(f"range test {start:g} -> {end:g}", total=None)
-        result = find_lr(model, optimizer, problem["train"], problem["loss_fn"],
-                         step_fn=problem["step_fn"], start_lr=start, end_lr=end,
-                         num_steps=args.steps, repeats=args.repeats, rule=rule, zoom=args.zoom,
-                         budget_steps=args.budget_steps,
-                         progress=lambda done, total: bar.update(job, completed=done,
-                                                                 total=total))
-    steps = args.schedule_steps or args.budget_steps or problem["schedule_steps"] or 1000
+
+        def tick(done: int, total: int) -> None:
+            bar.update(job, completed=done, total=total)
+
+        if args.auto:
+            total_steps = args.total_steps or problem["schedule_steps"]
+            auto = auto_lr(model, optimizer, problem["train"], problem["loss_fn"],
+                           total_steps=total_steps, step_fn=problem["step_fn"], start_lr=start,
+                           end_lr=end, rule=rule, zoom=args.zoom, progress=tick)
+            result = auto.finder
+            args.steps, args.repeats = result.settings["num_steps"], result.settings["repeats"]
+        else:
+            result = find_lr(model, optimizer, problem["train"], problem["loss_fn"],
+                             step_fn=problem["step_fn"], start_lr=start, end_lr=end,
+                             num_steps=args.steps, repeats=args.repeats, rule=rule,
+                             zoom=args.zoom, budget_steps=args.budget_steps, progress=tick)
+    steps = args.schedule_steps or args.budget_steps or args.total_steps or \
+        problem["schedule_steps"] or 1000
 
     console.print(f"[bold]LR range test[/] on {label}, optimizer {args.optimizer}, "
                   f"{args.repeats} x {args.steps} steps over {start:g} .. {end:g}")
@@ -182,11 +212,18 @@ def run(args: argparse.Namespace) -> int:
                       f"{result.coarse.summary()})", soft_wrap=True)
     if result.suggestion is None:
         console.print("[bold yellow]no suggestion[/]: " + " ".join(result.notes), soft_wrap=True)
+        console.print(f"why: {result.reason}", soft_wrap=True)
     else:
         lo, hi = result.interval or (result.suggestion, result.suggestion)
         console.print(f"suggested lr: [bold green]{result.suggestion:.3g}[/]  "
                       f"interval {lo:.3g} .. {hi:.3g}  grade [bold]{result.grade}[/]  "
                       f"(rule {result.rule})")
+        console.print(f"why: {result.reason}", soft_wrap=True)
+        if auto is not None:
+            console.print(f"run {auto.total_steps} steps with: [bold green]{auto.spec}[/]  "
+                          f"(peak {auto.peak_lr:.3g} = suggestion x "
+                          f"{auto.peak_lr / result.suggestion:.3g}; finder cost "
+                          f"{100 * auto.cost:.1f}% of the run)", soft_wrap=True)
         table = Table(title="rules on the same curve")
         table.add_column("rule")
         table.add_column("lr", justify="right")
@@ -202,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"  {kind:<10} {spec}", soft_wrap=True)
         for note in result.notes:
             console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
-        if args.budget_steps is None:
+        if args.budget_steps is None and auto is None:
             console.print("[dim]hint:[/] for a constant LR over a run of N optimizer steps, "
                           "--budget-steps N checks whether it can sit closer to the loss "
                           "minimum (a quarter of the run more; docs/finder.md, step 6)",
@@ -212,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
             result.plot(target)
         console.print(f"plot: {args.plot}")
     if args.json:
-        data = result.to_dict()
+        data = result.to_dict() if auto is None else auto.to_dict()
         data["specs"] = result.specs(steps=steps)
         data["source"] = label
         data["optimizer"] = args.optimizer
