@@ -105,10 +105,14 @@ def test_lr_too_low_from_update_ratio():
 def test_overfitting():
     ev = np.arange(39, N, 40)
     val = 0.5 + 0.002 * (ev - 150) ** 2 / 100
-    log = healthy_log(**{"val/loss": s(val, ev)})
+    vacc = 0.9 - 0.1 * (val - val.min())                 # accuracy falls as the loss rises
+    log = healthy_log(**{"val/loss": s(val, ev), "val/accuracy": s(vacc, ev)})
     d = diagnose(log)
     assert "overfitting" in d.codes
     assert d.first_step("overfitting") == ev[np.argmin(val)]
+    # the same rising loss with a validation accuracy that holds: calibration, not overfitting
+    held = healthy_log(**{"val/loss": s(val, ev), "val/accuracy": s(np.full(len(ev), 0.95), ev)})
+    assert "overfitting" not in codes(held)
 
 
 def test_one_noisy_last_evaluation_is_not_overfitting():
@@ -117,9 +121,11 @@ def test_one_noisy_last_evaluation_is_not_overfitting():
     val[6:] = val[5] + 0.001                           # converged at epoch 5 ...
     bumped = val.copy()
     bumped[-1] = val[-1] + 0.3 * (val[0] - val[-1])    # ... and the last epoch alone bounces up
-    assert "overfitting" not in diagnose(healthy_log(**{"val/loss": s(bumped, ev)})).codes
+    falls = {"val/accuracy": s(np.r_[np.linspace(0.5, 0.95, 6), np.full(4, 0.9)], ev)}
+    assert "overfitting" not in diagnose(healthy_log(**{"val/loss": s(bumped, ev)},
+                                                     **falls)).codes
     bumped[-2] = bumped[-1]                            # ... confirmed by the one before
-    assert "overfitting" in diagnose(healthy_log(**{"val/loss": s(bumped, ev)})).codes
+    assert "overfitting" in diagnose(healthy_log(**{"val/loss": s(bumped, ev)}, **falls)).codes
 
 
 def test_overfitting_by_memorization():

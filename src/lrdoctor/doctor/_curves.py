@@ -291,6 +291,7 @@ def trend(ctx: Context) -> list[Finding]:
         rise = float(np.min(vv[-max(T.OVERFIT_CONFIRM, len(vv) // 10):])) - vmin
         if (ctx.frac(val.steps[imin]) < 0.8 and rise > T.OVERFIT_RISE * max(v0 - vmin, 1e-12)
                 and lend < (1 - T.IMPROVE_REL) * l0  # training learned: not noise at chance
+                and _accuracy_suffers(ctx)
                 and rise > 0.02 * abs(vmin) and lend <= lmin * 1.2 + 1e-12
                 and lend < float(np.interp(val.steps[imin], ctx.train.steps, ctx.train.values))):
             gap = _acc_gap(ctx)
@@ -336,6 +337,19 @@ def trend(ctx: Context) -> list[Finding]:
                       "get a little more, or stop.", [ctx.start + 0.67 * (ctx.end - ctx.start)],
                       0.3))
     return out
+
+
+def _accuracy_suffers(ctx: Context) -> bool:
+    """With accuracies in the log, a rising validation loss is overfitting only when accuracy
+    shows it too: a train-val gap above OVERFIT_ACC_GAP, or validation accuracy down from its
+    best by more than OVERFIT_VAL_ACC_DROP. (A loss that rises while accuracy holds is the model
+    growing more confident on the examples it gets wrong: calibration, not lost accuracy.)"""
+    gap = _acc_gap(ctx)
+    if gap is None:
+        return True
+    va = ctx.val_acc.values
+    drop = float(np.max(va)) - float(np.median(tail(ctx.val_acc, 0.1, minimum=2)))
+    return gap > T.OVERFIT_ACC_GAP or drop > T.OVERFIT_VAL_ACC_DROP
 
 
 def _acc_gap(ctx: Context) -> float | None:

@@ -88,6 +88,11 @@ _reg("OVERFIT_CONFIRM", 2, (1, 2, 3), "overfitting",
      _TUNED_P3 + "; raised from 1 after a false alarm on seeds 7-9, checked on seeds 0-6")
 _reg("OVERFIT_ACC_GAP", 0.1, (0.05, 0.1, 0.15), "overfitting",
      "final train accuracy minus val accuracy above this (with train accuracy > 98%)")
+_reg("OVERFIT_VAL_ACC_DROP", 0.03, (0.02, 0.03, 0.05), "overfitting",
+     "with accuracies: a validation-loss rise counts when the train-val accuracy gap is above "
+     "OVERFIT_ACC_GAP or validation accuracy fell this far below its best",
+     "2026-12-07 on the design families: cancer-mlp's healthy runs (val loss up 30-40%, val "
+     "accuracy flat, gap 2-5.6%) were called overfitting from the CSV columns")
 _reg("OSC_GRAD_KEEP", 0.5, (0.3, 0.5, 0.7), "oscillation (live)",
      "gradient norm in the flat part at least this share of its early level")
 _reg("OSC_JITTER", 0.1, (0.05, 0.1, 0.2), "oscillation (live)",
