@@ -40,8 +40,8 @@ from lrdoctor.errors import LRDoctorError, UnsupportedChange
 from lrdoctor.journal import Entry, Journal
 from lrdoctor.logs import TrainingLog, load
 
-__all__ = ["Attempt", "RepairResult", "Round", "UnsupportedChange", "random_repair", "repair",
-           "repair_example"]
+__all__ = ["Attempt", "RepairResult", "Round", "UnsupportedChange", "apply_change",
+           "random_repair", "repair", "repair_example"]
 
 logger = logging.getLogger("lrdoctor.repair")
 
@@ -186,6 +186,37 @@ def _as_log(out: Any) -> tuple[TrainingLog, str | None]:
                         f"{type(out).__name__}")
 
 
+def _peak(spec: str) -> float | None:
+    """The largest lr of a concrete schedule spec (sampled over its duration), or None."""
+    from lrdoctor.schedules import parse
+
+    try:
+        sched = parse(spec)
+    except ValueError:
+        return None
+    n = sched.duration or 10_000
+    stride = max(1, n // 2000)
+    return max((sched(k) for k in range(0, n + 1, stride)), default=None)
+
+
+def apply_change(config: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with ``change`` applied, by the vocabulary's rules: an ``lr`` change on a
+    config whose ``schedule`` is a concrete spec (no ``{lr}`` in it, so ``lr`` alone would not
+    move it) scales that spec so its peak is the new lr: ``(spec) * (lr / peak)``.
+
+    >>> apply_change({"lr": 0.1, "schedule": "linear(0.1, end=10, steps=200)"}, {"lr": 0.5})
+    {'lr': 0.5, 'schedule': '(linear(0.1, end=10, steps=200)) * 0.05'}
+    """
+    cfg = {**config, **change}
+    spec = config.get("schedule")
+    if "lr" in change and "schedule" not in change and isinstance(spec, str) \
+            and "{lr}" not in spec:
+        peak = _peak(spec)
+        if peak and peak > 0 and math.isfinite(peak):
+            cfg["schedule"] = f"({spec}) * {float(change['lr']) / peak:.6g}"
+    return cfg
+
+
 def _journal(journal: Journal | str | os.PathLike[str] | None) -> Journal | None:
     if journal is None or isinstance(journal, Journal):
         return journal
@@ -272,7 +303,7 @@ def _loop(train_fn: TrainFn, config: Mapping[str, Any], rounds: int, strategy: s
             if missing:
                 skipped.append(Attempt(code, change, f"the config has no knob {missing[0]!r}"))
                 continue
-            cfg = {**base.config, **change}
+            cfg = apply_change(base.config, change)
             if cfg == base.config:
                 continue  # the config already has it
             say(index, f"{_fmt_change(change)} (for {code})")
