@@ -22,7 +22,8 @@ live and the curves-only macro-F1 on the training families - over a shortlist: e
 is first tried alone (the others at their defaults); each threshold whose best candidate alone
 raises the objective by more than ``MARGIN`` (1e-3, about three runs' worth) is shortlisted;
 then the shortlisted changes, best first, are tried on top of the values kept so far and kept
-when the objective rises by more than ``MARGIN``, for up to two passes. (A plain coordinate
+when the objective rises by more than ``MARGIN`` and the training families' false alarms do
+not grow, for up to two passes. (A plain coordinate
 ascent over every candidate re-diagnoses most runs for each of the ~100 candidates per pass and
 fold: 290 s for one fold on a third of the corpus on this 2-core box, and it kept 28 changes
 for a rise of 0.04, most of them worth a single run.) The chosen values then diagnose F's runs,
@@ -312,8 +313,15 @@ def lookalike_groups(pairs: Sequence[tuple[Run, RunResult]], *, share: float = 0
 # ----------------------------------------------------------------------------- search
 def _objective(diag: Diagnoser, pairs: Sequence[tuple[Run, RunResult]], values: dict[str, float],
                classes: set[str]) -> float:
-    return float(np.mean([score(rows_for(diag, pairs, k, values, classes))["macro_f1"]
-                          for k in KINDS]))
+    return _scored(diag, pairs, values, classes)[0]
+
+
+def _scored(diag: Diagnoser, pairs: Sequence[tuple[Run, RunResult]], values: dict[str, float],
+            classes: set[str]) -> tuple[float, int]:
+    """(mean of live and curves-only macro-F1, false alarms live + curves-only) on ``pairs``."""
+    scores = [score(rows_for(diag, pairs, k, values, classes)) for k in KINDS]
+    return (float(np.mean([s["macro_f1"] for s in scores])),
+            sum(int(s["false_alarms"]) for s in scores))
 
 
 def search(diag: Diagnoser, pairs: Sequence[tuple[Run, RunResult]], classes: set[str], *,
@@ -322,7 +330,8 @@ def search(diag: Diagnoser, pairs: Sequence[tuple[Run, RunResult]], classes: set
 
     1. Every candidate of every threshold is tried alone, the others at their defaults; its gain
        is the objective's rise over the defaults' (the objective: mean of live and curves-only
-       macro-F1 on ``pairs``).
+       macro-F1 on ``pairs``). A change that adds false alarms on the healthy runs of
+       ``pairs`` (live plus curves-only) is never taken, whatever its gain: the goal is none.
     2. The shortlist: per threshold its best candidate, where that gain exceeds ``margin``,
        best first. Coordinate ascent over it: each change is tried on top of the values kept so
        far and kept when the objective rises by more than ``margin``; up to ``passes`` passes,
@@ -331,26 +340,28 @@ def search(diag: Diagnoser, pairs: Sequence[tuple[Run, RunResult]], classes: set
     Returns the values, their objective and the shortlist (``name=value (+gain)``).
     """
     base_values = dict(diag.defaults)
-    base = _objective(diag, pairs, base_values, classes)
+    base, base_alarms = _scored(diag, pairs, base_values, classes)
     best_single: dict[str, tuple[float, float]] = {}
     for name in diag.names:
         for cand in diag.th.REGISTRY[name].candidates:
             if cand == diag.defaults[name]:
                 continue
-            gain = _objective(diag, pairs, {**base_values, name: cand}, classes) - base
-            if gain > margin and gain > best_single.get(name, (0.0, -math.inf))[1]:
+            s, alarms = _scored(diag, pairs, {**base_values, name: cand}, classes)
+            gain = s - base
+            if (gain > margin and alarms <= base_alarms
+                    and gain > best_single.get(name, (0.0, -math.inf))[1]):
                 best_single[name] = (cand, gain)
     shortlist = sorted(best_single.items(), key=lambda kv: -kv[1][1])
-    values, best = dict(base_values), base
+    values, best, best_alarms = dict(base_values), base, base_alarms
     for _ in range(passes):
         moved = False
         for name, (cand, _gain) in shortlist:
             if values[name] == cand:
                 continue
             trial = {**values, name: cand}
-            s = _objective(diag, pairs, trial, classes)
-            if s > best + margin:
-                values, best, moved = trial, s, True
+            s, alarms = _scored(diag, pairs, trial, classes)
+            if s > best + margin and alarms <= best_alarms:
+                values, best, best_alarms, moved = trial, s, alarms, True
         if not moved:
             break
     return values, best, [f"{n}={c:g} (+{g:.4f})" for n, (c, g) in shortlist]

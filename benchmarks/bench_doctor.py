@@ -489,6 +489,12 @@ def _options(argv: list[str]) -> Any:
     return ap.parse_args(argv)
 
 
+#: Families the doctor's rules were designed on while this corpus existed (helper 7b's commits
+#: 8c8e3dd and edc794d, 2026-12-07, name them): their thresholds are still held out by LOFO, but
+#: their rules were not, so the table also pools the other families alone.
+DESIGN_FAMILIES = ("cancer-mlp", "mnist1d-cnn", "friedman-reg", "digits-wide")
+
+
 def _split(values: list[str]) -> list[str]:
     return [v for arg in values for v in arg.split(",") if v]
 
@@ -600,6 +606,11 @@ def lofo_part(opts: Any) -> None:
 
     table = [line(f, folds[f]["rows"], str(len(folds[f]["changed"]))) for f in families]
     table.append(line("overall (held-out, pooled)", pooled, "-"))
+    unseen = [f for f in families if f not in DESIGN_FAMILIES]
+    if unseen and len(unseen) < len(families):
+        table.append(line(f"overall, the {len(unseen)} families no rule was designed on",
+                          {k: [r for f in unseen for r in folds[f]["rows"][k]] for k in L.KINDS},
+                          "-"))
     table.append(line("overall, shipped defaults", pooled_def, "0"))
     bite_rows = {k: [r for r in pooled[k] if r["expected"] == "healthy"
                      or bites[r["result"].key]] for k in L.KINDS}
@@ -610,8 +621,11 @@ def lofo_part(opts: Any) -> None:
     group_txt = "; ".join(sorted({g for g in groups.values() if "|" in g})) or "none"
     ev_txt = "; ".join(f"{a}~{b} {h}/{n}" for a, b, h, n in evidence if h / n >= 0.5) or "none"
     notes = (
-        f"Held out: each row's family; its thresholds were chosen by coordinate ascent of "
-        f"mean(live, CSV) macro-F1 on the other {len(families) - 1} families' runs (train "
+        f"Held out: each row's family; rules were designed looking at "
+        f"{', '.join(DESIGN_FAMILIES)} (so for them only the threshold values are held out; the "
+        f"'no rule was designed on' row pools the others); its thresholds were chosen by coordinate ascent of "
+        f"mean(live, CSV) macro-F1 on the other {len(families) - 1} families' runs, never adding a "
+        f"false alarm on their healthy runs (train "
         f"objective per fold in the progress lines), from the shipped defaults, which were set "
         f"on the older P3 tasks digits-mlp and mnist1d-conv (the digits-* and mnist1d-* families "
         f"share those data sets, with other models, faults and seeds). "
