@@ -621,6 +621,7 @@ def lofo_part(opts: Any) -> None:
     group_txt = "; ".join(sorted({g for g in groups.values() if "|" in g})) or "none"
     ev_txt = "; ".join(f"{a}~{b} {h}/{n}" for a, b, h, n in evidence if h / n >= 0.5) or "none"
     notes = (
+        f"Doctor: {_doctor_version()}. "
         f"Held out: each row's family; rules were designed looking at "
         f"{', '.join(DESIGN_FAMILIES)} (so for them only the threshold values are held out; the "
         f"'no rule was designed on' row pools the others); its thresholds were chosen by coordinate ascent of "
@@ -648,6 +649,25 @@ def lofo_part(opts: Any) -> None:
             "CSV top-1", "CSV group-F1", "live false alarms", "CSV false alarms",
             "thresholds changed"], table, notes=notes)
     print(f"lofo: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def _doctor_version() -> str:
+    """The commit and whether the doctor's sources differ from it (and the diagnosis hash)."""
+    import subprocess
+
+    import _lofo as L
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src/lrdoctor/doctor",
+                                "src/lrdoctor/logs"], cwd=root, check=True, capture_output=True,
+                               text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"sources {L.doctor_hash()}"
+    return (f"commit {head}" + (" with uncommitted doctor/logs changes" if dirty else "")
+            + f", sources {L.doctor_hash()}")
 
 
 def _print_only(title: str, headers: list[str], rows: list[list[Any]], notes: str = "") -> None:
