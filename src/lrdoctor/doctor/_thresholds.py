@@ -109,6 +109,23 @@ _reg("JUMP_BACK", 0.9, (0.8, 0.9, 0.95), "lr-too-high",
 _reg("FELL_BELOW", 0.8, (0.7, 0.8, 0.9), "lr-too-high",
      "... having first fallen below this share of its start",
      "as JUMP_BACK")
+_reg("VAL_FLAT_NOISE", 2.0, (1.0, 2.0, 3.0), "plateau (curves)",
+     "validation's Theil-Sen change over the last third within this many times its own "
+     "evaluation-to-evaluation noise, and within FLAT_SHARE of its earlier fall: flat",
+     "set from the definition of a flat curve against " + _SCALE_FREE
+     + " (2026-12-07); not tuned on a benchmark yet")
+_reg("FLAT_SHARE", 0.1, (0.05, 0.1, 0.2), "plateau (curves)",
+     "validation moved by less than this share of its fall before the last third: flat",
+     "as VAL_FLAT_NOISE")
+_reg("SWING", 3.0, (2.0, 3.0, 4.0), "oscillation (curves)",
+     "validation's total variation over its net trend change at least this many times: it "
+     "swings back and forth (a monotone curve scores 1)",
+     "set from the definition (a curve that goes up and down 3 times as much as it moves "
+     "overall), 2026-12-07; not tuned on a benchmark yet")
+_reg("SWING_LEVEL", 0.05, (0.03, 0.05, 0.1), "oscillation (curves)",
+     "... with a median evaluation-to-evaluation change above this share of the curve's "
+     "whole range (the run's own progress), so converged noise is not a swing",
+     "as SWING")
 # -- training setup (_training) ------------------------------------------------------------
 _reg("NOISE_ACC_GAP", 0.05, (0.03, 0.05, 0.1), "label-noise",
      "val accuracy above train accuracy by this")
