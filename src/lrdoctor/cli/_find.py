@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
         if args.budget_steps is None and auto is None:
             console.print("[dim]hint:[/] for a constant LR over a run of N optimizer steps, "
                           "--budget-steps N checks whether it can sit closer to the loss "
-                          "minimum (a quarter of the run more; docs/finder.md, step 6)",
+                          "minimum (a quarter of the run more; docs/finder.md, step 7)",
                           soft_wrap=True)
     if args.plot:
         with writing(args.plot) as target:
