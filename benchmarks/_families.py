@@ -150,10 +150,7 @@ def unsupported(key: str, why: str) -> Exception:
         from lrdoctor.errors import UnsupportedChange  # type: ignore[attr-defined]
     except ImportError:
         return KeyError(f"{key}: {why}")
-    try:
-        return UnsupportedChange(f"{key}: {why}")  # type: ignore[no-any-return]
-    except TypeError:  # pragma: no cover - a different constructor
-        return UnsupportedChange(key)  # type: ignore[no-any-return]
+    return UnsupportedChange(key, f"{key}: {why}")  # type: ignore[no-any-return]
 
 
 def _family(name: str) -> Family:

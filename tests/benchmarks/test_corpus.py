@@ -83,5 +83,6 @@ def test_same_config_trains_the_same_run(tmp_path: Path) -> None:
 
 
 def test_an_unknown_knob_is_refused_with_its_name() -> None:
-    with pytest.raises((KeyError, ValueError), match="momentum_beta"):
+    with pytest.raises((KeyError, ValueError), match="momentum_beta") as info:
         C.full_config({"family": "cancer-mlp", "momentum_beta": 0.5})
+    assert getattr(info.value, "knob", "momentum_beta") == "momentum_beta"
