@@ -190,7 +190,7 @@ def _killed_suddenly(ctx: Context) -> tuple[str, float, float, float] | None:
     at most DEAD_FRAC to above it between two consecutive measurements and stayed above it."""
     for name, s in ctx.log.group("dead_frac").items():
         v = s.finite.values
-        if len(v) < 3 or v[0] > T.DEAD_FRAC:
+        if len(v) < 2 or v[0] > T.DEAD_FRAC:
             continue
         above = v > T.DEAD_FRAC
         i = int(np.argmax(above))
