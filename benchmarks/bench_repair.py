@@ -98,12 +98,19 @@ def case(args: tuple[Any, dict[str, Any]]) -> dict[str, Any]:
 
     run, reference = args
     config = {**DEFAULTS, **run.config}
-    out: dict[str, Any] = {"family": run.family, "fault": run.fault, "variant": run.variant}
+    out: dict[str, Any] = {"family": run.family, "fault": run.fault, "variant": run.variant,
+                           "error": None}
     for name, fn, kw in (("doctor", repair, {}),
                          ("random", random_repair,
                           {"seed": zlib.crc32(f"{run.family}{run.fault}".encode())})):
         trainer = CorpusTrainer()
-        result = fn(trainer, config, rounds=ROUNDS, **kw)
+        try:
+            result = fn(trainer, config, rounds=ROUNDS, **kw)
+        except Exception as err:  # noqa: BLE001 - a crash (the doctor's) is reported, not hidden
+            out.update({"error": f"{name}: {type(err).__name__}: {err}", "bites": True,
+                        "none": False, name: False, f"{name}_rounds": 0,
+                        f"{name}_changes": []})
+            continue
         first = trainer.results[result.history[0].source]
         best = trainer.results[result.best.source]
         out["bites"] = _bites(run, first, reference)
@@ -163,6 +170,8 @@ def main(argv: list[str]) -> None:
     heal, rand, none = (sum(row[i] for row in rows) for i in (3, 4, 2))
     rows.append(["all", n, none, heal, rand, ""])
     idle = sorted({f"{r['fault']}/{r['family']}" for r in results if not r["bites"]})
+    crashed = sorted({f"{r['fault']}/{r['family']} ({r['error']})" for r in results
+                      if r["error"]})
     record("P7 repair: faulty corpus runs healed within 3 rounds (healthy and within 2 pp / 5% "
            "of the family's reference)",
            ["fault", "biting cases", "no repair", "lrdoctor.repair", "random repair",
@@ -174,7 +183,9 @@ def main(argv: list[str]) -> None:
                   f"({rand / max(n, 1):.0%}), no repair {none}/{n}. The changes were written on "
                   "lrdoctor.examples digits-mlp; the apply_change rule after a first report on "
                   f"{', '.join(TUNED)}; the doctor's thresholds are the shipped ones. Cases whose fault did not bite "
-                  f"(not counted): {len(idle)}: {', '.join(idle) or 'none'}. 2 niced workers, "
+                  f"(not counted): {len(idle)}: {', '.join(idle) or 'none'}. Cases where a "
+                  f"repair crashed (counted as not healed): {len(crashed)}: "
+                  f"{'; '.join(crashed) or 'none'}. 2 niced workers, "
                   "1 torch thread each."))
 
 
