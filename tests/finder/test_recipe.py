@@ -1,0 +1,37 @@
+"""lrdoctor.finder._recipe: auto's schedule specs last exactly their steps and peak at the peak."""
+
+from __future__ import annotations
+
+import pytest
+
+from lrdoctor.errors import FinderError
+from lrdoctor.finder._recipe import AUTO_SCHEDULE, RECIPES, WARMUP_FRACTION, recipe_spec
+from lrdoctor.schedules import parse
+
+
+@pytest.mark.parametrize("kind", RECIPES)
+@pytest.mark.parametrize("steps", [20, 333, 2000])
+def test_each_recipe_spans_exactly_its_steps_and_ends_near_zero(kind, steps):
+    s = parse(recipe_spec(kind, 0.01, steps))
+    values = s.values(steps)
+    assert s.duration == steps
+    assert max(values) == pytest.approx(0.01, rel=1e-3)
+    assert values[-1] < 0.01 * 0.06  # the last step is one decay step from 0
+
+
+def test_the_warmup_is_its_fraction_of_the_run():
+    s = parse(recipe_spec("wsd", 0.01, 1000))
+    values = s.values(1000)
+    first_peak = int((values >= 0.01 * (1 - 1e-9)).argmax())
+    assert first_peak == round(WARMUP_FRACTION * 1000)
+    assert AUTO_SCHEDULE in RECIPES
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("step", 0.01, 100), "schedule must be one of"),
+    (("wsd", 0.01, 10), "total_steps must be"),
+    (("wsd", 0.0, 100), "peak lr must be > 0"),
+])
+def test_bad_input_names_the_parameter(args, message):
+    with pytest.raises(FinderError, match=message):
+        recipe_spec(*args)
