@@ -81,6 +81,30 @@ def _decreasing(cls, **extra):
     return build()
 
 
+@st.composite
+def open_ended_with_steps(draw):
+    """An open-ended shape given ``steps=`` (it ends there, so a part may follow it)."""
+    n = draw(steps)
+    return draw(st.one_of(
+        st.builds(Step, lrs, every_steps=steps, gamma=fraction, steps=st.just(n)),
+        st.builds(MultiStep, lrs, milestones=milestones(), gamma=fraction, steps=st.just(n)),
+        st.builds(Exponential, lrs, gamma=st.floats(0.5, 1.0), every_steps=steps, steps=st.just(n)),
+        st.builds(InverseTime, lrs, rate=st.floats(0, 10), steps=st.just(n)),
+        st.builds(InverseSqrt, lrs, warmup_steps=st.integers(0, 5000), steps=st.just(n)),
+        st.builds(SGDR, lrs, period=st.floats(1, 5000), mult=st.floats(1, 3), steps=st.just(n)),
+        st.builds(Cyclic, small_lrs, st.floats(1e-2, 1.0), half_period=st.integers(1, 5000), steps=st.just(n)),
+    ))
+
+
+@st.composite
+def growing_sgdr(draw):
+    """``decay > 1`` (Keras' ``m_mul``): the peak grows at each restart, held at the float max."""
+    base = draw(lrs)
+    return SGDR(base, end_lr=draw(st.floats(0.0, 1.0)) * base, period=draw(st.floats(1, 5000)),
+                mult=draw(st.floats(1, 3)), decay=draw(st.floats(1.0, 1e3)),
+                cycles=draw(st.none() | st.integers(1, 200)))
+
+
 #: Shapes whose learning rate never rises (with end <= base).
 monotone_decreasing = st.one_of(
     _decreasing(Step, every_steps=steps, gamma=fraction),
@@ -103,6 +127,8 @@ leaves = st.one_of(
     st.builds(SGDR, lrs, end_lr=small_lrs, period=st.floats(1, 5000), mult=st.floats(1, 3),
               decay=st.floats(0.1, 1), cycles=st.none() | st.integers(1, 10)),
     wsd(),
+    open_ended_with_steps(),
+    growing_sgdr(),
 )
 
 finite_leaves = leaves.filter(lambda s: s.duration is not None)

@@ -199,3 +199,17 @@ def test_open_ended_shapes_end_with_steps_and_can_be_followed():
         assert parse(s.to_spec()) == s
     with pytest.raises(ScheduleError, match="give it a length"):
         parse("exponential(1.0, gamma=0.5) >> constant(0.01)")
+
+
+def test_hostile_dicts_raise_schedule_errors():
+    from lrdoctor.schedules import from_dict
+
+    deep: dict = {"type": "constant", "lr": 1.0}
+    for _ in range(3000):
+        deep = {"type": "scaled", "schedule": deep, "factor": 1.0}
+    with pytest.raises(ScheduleError, match="more than 100 levels"):
+        from_dict(deep)
+    with pytest.raises(ScheduleError, match="must be a list of schedule dicts"):
+        from_dict({"type": "sequence", "parts": 3})
+    with pytest.raises(ScheduleError, match="steps must be at most 2"):
+        from_dict({"type": "constant", "lr": 1.0, "steps": 10**400})
