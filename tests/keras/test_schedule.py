@@ -72,3 +72,10 @@ def test_keras_own_serialization_check_on_a_growing_sgdr():
     steps = keras.ops.convert_to_tensor(np.arange(40), dtype="int32")
     values = keras.ops.convert_to_numpy(schedule(spec, horizon=40)._lookup(steps))
     assert np.allclose(values, parse(spec).values(40), rtol=1e-6) and values.max() > 0.05
+
+
+def test_a_growing_sgdr_stays_finite_in_float32():
+    sch = schedule("sgdr(1, period=1, decay=4.0)", horizon=100)
+    eager = float(keras.ops.convert_to_numpy(sch(80)))
+    table = keras.ops.convert_to_numpy(sch._lookup(keras.ops.convert_to_tensor(np.arange(100), dtype="int32")))
+    assert np.isfinite(eager) and np.all(np.isfinite(table)) and eager == table[80] == np.finfo(np.float32).max

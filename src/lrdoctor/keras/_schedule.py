@@ -18,6 +18,10 @@ from lrdoctor.schedules import Schedule, parse
 
 __all__ = ["SpecSchedule", "schedule"]
 
+#: Keras holds the lr in float32: a larger one (only a growing ``sgdr(decay>1)`` reaches it)
+#: is held at float32's largest value rather than becoming inf.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 @keras.saving.register_keras_serializable(package="lrdoctor")
 class SpecSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -41,12 +45,13 @@ class SpecSchedule(keras.optimizers.schedules.LearningRateSchedule):
             k = int(keras.ops.convert_to_numpy(step))
         except Exception:  # noqa: BLE001 (keras raises several types:) a symbolic tensor inside a traced function
             return self._lookup(step)
-        return keras.ops.convert_to_tensor(self.schedule(k), dtype="float32")
+        return keras.ops.convert_to_tensor(min(self.schedule(k), _FLOAT32_MAX), dtype="float32")
 
     def _lookup(self, step: Any) -> Any:
         if self._table is None:
             n = self.horizon or self.schedule.duration or 100_000
-            self._table = keras.ops.convert_to_tensor(self.schedule.values(n + 1), dtype="float32")
+            table = np.minimum(self.schedule.values(n + 1), _FLOAT32_MAX)
+            self._table = keras.ops.convert_to_tensor(table, dtype="float32")
         last = int(self._table.shape[0]) - 1
         index = keras.ops.minimum(keras.ops.cast(step, "int32"), last)
         return keras.ops.take(self._table, index)
