@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -29,11 +30,12 @@ def model(act=nn.ReLU, out=4, extra=()):
                          *extra)
 
 
-def train(m, path, *, steps=60, lr=0.1, x=None, y=None, every=10, loss_fn=None, opt=None, **kw):
+def train(m, path, *, steps=60, lr=0.1, x=None, y=None, every=10, loss_fn=None, opt=None,
+          budget=None, **kw):
     x, y = data() if x is None else (x, y)
     opt = opt or torch.optim.SGD(m.parameters(), lr=lr)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
-    with Monitor(m, opt, path, every=every, loss_fn=loss_fn, **kw) as mon:
+    with Monitor(m, opt, path, every=every, loss_fn=loss_fn, budget=budget, **kw) as mon:
         for k in range(steps):
             i = (k * 32) % len(y)
             xb, yb = x[i:i + 32], y[i:i + 32]
@@ -251,3 +253,82 @@ def test_sink_gets_every_row_the_file_gets(tmp_path):
         assert sorted(got[name]) == s.steps.tolist()
         assert [got[name][k] for k in s.steps.tolist()] == pytest.approx(s.values.tolist(),
                                                                          nan_ok=True)
+
+
+class FakeClock:
+    """A clock the test drives: each reading costs ``per_call`` seconds, ``tick`` is a step."""
+
+    def __init__(self, per_call=30e-6):
+        self.t, self.per_call = 0.0, per_call
+
+    def __call__(self):
+        self.t += self.per_call
+        return self.t
+
+
+def train_timed(m, path, clock, step_s, *, steps=120, nan_at=None, **kw):
+    x, y = data()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    with Monitor(m, opt, path, every=10, **kw) as mon:
+        for k in range(steps):
+            i = (k * 32) % len(y)
+            xb, yb = x[i:i + 32], y[i:i + 32]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(m(xb), yb)
+            loss.backward()
+            if k == nan_at:
+                next(m.parameters()).grad[0, 0] = float("nan")
+            opt.step()
+            clock.t += step_s
+            mon.step(loss=loss, inputs=xb, targets=yb)
+            if (k + 1) % 40 == 0:
+                mon.epoch(val_loss=float(loss.detach()))
+    return load(path)
+
+
+def test_sampled_statistics_follow_the_time_budget(tmp_path, monkeypatch):
+    import lrdoctor.torch._monitor as mod
+    from lrdoctor.torch._monitor_cadence import FIRST_STEPS
+
+    clock = FakeClock()
+    monkeypatch.setattr(mod, "clock", clock)
+    fast = train_timed(model(), tmp_path / "fast.jsonl", clock, 1e-3)  # 1 ms steps
+    assert fast.get("train/loss").steps.tolist() == list(range(120))  # every step
+    assert len(fast.get("lr")) == 120
+    g = fast.get("grad_norm").steps.tolist()
+    assert g[:FIRST_STEPS] == list(range(FIRST_STEPS))
+    assert 12 <= len(g) < 60  # sampled, and never fewer than one in `every`
+    assert max(b - a for a, b in itertools.pairwise(g)) <= 10
+    assert {40, 80} <= set(g)  # the first step after each evaluation
+    heavy = fast.get("grad_norm/0").steps.tolist()
+    assert heavy[0] == 0 and all(b - a >= 10 for a, b in itertools.pairwise(heavy))
+    assert fast.has("dead_frac/1") and fast.has("update_ratio/0")
+
+    slow = train_timed(model(), tmp_path / "slow.jsonl", clock, 0.1)  # 100 ms steps
+    assert len(slow.get("grad_norm")) == 120  # cheap against the step: every step
+    assert slow.get("grad_norm/0").steps.tolist() == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90,
+                                                      100, 110]
+
+
+def test_budget_none_is_every_step(tmp_path):
+    log = train(model(), tmp_path / "exact.jsonl", budget=None)
+    assert len(log.get("grad_norm")) == 60
+
+
+def test_a_nonfinite_gradient_between_samples_is_caught(tmp_path, monkeypatch):
+    import lrdoctor.torch._monitor as mod
+
+    clock = FakeClock()
+    monkeypatch.setattr(mod, "clock", clock)
+    log = train_timed(model(), tmp_path / "nan.jsonl", clock, 1e-3, steps=60, nan_at=35)
+    assert 35 not in log.get("grad_norm").steps.tolist()  # not a sampled step
+    ev = [e for e in log.events if e.code == "nonfinite"]
+    assert ev and ev[0].step == 36 and ev[0].data["name"] == "train/loss"  # the next loss
+    assert "nonfinite" in {f.code for f in D.diagnose(log).findings}
+
+
+def test_budget_is_checked(tmp_path):
+    m = model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    with pytest.raises(LRDoctorError, match="budget must be"):
+        Monitor(m, opt, tmp_path / "b.jsonl", budget=0)

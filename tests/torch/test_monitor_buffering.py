@@ -56,8 +56,8 @@ def rows(path):
 
 
 def test_short_path_writes_what_the_long_path_writes(tmp_path):
-    short = run(tmp_path / "short.jsonl", every=10, inspect_batches=5)
-    long = run(tmp_path / "long.jsonl", every=10, inspect_batches=5, long_path=True)
+    short = run(tmp_path / "short.jsonl", every=10, inspect_batches=5, budget=None)
+    long = run(tmp_path / "long.jsonl", every=10, inspect_batches=5, long_path=True, budget=None)
     assert rows(short) == rows(long)
     log = load(short)
     assert log.get("grad_norm/0").steps.tolist() == [0, 10, 20, 30, 40]
@@ -125,7 +125,7 @@ def test_a_metric_named_lr_replaces_the_optimizers(tmp_path):
 
 def test_resumed_step_count_keeps_the_every_n_schedule(tmp_path):
     log = load(run(tmp_path / "resume.jsonl", steps=30, start_step=37, every=10,
-                   inspect_batches=0))
+                   inspect_batches=0, budget=None))
     assert log.get("train/loss").steps.tolist() == list(range(37, 67))
     assert log.get("grad_norm/0").steps.tolist() == [40, 50, 60]
     assert log.get("update_ratio/0").steps.tolist() == [40, 50, 60]
@@ -153,7 +153,7 @@ def test_tensor_losses_and_metrics_are_read_at_the_flush(tmp_path):
 def test_noise_scale_with_half_precision_gradients(tmp_path):
     m = model().to(torch.bfloat16)
     opt = torch.optim.SGD(m.parameters(), lr=0.05)
-    with Monitor(m, opt, tmp_path / "h.jsonl", every=5) as mon:
+    with Monitor(m, opt, tmp_path / "h.jsonl", every=5, budget=None) as mon:
         for x, y in batches(30):
             opt.zero_grad()
             loss = nn.functional.cross_entropy(m(x.bfloat16()).float(), y)

@@ -5,16 +5,21 @@ Call ``monitor.step(loss=..., inputs=x, targets=y)`` after each ``optimizer.step
 mapped to canonical ones). What is recorded:
 
 every step
-    ``train/loss``, ``lr/<group>`` (``lr`` when there is one group), ``grad_norm`` (global L2
-    norm of the gradients, one fused ``_foreach_norm``).
-every ``every`` steps (default 50)
+    ``train/loss``, ``lr/<group>`` (``lr`` when there is one group) and the metrics passed to
+    ``step``; every logged value is checked for NaN/Inf (the first one is written as a
+    ``nonfinite`` event naming its step).
+sampled steps (on a time budget, ``budget=0.01`` of the step time by default, see
+:mod:`lrdoctor.torch._monitor_cadence`; always the first 5 steps and the first step after each
+``epoch``; never more than ``every`` steps apart)
+    ``grad_norm`` (global L2 norm of the gradients, one fused ``_foreach_norm``).
+heavy steps (step 0, then ``every`` steps apart or more, as the budget allows; default 50)
     ``grad_norm/<layer>``, ``update_ratio/<layer>`` (|Δw|/|w| of that step), ``param_norm``,
     ``dead_frac/<layer>`` (ReLU-family units that are zero for the whole batch),
     ``saturation/<layer>`` (sigmoid/tanh outputs within 1% of their limits), ``act_std/<layer>``,
     non-finite values in parameters and gradients (``nonfinite/params``, ``nonfinite/grads``), and
     ``noise_scale`` (the simple gradient noise scale B·(E|g|²−|E g|²)/|E g|² over ``noise_window``
     consecutive steps).
-first ``inspect_batches`` steps
+sampled steps among the first ``inspect_batches``
     ``input/mean``, ``input/std``, ``input/absmax``, ``batch/label_purity`` (share of the most
     common label in the batch) and ``batch/label_mode``.
 once
@@ -23,16 +28,21 @@ once
     scaling (``bad-initialization``); the optimizer, its hyper-parameters, the dropout rates and
     the model's output count go to the ``meta`` line.
 
-The file is appended to and flushed at most once a second, at every ``epoch`` and at ``close``,
-so a killed run loses at most a second of log. ``sink(step, values)``, when given, is handed each
-scalars row as it is written (at each flush; the same canonical names and values as the file),
-e.g. to log them to MLflow or W&B too (docs/logs.md). Between flushes nothing waits for the device
-(after the one-off checks at construction and on the first batch): values stay 0-d tensors in a
-row buffer, and a flush converts them all with one sync and formats the lines. A plain step -
-neither one of the first batches nor an every-N step nor one next to it - takes a short path:
-one fused ``_foreach_norm`` over the gradients and a tuple appended to the buffer. The every-N
-statistics attach their activation hooks just for that step's forward and reuse that step's
-per-tensor gradient norms for ``grad_norm/<layer>``.
+A non-finite gradient on a step that is not sampled shows in the next step's loss (that step
+made the weights NaN/Inf), which is checked every step. ``budget=None`` turns the sampling off:
+a gradient norm every step, heavy steps exactly every ``every`` steps, each of the first
+``inspect_batches`` batches inspected.
+
+The file is appended to and flushed at most once a second, at an ``epoch`` end at least 0.1 s
+after the previous flush, and at ``close``, so a killed run loses at most a second of log.
+``sink(step, values)``, when given, is handed each scalars row as it is written (at each flush;
+the same canonical names and values as the file), e.g. to log them to MLflow or W&B too
+(docs/logs.md). Between flushes nothing waits for the device (after the one-off checks at
+construction and on the first batch): values stay 0-d tensors in a row buffer, and a flush
+converts them all with one sync and formats the lines. A plain step - not sampled, not heavy,
+not next to one - takes a short path: a tuple appended to the buffer; a plain sampled step adds
+one fused ``_foreach_norm`` over the gradients. A heavy step's activation hooks are attached
+just for its forward, and it reuses its per-tensor gradient norms for ``grad_norm/<layer>``.
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ from typing_extensions import Self
 from lrdoctor.errors import LRDoctorError
 from lrdoctor.journal import Journal
 from lrdoctor.logs._names import canonical
+from lrdoctor.torch._monitor_cadence import Cadence, clock
 from lrdoctor.torch._monitor_checks import check_init, check_outputs, describe, scheduler_settings
 from lrdoctor.torch._monitor_rows import drain
 from lrdoctor.torch._monitor_stats import (
@@ -68,6 +79,10 @@ from lrdoctor.torch._monitor_stats import (
 __all__ = ["Monitor"]
 
 _grad_of = operator.attrgetter("grad")
+_NEVER = 1 << 62
+#: an epoch end flushes when the last flush is at least this old (a write costs ~0.3 ms: short
+#: epochs would otherwise pay it many times a second)
+_EPOCH_FLUSH_S = 0.1
 
 
 def _metric(x: Any) -> Any:
@@ -113,9 +128,13 @@ class Monitor:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  path: str | os.PathLike[str], *, every: int = 50, inspect_batches: int = 20,
                  noise_window: int = 4, loss_fn: Any = None, flush_seconds: float = 1.0,
-                 sink: Callable[[int, dict[str, float]], None] | None = None):
+                 sink: Callable[[int, dict[str, float]], None] | None = None,
+                 budget: float | None = 0.01):
         if every < 1:
             raise LRDoctorError(f"every must be >= 1, got {every}")
+        if budget is not None and not 0 < budget <= 1:
+            raise LRDoctorError(f"budget must be in (0, 1] (a share of the step time) or None "
+                                f"(no sampling), got {budget}")
         if inspect_batches < 0:
             raise LRDoctorError(f"inspect_batches must be >= 0, got {inspect_batches}")
         self.model, self.optimizer = model, optimizer
@@ -125,6 +144,11 @@ class Monitor:
         self.loss_fn = loss_fn
         self.flush_seconds = flush_seconds
         self.sink = sink
+        self.budget = budget
+        self._cadence = Cadence(budget, every)
+        self._heavy_cost = 0.0  # seconds of the heavy step under way, its hooks and window
+        self._heavy_from = 0    # that heavy step (step 0 is one)
+        self._first = True
         self.global_step = 0
         self.epoch_count = 0
         # step() takes its short path for global_step in [_fast_from, _due): see _step
@@ -157,7 +181,7 @@ class Monitor:
         self._lr_names: list[str] = []
         self._seen_nonfinite = False
         self._watched: list[list[Any]] = []  # [journal, entries forwarded, settings data]
-        self._write({"type": "meta", "version": 1, "every": every,
+        self._write({"type": "meta", "version": 1, "every": every, "budget": budget,
                      **describe(model, optimizer, self._params, list(self._layers),
                                 [n for n, _ in self._act_modules])})
         for event in check_init(self._params):
@@ -178,11 +202,22 @@ class Monitor:
             lrs = self._group_lrs()
         else:
             self._used_lrs = None
-        grads = list(map(_grad_of, self._plist))
-        try:
-            parts = torch._foreach_norm(grads)
-        except (TypeError, RuntimeError):  # a parameter without a gradient, or none at all
-            parts = self._grad_norms()[1]
+        cad = self._cadence
+        parts = None
+        if k >= cad.sample_at:  # a sampled step with nothing else to do: the gradient norm
+            t0 = clock() if cad.budget is not None else 0.0
+            grads = list(map(_grad_of, self._plist))
+            try:
+                parts = torch._foreach_norm(grads)
+            except (TypeError, RuntimeError):  # a parameter without a gradient, or none at all
+                parts = self._grad_norms()[1]
+            if cad.budget is None:
+                cad.sample_at = k + 1
+            else:
+                cad.started(k, t0)
+                t1 = clock()
+                cad.sampled(k, t1 - t0)
+                cad.ended(k, t1)
         if loss is not None and loss.__class__ is not float:
             loss = _metric(loss)
         self._rows.append((k, self.epoch_count, loss, lrs, parts, None))
@@ -202,8 +237,12 @@ class Monitor:
             values["train/loss_epoch"] = values.pop("train/loss")
         self._rows.append((max(self.global_step - 1, 0), self.epoch_count, None, None, None,
                            values))
+        if self.budget is not None:  # the first step after an evaluation is a sampled one
+            self._cadence.interrupt(self.global_step)
+            self._due = min(self._due, self.global_step) if self._due >= 0 else self._due
         self._forward_decisions()
-        self.flush()
+        if time.monotonic() - self._last_flush >= min(self.flush_seconds, _EPOCH_FLUSH_S):
+            self.flush()
 
     def watch(self, scheduler: Any, *, metric: str | None = None) -> None:
         """Log an LR scheduler's settings now, and each decision it journals from now on.
@@ -277,36 +316,62 @@ class Monitor:
 
     # ----------------------------------------------------------------- internals
     def _step(self, k: int, loss: Any, inputs: Any, targets: Any, metrics: dict[str, Any]) -> None:
-        """Any step: the first batches, the every-N steps and the ones around them, metrics."""
+        """Any step that does more than the short path: sampled and heavy steps, the steps
+        that arm a heavy step's hooks, noise-window steps, steps with metrics."""
         if self._closed:
             raise LRDoctorError("Monitor.step() after close(); create a new Monitor")
+        t0 = clock()
+        cad = self._cadence
+        if self._first and k > 0:  # a resumed step count: keep the every-N schedule
+            cad.heavy_at = self._heavy_from = -(-k // self.every) * self.every
+        self._first = False
+        cad.started(k, t0)
         lrs = self._used_lrs
         if lrs is None:
             lrs = self._group_lrs()
         else:
             self._used_lrs = None
-        grads, parts = self._grad_norms()
+        heavy = k >= cad.heavy_at
+        if heavy:  # until it and its window are done (a resumed step count starts with one)
+            cad.heavy_at = _NEVER
+        window = self._noise is not None
+        sample = heavy or window or k >= cad.sample_at or self.budget is None
+        grads, parts = self._grad_norms() if sample else ([], None)
         if loss is not None and loss.__class__ is not float:
             loss = _metric(loss)
-        every = self.every
+        inspect = sample and k < self.inspect_batches
         extra = None
-        if metrics or k < self.inspect_batches or k % every == 0 or self._noise is not None:
-            extra = self._extra(k, grads, parts, inputs, targets, metrics)
+        if metrics or inspect or heavy or window:
+            extra = self._extra(k, grads, parts, inputs, targets, metrics, inspect, heavy)
         self._rows.append((k, self.epoch_count, loss, lrs, parts, extra))
         self.global_step = nxt = k + 1
-        if nxt % every == 0:
+        if heavy and k > 0 and self.noise_window > 1 and grads:
+            self._noise = NoiseWindow(self.noise_window, self._noise_buffers)
+        t1 = clock()
+        if heavy or window:
+            self._heavy_cost += t1 - t0
+            if self._noise is None:  # the heavy step and its window are over
+                cad.heavy_done(self._heavy_from, self._heavy_cost, k)
+        elif sample:
+            cad.sampled(k, t1 - t0)
+        if sample:
+            cad.sample_at = max(cad.sample_at, nxt)
+        if nxt >= cad.heavy_at:
+            self._heavy_from, self._heavy_cost = nxt, 0.0
             self._arm()
             self._snapshot.take(self._plist)
+            self._heavy_cost += clock() - t1
         elif self._hooks:
             self._disarm()
-        if nxt % every == 1 and nxt > 1 and self.noise_window > 1 and grads:
-            self._noise = NoiseWindow(self.noise_window, self._noise_buffers)
         # the steps from nxt up to _due need none of the above: step() takes its short path
         self._fast_from = nxt
-        if self._hooks or self._noise is not None or nxt < self.inspect_batches:
+        if self._hooks or self._noise is not None:
             self._due = nxt
-        else:  # the next step that arms the hooks for an every-N step
-            self._due = -(-(nxt + 1) // every) * every - 1
+        elif nxt < self.inspect_batches:  # sampled steps there inspect the batch too
+            self._due = max(nxt, min(cad.sample_at, cad.heavy_at - 1))
+        else:  # step() does the plain sampled steps itself
+            self._due = max(nxt, cad.heavy_at - 1)
+        cad.ended(k, clock())
         if time.monotonic() - self._last_flush > self.flush_seconds:
             self.flush()
 
@@ -331,20 +396,20 @@ class Monitor:
         self._used_lrs = self._last_lrs = lrs
 
     def _extra(self, k: int, grads: list[torch.Tensor], parts: Any, inputs: Any, targets: Any,
-               metrics: dict[str, Any]) -> dict[str, Any]:
+               metrics: dict[str, Any], inspect: bool, heavy: bool) -> dict[str, Any]:
         """The values of a step beyond loss, lr and grad_norm (see _monitor_rows for types)."""
         extra: dict[str, Any] = {}
         for key, value in metrics.items():
             name = canonical(key)
             if name is not None:
                 extra[name] = _metric(value)
-        if k < self.inspect_batches:
+        if inspect:
             if k == 0:
                 out, self._first_output = self._first_output, None
                 for event in check_outputs(out, targets, self.loss_fn):
                     self._event(*event)
             batch_stats(inputs, targets, extra)
-        if k % self.every == 0:
+        if heavy:
             self._heavy(parts, extra)
         if self._noise is not None:
             estimate = self._noise.add(grads, parts, inputs)
@@ -407,7 +472,15 @@ class Monitor:
         if self._hooks:
             return
         self._act_stats.clear()
-        self._hooks = [m.register_forward_hook(hook) for m, hook in self._act_hooks]
+        self._hooks = [m.register_forward_hook(self._timed(hook)) for m, hook in self._act_hooks]
+
+    def _timed(self, hook: Any) -> Any:
+        """``hook``, its time counted into the heavy step's cost."""
+        def run(module: nn.Module, args: Any, output: Any) -> None:
+            t = clock()
+            hook(module, args, output)
+            self._heavy_cost += clock() - t
+        return run
 
     def _disarm(self) -> None:
         for h in self._hooks:

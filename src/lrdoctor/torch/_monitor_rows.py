@@ -105,11 +105,15 @@ def drain(rows: list[tuple[Any, ...]], out: list[str], lr_names: Callable[[int],
             for n, v in zip(names, lrs):
                 if not isfinite(v):
                     nonfinite(n, k)
-        if extra is None and lrs and loss is not None and g is not None \
-                and loss - loss == 0 and g - g == 0:  # the common row, all finite
-            out.append(f'{{"type": "scalars", "step": {k}, "epoch": {epoch}, "values": '
-                       f'{{"train/loss": {loss!r}, {lr_text}, "grad_norm": {g!r}}}}}\n')
-            continue
+        if extra is None and lrs and loss is not None and loss - loss == 0:
+            if g is None:  # the common row between sampled steps, finite
+                out.append(f'{{"type": "scalars", "step": {k}, "epoch": {epoch}, "values": '
+                           f'{{"train/loss": {loss!r}, {lr_text}}}}}\n')
+                continue
+            if g - g == 0:  # the common sampled row, all finite
+                out.append(f'{{"type": "scalars", "step": {k}, "epoch": {epoch}, "values": '
+                           f'{{"train/loss": {loss!r}, {lr_text}, "grad_norm": {g!r}}}}}\n')
+                continue
         vals: dict[str, float | None] = {}
         if extra:
             for name, v in extra.items():
