@@ -71,3 +71,9 @@ def test_a_rule_reads_the_overridden_value():
     assert "lr-too-high" not in diagnose(log).codes
     with override(SPIKE_FACTOR=3.0):
         assert "lr-too-high" in diagnose(log).codes
+
+
+def test_docs_give_every_thresholds_provenance():
+    doc = (SRC.parents[2] / "docs" / "doctor.md").read_text()
+    for t in table():
+        assert f"| `{t.name}` | {t.default:g} |" in doc, t.name
