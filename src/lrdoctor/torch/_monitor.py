@@ -33,7 +33,7 @@ made the weights NaN/Inf), which is checked every step. ``budget=None`` turns th
 a gradient norm every step, heavy steps exactly every ``every`` steps, each of the first
 ``inspect_batches`` batches inspected.
 
-The file is appended to and flushed at most once a second, at an ``epoch`` end at least 0.1 s
+The file is appended to and flushed at most once a second, at an ``epoch`` end at least 0.5 s
 after the previous flush, and at ``close``, so a killed run loses at most a second of log.
 ``sink(step, values)``, when given, is handed each scalars row as it is written (at each flush;
 the same canonical names and values as the file), e.g. to log them to MLflow or W&B too
@@ -80,9 +80,9 @@ __all__ = ["Monitor"]
 
 _grad_of = operator.attrgetter("grad")
 _NEVER = 1 << 62
-#: an epoch end flushes when the last flush is at least this old (a write costs ~0.3 ms: short
+#: an epoch end flushes when the last flush is at least this old (a flush costs ~0.2 ms: short
 #: epochs would otherwise pay it many times a second)
-_EPOCH_FLUSH_S = 0.1
+_EPOCH_FLUSH_S = 0.5
 
 
 def _metric(x: Any) -> Any:

@@ -74,6 +74,8 @@ def drain(rows: list[tuple[Any, ...]], out: list[str], lr_names: Callable[[int],
     the first); ``lr_names(n)`` names ``n`` learning rates."""
     tensors: list[torch.Tensor] = []
     for _, _, loss, _, gnorm, extra in rows:
+        if gnorm is None and extra is None and loss.__class__ is float:  # the common row
+            continue
         if loss.__class__ is not float and isinstance(loss, _Tensor):
             tensors.append(loss)
         if gnorm.__class__ is tuple or gnorm.__class__ is list:
