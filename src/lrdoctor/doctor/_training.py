@@ -149,7 +149,11 @@ def missing_warmup(ctx: Context) -> list[Finding]:
         lrv = ctx.lr.values
         if lrv[0] < 0.5 * float(np.max(lrv[: max(3, len(lrv) // 10)])):
             return []  # there is a warm-up
-    if early[peak_i] > T.WARMUP_SPIKE * first and peak_i >= 1:
+    # a spike, not one noisy batch: the running median of 3 steps stays above the level too
+    # (a regression's per-batch MSE can double from one batch to the next at any lr)
+    held = np.array([np.median(early[max(0, i - 1):i + 2]) for i in range(len(early))])
+    if early[peak_i] > T.WARMUP_SPIKE * first and peak_i >= 1 and (
+            float(np.max(held)) > T.WARMUP_SPIKE * first):
         step = float(s.steps[peak_i])
         return [_f("missing-warmup", "warning",
                    f"{opt} started at full lr {(_lr_at(ctx, 0) or float('nan')):.3g} and the loss "
