@@ -1,7 +1,7 @@
 """When the Monitor's sampled statistics run: a time budget, measured as training goes.
 
-Two kinds of sampled work, each with its own measured cost (seconds of this process, an
-exponential moving average over the times it ran):
+Two kinds of sampled work, each with its own measured cost (wall seconds of its work, an
+exponential moving average over the times it ran; step 0, cold, is not counted):
 
 - a *sampled step*: the global gradient norm (one fused ``_foreach_norm``), plus the batch
   statistics while ``step < inspect_batches``;
@@ -17,8 +17,9 @@ of it for each kind), the next one of each kind comes after
     n_sample = clamp(ceil(cost_sample / (b/2 · T)), 1, every)
     n_heavy  = max(every, ceil(cost_heavy / (b/2 · T)))
 
-steps, so the sampled work takes about ``b`` of the training time: on a 0.5 ms step the
-gradient norm (~30 µs) comes every ~6 steps, on a 30 ms step every step. The first
+steps, so the sampled work takes about ``b`` of the training time (``b = 0.01`` by default):
+on a 0.5 ms CPU step, where the gradient norm costs 15-40 µs, it comes every 6-16 steps; on a
+30 ms step, every step. Costs and the step time are wall time (``time.perf_counter``). The first
 ``FIRST_STEPS`` steps and the first step after each evaluation are always sampled steps; step 0
 is always a heavy step. ``budget=None`` turns the sampling off: a gradient norm every step and a
 heavy step every ``every`` steps.
