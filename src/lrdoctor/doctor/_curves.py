@@ -240,6 +240,10 @@ def lr_too_low(ctx: Context) -> list[Finding]:
         return []  # at chance with a jittering loss: the weights move, something else is wrong
     if squashed_loss(ctx) is not None:
         return []  # a softmax-squashed loss falls slowly whatever the lr: loss-activation-mismatch
+    if (ctx.train_acc is not None and ctx.val_acc is not None and len(ctx.val_acc) >= 3
+            and float(np.median(tail(ctx.val_acc, 0.3))) - float(np.median(tail(ctx.train_acc, 0.3)))
+            > T.NOISE_ACC_GAP):
+        return []  # validation beats training: the model learns, the training loss cannot fall
     ratios = [float(np.median(s.finite.values)) for s in ctx.log.group("update_ratio").values()
               if len(s.finite)]
     ratio = max(ratios) if ratios else None
