@@ -124,3 +124,27 @@ def test_every_knob_is_a_key_of_the_example_config(name):
 
     assert set(KNOBS) <= set(config(name))
     assert not {"activation", "output_activation", "normalize_inputs"} & set(config("charlm"))
+
+
+def test_docs_repair_lists_every_knob_and_every_code_with_changes():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "repair.md").read_text()
+    for knob in KNOBS:
+        assert f"| `{knob}` |" in text, knob
+    for code in _TABLE:
+        assert f"`{code}`" in text, code
+
+
+def test_diagnose_json_carries_the_changes(tmp_path):
+    import json
+
+    from lrdoctor.cli import main
+
+    p = tmp_path / "training.log"
+    p.write_text("epoch,loss,val_loss,lr\n" + "".join(
+        f"{i},{v},{v},0.5\n" for i, v in enumerate([2.0, 1.5, 9.0, 40.0, 80.0, 90.0])))
+    assert main(["diagnose", str(p), "--json", str(tmp_path / "d.json"), "--quiet"]) == 0
+    findings = json.loads((tmp_path / "d.json").read_text())["findings"]
+    assert all("changes" in f for f in findings)
+    assert any(c.get("lr") == 0.05 for f in findings for c in f["changes"])
