@@ -65,3 +65,27 @@ def test_a_monitor_log_reads_the_same_with_and_without_orjson(seed):
     finally:
         _json._orjson = saved
     _same(fast, pure)
+
+
+HISTORY = st.lists(st.one_of(
+    st.dictionaries(st.sampled_from(["step", "epoch", "loss", "eval_loss", "learning_rate",
+                                     "grad_norm", "train_runtime", "values", "type"]),
+                    VALUES, max_size=6),
+    st.fixed_dictionaries({"step": st.integers(0, 50), "loss": VALUES, "epoch": VALUES}),
+    st.integers()), min_size=1, max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(HISTORY, st.integers(1, 3))
+def test_trainer_state_read_a_column_at_a_time_equals_entry_by_entry(history, repeat):
+    data = {"log_history": history * repeat}
+    results = []
+    for columnar in (False, True):
+        try:
+            results.append(_json.read_hf_state(Path("trainer_state.json"), data, columnar=columnar))
+        except _json.LogFormatError as err:
+            results.append(str(err))
+    if isinstance(results[0], str) or isinstance(results[1], str):
+        assert results[0] == results[1]
+    else:
+        _same(*results)

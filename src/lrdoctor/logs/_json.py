@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,10 @@ def _history_like(d: Any) -> bool:
             and any(v and all(_number(x) is not None for x in v) for v in d.values()))
 
 
-def read_hf_state(path: Path, data: dict | None, *, text: str = "") -> TrainingLog:
-    """Hugging Face ``trainer_state.json``: entries of ``log_history`` keyed by ``step``."""
+def read_hf_state(path: Path, data: dict | None, *, text: str = "",
+                  columnar: bool | None = None) -> TrainingLog:
+    """Hugging Face ``trainer_state.json``: entries of ``log_history`` keyed by ``step`` (read
+    a column at a time from COLUMNAR_FROM entries on, or as ``columnar`` says)."""
     b = LogBuilder()
     if data is None:
         history = _salvage_log_history(text)
@@ -106,18 +109,20 @@ def read_hf_state(path: Path, data: dict | None, *, text: str = "") -> TrainingL
     history = data.get("log_history")
     if not isinstance(history, list):
         raise LogFormatError(f"{path}: log_history is not a list")
-    for entry in history:
-        if not isinstance(entry, dict) or _HF_SUMMARY & entry.keys():
-            continue  # the end-of-training summary repeats an average loss; not a point
+    # the end-of-training summary repeats an average loss: not a point; nor is a step-less entry
+    points = [e for e in history if isinstance(e, dict) and not _HF_SUMMARY & e.keys()
+              and _number(e.get("step")) is not None]
+    if columnar or (columnar is None and len(points) >= COLUMNAR_FROM):
+        _add_columns(b, points, range(len(points)), {"step": None, "epoch": None}, nested=False)
+        points = []
+    for entry in points:
         step = _number(entry.get("step"))
-        if step is None:
-            continue
         epoch = _number(entry.get("epoch"))
         for key, value in entry.items():
             if key in ("step", "epoch"):
                 continue
             v = _number(value)
-            name = canonical(key)
+            name = canonical(str(key))
             if v is not None and name is not None:
                 b.add(name, step, v, epoch)
     meta = {k: data[k] for k in _HF_META if k in data}
@@ -276,15 +281,15 @@ def _numbers(items: list) -> tuple[np.ndarray, np.ndarray]:
     return np.array([math.nan if x is None else x for x in got], dtype=np.float64), ok
 
 
-def _add_columns(b: LogBuilder, records: list[dict], plain: list[int],
-                 names: dict[Any, str | None]) -> None:
+def _add_columns(b: LogBuilder, records: list[dict], plain: Iterable[int],
+                 names: dict[Any, str | None], *, nested: bool = True) -> None:
     """What the record-by-record loop of :func:`_read_records` adds, a column at a time: records
     with the same keys (and the same ``values`` keys) are one group, each key of a group one
     numpy conversion. Points keep the records' order, so duplicated steps resolve alike."""
     groups: dict[tuple, list[int]] = {}
     for i in plain:
         rec = records[i]
-        vals = rec.get("values")
+        vals = rec.get("values") if nested else None
         key = (tuple(rec), tuple(vals) if isinstance(vals, dict) else None)
         groups.setdefault(key, []).append(i)
     parts: dict[str, list[tuple[np.ndarray, ...]]] = {}
