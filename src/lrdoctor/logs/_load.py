@@ -110,8 +110,10 @@ def _read_text(p: Path, text: str, format: str) -> TrainingLog:
         return read_json(p, text)
     stripped = text.lstrip()
     if stripped.startswith("{"):
-        first = stripped.split("\n", 1)[0].strip()
-        if first.endswith("}") and len(stripped.splitlines()) > 1 and _one_object(first):
+        end = stripped.find("\n")
+        first = (stripped if end < 0 else stripped[:end]).strip()
+        rest = stripped.rstrip("\r\n")  # more than one line: a line end before the last
+        if first.endswith("}") and ("\n" in rest or "\r" in rest) and _one_object(first):
             return read_jsonl(p, text)
         return read_json(p, text)
     if stripped.startswith("["):
@@ -123,8 +125,10 @@ def _read_text(p: Path, text: str, format: str) -> TrainingLog:
         return read_json(p, text)
     stripped = text.lstrip()
     if stripped.startswith("{"):
-        first = stripped.split("\n", 1)[0].strip()
-        if first.endswith("}") and len(stripped.splitlines()) > 1 and _one_object(first):
+        end = stripped.find("\n")
+        first = (stripped if end < 0 else stripped[:end]).strip()
+        rest = stripped.rstrip("\r\n")  # more than one line: a line end before the last
+        if first.endswith("}") and ("\n" in rest or "\r" in rest) and _one_object(first):
             return read_jsonl(p, text)
         return read_json(p, text)
     if stripped.startswith("["):
