@@ -91,6 +91,11 @@ class ChanceTail:
         return not self.creeping and self.deviation > (T.PIN_REL if self.blew_up else T.BOUNCE_REL)
 
 
+
+def _exp(x: float) -> float:
+    """``exp(x)`` capped below float overflow: a loss of hundreds of nats is far from chance."""
+    return math.exp(min(x, 700.0))
+
 def measured(ctx: Context, *prefixes: str) -> bool:
     """True when the log holds a live measurement under any of ``prefixes`` (then the rule that
     reads it directly decides, and curve signatures stay quiet)."""
@@ -182,12 +187,12 @@ def _chance_tail(ctx: Context) -> ChanceTail | None:
     vacc, vloss = c.val_acc[start:], c.val[start:]
     ratios = []
     if np.isfinite(acc).any():
-        r = float(np.nanmedian(acc)) * math.exp(level)
+        r = float(np.nanmedian(acc)) * _exp(level)
         if not 0.5 <= r <= T.AT_CHANCE:
             return None
         ratios.append(r)
     if np.isfinite(vacc).any() and np.isfinite(vloss).any():
-        r = float(np.nanmedian(vacc)) * math.exp(float(np.nanmin(vloss)))
+        r = float(np.nanmedian(vacc)) * _exp(float(np.nanmin(vloss)))
         if r > T.AT_CHANCE:
             return None
         ratios.append(r)

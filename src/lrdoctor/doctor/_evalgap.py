@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lrdoctor.doctor._context import Context
-from lrdoctor.doctor._epochs import _cached, curves
+from lrdoctor.doctor._epochs import _cached, _exp, curves
 from lrdoctor.doctor._thresholds import T
 
 __all__ = ["EvalAboveChance", "NoiseShape", "eval_above_chance", "noise_shape"]
@@ -74,7 +74,7 @@ def _eval_above_chance(ctx: Context) -> EvalAboveChance | None:
     if len(tail) < 2 or not np.isfinite(acc).any():
         return None
     level = float(np.min(tail))
-    train_ratio = float(np.nanmedian(acc)) * math.exp(level)
+    train_ratio = float(np.nanmedian(acc)) * _exp(level)
     if not 0.5 <= train_ratio <= T.AT_CHANCE:
         return None
     va, vl = c.val_acc[start:], c.val[start:]
