@@ -13,9 +13,11 @@ A truncated last line (the run was killed mid-write) is ignored with a warning; 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +71,26 @@ def _number(v: Any) -> float | None:
     return None
 
 
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Cyclic GC paused while a parse builds millions of dicts that hold no cycles (each
+    collection would walk all of them: a 1M-line file parses twice as fast without)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def read_json(path: Path, text: str) -> TrainingLog:
     """A whole-file JSON log: HF trainer state or Keras History."""
+    with _no_gc():
+        return _read_json(path, text)
+
+
+def _read_json(path: Path, text: str) -> TrainingLog:
     try:
         data = _loads(text)
     except _BAD_JSON as err:
@@ -172,6 +192,11 @@ def read_keras_history(path: Path, data: dict) -> TrainingLog:
 
 def read_jsonl(path: Path, text: str) -> TrainingLog:
     """JSON Lines: our Monitor log, or generic ``{"step": ..., metric: value}`` lines."""
+    with _no_gc():
+        return _read_jsonl(path, text)
+
+
+def _read_jsonl(path: Path, text: str) -> TrainingLog:
     lines = text.splitlines()
     records, bad = [], []
     filled = [line for line in lines if line.strip()]
