@@ -149,8 +149,9 @@ def _total_steps(ctx: Context) -> int:
 
 def _epochs(ctx: Context) -> int | None:
     for s in (ctx.train_raw, ctx.val):
-        if s is not None and s.epochs is not None and np.isfinite(s.epochs).any():
-            return int(np.nanmax(s.epochs)) + (1 if np.nanmin(s.epochs) == 0 else 0)
+        known = s.epochs[np.isfinite(s.epochs)] if s is not None and s.epochs is not None else ()
+        if len(known):
+            return int(known.max()) + (1 if known.min() == 0 else 0)
     if ctx.unit == "epoch":
         return round(ctx.end) + (1 if ctx.start == 0 else 0)
     return None

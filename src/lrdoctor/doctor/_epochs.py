@@ -222,7 +222,7 @@ class BelowChance:
     @property
     def chance(self) -> float:
         """The accuracy the validation loss implies for a model at chance: exp(-val_loss)."""
-        return math.exp(-self.val_loss)
+        return _exp(-self.val_loss)
 
 
 def below_chance(ctx: Context) -> BelowChance | None:
@@ -244,7 +244,7 @@ def _below_chance(ctx: Context) -> BelowChance | None:
     if not all(np.isfinite(x).any() for x in cols):
         return None
     ta, va, tl, vl = (float(np.nanmedian(x)) for x in cols)
-    if (ta < T.BELOW_CHANCE * math.exp(-vl) and ta < T.BELOW_CHANCE * va
+    if (ta < T.BELOW_CHANCE * _exp(-vl) and ta < T.BELOW_CHANCE * va
             and tl > T.TRAIN_ABOVE_VAL * vl):
         return BelowChance(ta, va, tl, vl)
     return None

@@ -323,7 +323,7 @@ def unshuffled_from_loss(ctx: Context) -> list[Finding]:
     if not ctx.per_step or s is None or s.epochs is None:
         return []
     ep = s.epochs
-    per = [int(np.sum(ep == e)) for e in np.unique(ep[np.isfinite(ep)])]
+    per = np.unique(ep[np.isfinite(ep)], return_counts=True)[1].tolist()
     if len(per) < 3:
         return []
     lag = int(np.median(per))
