@@ -94,7 +94,7 @@ def case(args: tuple[Any, dict[str, Any]]) -> dict[str, Any]:
     """One faulty run through no repair, repair and random repair."""
     from _corpus import DEFAULTS
 
-    from lrdoctor.repair import random_repair, repair
+    from lrdoctor.healing import random_repair, repair
 
     run, reference = args
     config = {**DEFAULTS, **run.config}

@@ -13,7 +13,7 @@ runs the training doctor (the rules live in ``lrdoctor.doctor``) on a log from
 from lrdoctor import doctor, logs
 from lrdoctor.doctor import Diagnosis, Finding, diagnose
 from lrdoctor.errors import LRDoctorError, ScheduleError, UnsupportedChange
-from lrdoctor.repair import RepairResult, repair
+from lrdoctor.healing import RepairResult, repair
 from lrdoctor.schedules import Schedule, parse
 
 __version__ = "0.1.0"

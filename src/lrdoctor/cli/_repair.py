@@ -62,7 +62,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrdoctor.repair import repair_example
+    from lrdoctor.healing import repair_example
 
     _check(args)
     check_outputs(args, "json")

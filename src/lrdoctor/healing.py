@@ -1,5 +1,8 @@
 """The verified repair loop: diagnose a run, apply the best untried fix, retrain, check.
 
+``lrdoctor.repair`` is this module's :func:`repair`, re-exported at the top (the module has its
+own name so that ``import lrdoctor.healing`` and the function never shadow each other).
+
 ``repair(train_fn, config, *, rounds=3)`` trains ``config`` once, then for up to ``rounds``
 rounds takes the first change not tried yet from the problems' ``changes`` (the findings in the
 doctor's order, each finding's alternatives best first, :mod:`lrdoctor.doctor._changes`),
@@ -17,7 +20,7 @@ budget and the same keep rule, but each change is one knob of the vocabulary set
 drawn at random (:data:`lrdoctor.doctor._changes.KNOBS` ``choices``).
 
 Every round can go to a :class:`~lrdoctor.journal.Journal` (cause ``repair``), which
-``lrdoctor explain`` reads; progress goes to the ``lrdoctor.repair`` logger and to an optional
+``lrdoctor explain`` reads; progress goes to the ``lrdoctor.healing`` logger and to an optional
 ``progress(round, rounds, message)`` callback. Pure: the example tasks' ``train_fn``
 (:func:`repair_example`) imports torch when it trains.
 """
@@ -43,7 +46,7 @@ from lrdoctor.logs import TrainingLog, load
 __all__ = ["Attempt", "RepairResult", "Round", "UnsupportedChange", "apply_change",
            "random_repair", "repair", "repair_example"]
 
-logger = logging.getLogger("lrdoctor.repair")
+logger = logging.getLogger("lrdoctor.healing")
 
 TrainFn = Callable[[dict[str, Any]], Any]
 Progress = Callable[[int, int, str], None]
