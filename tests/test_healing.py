@@ -160,3 +160,20 @@ def test_an_lr_change_scales_a_concrete_schedule_to_its_new_peak():
     templ = {"lr": 0.1, "schedule": "cosine({lr}, end=0, steps={steps})"}
     assert apply_change(templ, {"lr": 0.5}) == {**templ, "lr": 0.5}   # {lr} follows by itself
     assert apply_change({"lr": 0.1, "schedule": None}, {"lr": 0.5}) == {"lr": 0.5, "schedule": None}
+
+
+def test_a_cure_hidden_by_a_second_fault_is_kept(tmp_path):
+    """The demo's mistake: lr 10x too high *and* a plateau scheduler in mode 'min' on accuracy.
+    Fixing the mode alone leaves the run at chance (same metric), but its finding is gone: the
+    loop keeps it and goes on to the lr instead of spending its rounds on the mode's other
+    alternatives (it ended unhealed before)."""
+    from lrdoctor.examples._repair import ExampleTrainer, fault_config
+
+    cfg = fault_config("digits-mlp", "plateau-min-on-accuracy", epochs=5)
+    cfg["lr"] = 0.5
+    result = repair(ExampleTrainer(tmp_path), cfg, rounds=3)
+    assert result.healed and len(result.history) == 3
+    first, second = result.history[1], result.history[2]
+    assert first.change == {"plateau_mode": "max"} and first.kept and not first.healthy
+    assert second.code == "lr-too-high" and second.healthy
+    assert result.config["plateau_mode"] == "max" and result.config["lr"] < 0.5

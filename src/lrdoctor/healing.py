@@ -9,9 +9,11 @@ doctor's order, each finding's alternatives best first, :mod:`lrdoctor.doctor._c
 retrains with it and diagnoses again. It stops as soon as a run has no finding of severity
 warning or critical (``healed``), or when the rounds or the changes run out.
 
-The rule for what later rounds build on: a change is kept when its run is healthy or its key
-metric is better than the run it changed (non-finite counts as worst); otherwise the loop goes
-back to the better config and tries the next alternative. A change is skipped without spending a
+The rule for what later rounds build on: a change is kept when its run is healthy, when its key
+metric is better than the run it changed (non-finite counts as worst), or when it cured the
+problem it was made for (that finding is gone, no new problem appeared, and the metric is no
+worse: a right fix whose effect another fault still hides); otherwise the loop goes back to the
+better config and tries the next alternative. A change is skipped without spending a
 round when its knob is not a key of the config, when it leaves the config as it is, or when
 ``train_fn`` raises :class:`~lrdoctor.errors.UnsupportedChange`.
 
@@ -180,6 +182,15 @@ def _better(a: Round, b: Round, name: str | None) -> bool:
     return ka > kb if _higher(name) else ka < kb
 
 
+def _cured(a: Round, b: Round, name: str | None) -> bool:
+    """Did run ``a``'s change remove the problem of ``b`` it was made for, add none, and leave
+    the metric no worse? (A random change names no problem, so it never counts as a cure.)"""
+    before = {f.code for f in b.diagnosis.problems}
+    after = {f.code for f in a.diagnosis.problems}
+    return (a.code in before and a.code not in after and after <= before
+            and not _better(b, a, name))
+
+
 def _as_log(out: Any) -> tuple[TrainingLog, str | None]:
     if isinstance(out, TrainingLog):
         return out, out.source
@@ -320,7 +331,7 @@ def _loop(train_fn: TrainFn, config: Mapping[str, Any], rounds: int, strategy: s
         if result is None:
             say(index, "no untried change left")
             break
-        kept = _better(result, base, name)
+        kept = _better(result, base, name) or _cured(result, base, name)
         result = dataclasses.replace(result, kept=kept)
         history.append(result)
         _record(jr, result, base, rounds)
