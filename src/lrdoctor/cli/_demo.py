@@ -18,6 +18,7 @@ STAGES = {
     "diagnose": "(b) the doctor reads the log",
     "finder": "(c) LR range test",
     "fixed": "(d) training with the fix",
+    "repair": "(f) the repair loop on the mistake",
     "report": "(e) writing the report",
 }
 
@@ -99,6 +100,13 @@ def run(args: argparse.Namespace) -> int:
                       _pct(row["best val accuracy"]), f"{row['final val loss']:.3g}",
                       f"{row['seconds']:.1f}")
     console.print(table)
+    healing = result.repair
+    if healing is not None:
+        verdict = "healed" if healing.healed else "not healed"
+        console.print(f"[bold](f)[/] repair loop on the mistake ({verdict} in "
+                      f"{healing.rounds} round{'s' if healing.rounds != 1 else ''}):")
+        for r in healing.history:
+            console.print(f"    {r.index}. {r.sentence()}", soft_wrap=True)
     for item in result.missing:
         console.print(f"[yellow]skipped:[/] {item}")
     if args.json:

@@ -10,7 +10,10 @@ b. **the diagnosis** of that run's log (:func:`lrdoctor.diagnose`);
 c. **the LR finder** (:func:`lrdoctor.torch.find_lr`) on a fresh model;
 d. **the fix** — the suggested LR on ``warmup >> cosine`` composed with
    :class:`lrdoctor.torch.PlateauLR` in mode ``'max'``, with a decision journal;
-e. **a comparison table** and one self-contained HTML report with both runs.
+e. **a comparison table** and one self-contained HTML report with both runs;
+f. **the repair loop** (:func:`lrdoctor.repair`) on the same mistake: the doctor's first fix is
+   applied as data (``Finding.changes``), the run retrained and diagnosed again, until it is
+   healthy — no human translating sentences into settings.
 
 Each step is a function of its own (:func:`train_run`, :func:`diagnose_run`, :func:`find_lr`,
 :func:`compare`, :func:`write_report`); the library never prints — progress goes to an optional
@@ -44,6 +47,7 @@ from lrdoctor.demo._runs import (
     find_lr,
     fix_schedule,
     load_task,
+    repair_run,
     train_run,
 )
 from lrdoctor.errors import LRDoctorError
@@ -59,6 +63,7 @@ __all__ = [
     "load_task",
     "plot_curves",
     "plot_lr_track",
+    "repair_run",
     "run_demo",
     "train_run",
     "write_report",
@@ -70,7 +75,7 @@ def run_demo(out_dir: str | Path = "demo-out", *, config: DemoConfig | None = No
              progress: Progress | None = None) -> DemoResult:
     """Run steps (a)–(e) and write ``<out_dir>/report.html`` (plus logs, journals, PNGs and
     ``demo.json``). ``progress(stage, done, total)`` reports each stage: ``mistake``,
-    ``diagnose``, ``finder``, ``fixed``, ``report``."""
+    ``diagnose``, ``finder``, ``fixed``, ``repair``, ``report``."""
     config = config or DemoConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,6 +123,10 @@ def run_demo(out_dir: str | Path = "demo-out", *, config: DemoConfig | None = No
     seconds["d_fixed"] = time.perf_counter() - began
 
     began = time.perf_counter()
+    healing = repair_run(config, out / "repair", progress=progress)
+    seconds["f_repair"] = time.perf_counter() - began
+
+    began = time.perf_counter()
     _tick(progress, "report")(0, 1)
     table = compare(mistake, fixed)
     figures = {"curves": plot_curves([mistake, fixed], out / "curves.png"),
@@ -145,14 +154,14 @@ def run_demo(out_dir: str | Path = "demo-out", *, config: DemoConfig | None = No
     parts = {"verdict": verdict(mistake, fixed, suggested), "summary_details": summary_details,
              "diagnosis": diagnosis, "log": log, "mistake": mistake, "fixed": fixed,
              "table": table, "figures": figures, "finder_caption": finder_caption,
-             "subtitle": summary_details["data"]}
+             "subtitle": summary_details["data"], "repair": healing}
     report = write_report(parts, out / "report.html")
     _tick(progress, "report")(1, 1)
     seconds["e_report"] = time.perf_counter() - began
     seconds["total"] = sum(seconds.values())
     result = DemoResult(config=config, mistake=mistake, fixed=fixed, diagnosis=diagnosis,
                         finder=finder, suggested_lr=float(suggested), table=table, report=report,
-                        out_dir=out, seconds=seconds, missing=missing)
+                        out_dir=out, seconds=seconds, missing=missing, repair=healing)
     write_file(out / "demo.json", json.dumps(jsonable(result.to_dict()), indent=2) + "\n")
     return result
 

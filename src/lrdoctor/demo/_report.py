@@ -148,12 +148,29 @@ def write_report(parts: dict[str, Any], path: Path) -> Path:
     report.add_image("LR finder", figs["finder"], caption=p["finder_caption"])
     report.add_image("Schedule preview", figs["schedule"],
                       caption=f"The schedule of run (d): {fixed.settings['schedule']}")
+    healing = p.get("repair")
+    if healing is not None:
+        rows = [[str(r.index), r.sentence(), "kept" if r.kept or r.index == 0 else "reverted"]
+                for r in healing.history]
+        report.add_table("The repair loop on run (a)'s mistake", ["round", "what happened", ""],
+                         rows, caption=("healed: the doctor finds no problem left"
+                                        if healing.healed else "not healed within 3 rounds")
+                         + f"; final settings {_changed(healing)}. "
+                           "Each change is one of the doctor's Finding.changes, applied as data; "
+                           "`lrdoctor explain demo-out/repair/journal.jsonl` tells it again.")
     if "lab" in figs:
         report.add_image("The same story on a valley", figs["lab"],
                           caption="Two parameters, an ill-conditioned valley: SGD at 1e-2 bounces "
                                   "between the walls, at 1e-7 crawls; Adam with a warm-up walks "
                                   "down. Run `lrdoctor lab --tour` for the whole story.")
     return Path(report.write(path))
+
+
+def _changed(healing: Any) -> str:
+    """The knobs the loop ended with that differ from round 0's config."""
+    first = healing.history[0].config
+    diff = {k: v for k, v in healing.config.items() if first.get(k) != v}
+    return ", ".join(f"{k}={v!r}" for k, v in diff.items()) or "unchanged"
 
 
 def _cell(v: Any, column: str = "") -> str:

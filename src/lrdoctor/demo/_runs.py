@@ -98,6 +98,7 @@ class DemoResult:
     out_dir: Path
     seconds: dict[str, float]
     missing: list[str] = field(default_factory=list)
+    repair: Any = None  # the RepairResult of step (f)
 
     def to_dict(self) -> dict[str, Any]:
         findings = [_finding_dict(f) for f in getattr(self.diagnosis, "findings", [])]
@@ -113,6 +114,7 @@ class DemoResult:
             "report": str(self.report),
             "seconds": self.seconds,
             "missing": self.missing,
+            "repair": self.repair.to_dict() if self.repair is not None else None,
         }
 
 
@@ -238,4 +240,24 @@ def compare(a: RunRecord, d: RunRecord) -> list[dict[str, Any]]:
         })
     return rows
 
+
+def repair_run(config: DemoConfig, out_dir: Path, *, progress: Progress | None = None) -> Any:
+    """Step (f): :func:`lrdoctor.repair` on run (a)'s mistake (the lr and the plateau mode of
+    :class:`DemoConfig`), up to 3 rounds, logs and ``journal.jsonl`` in ``out_dir``; returns
+    the :class:`~lrdoctor.healing.RepairResult`."""
+    from lrdoctor.examples._repair import ExampleTrainer, fault_config
+    from lrdoctor.healing import repair
+
+    cfg = fault_config(config.task, "plateau-min-on-accuracy", seed=config.seed,
+                       epochs=config.epochs)
+    cfg["lr"] = config.mistake_lr
+    out_dir.mkdir(parents=True, exist_ok=True)
+    journal = out_dir / "journal.jsonl"
+    journal.unlink(missing_ok=True)
+    tick = _tick(progress, "repair")
+    tick(0, 3)
+    result = repair(ExampleTrainer(out_dir, threads=config.threads), cfg, rounds=3,
+                    journal=journal, progress=lambda i, n, _text: tick(min(i, n), n))
+    tick(3, 3)
+    return result
 
