@@ -64,7 +64,13 @@ from lrdoctor.errors import LRDoctorError
 from lrdoctor.journal import Journal
 from lrdoctor.logs._names import canonical
 from lrdoctor.torch._monitor_cadence import Cadence, clock
-from lrdoctor.torch._monitor_checks import check_init, check_outputs, describe, scheduler_settings
+from lrdoctor.torch._monitor_checks import (
+    check_init,
+    check_outputs,
+    describe,
+    lookup_tables,
+    scheduler_settings,
+)
 from lrdoctor.torch._monitor_rows import drain
 from lrdoctor.torch._monitor_stats import (
     RELU_LIKE,
@@ -184,7 +190,7 @@ class Monitor:
         self._write({"type": "meta", "version": 1, "every": every, "budget": budget,
                      **describe(model, optimizer, self._params, list(self._layers),
                                 [n for n, _ in self._act_modules])})
-        for event in check_init(self._params):
+        for event in check_init(self._params, skip=lookup_tables(model)):
             self._event(*event)
         if self._act_modules:
             self._arm()  # the first forward is measured (bad initialisation shows at step 0)

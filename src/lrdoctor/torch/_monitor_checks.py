@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Collection
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["check_init", "check_outputs", "describe"]
+__all__ = ["check_init", "check_outputs", "describe", "lookup_tables"]
 
 Event = tuple[str, str, dict[str, Any]]
 
@@ -35,11 +36,22 @@ def describe(model: nn.Module, optimizer: Any, params: list[tuple[str, torch.Ten
             "layers": layers, "activations": activations, "created": time.time()}
 
 
-def check_init(params: list[tuple[str, torch.Tensor]]) -> list[Event]:
-    """Weight std × sqrt(fan_in): ~0.3-1.5 for the usual inits; far outside is a mistake."""
+def lookup_tables(model: nn.Module) -> set[int]:
+    """The ids of lookup-table weights (``nn.Embedding``, ``nn.EmbeddingBag``): a row is read,
+    not multiplied into a sum over fan-in, so fan-in scaling does not apply (their default
+    init is N(0, 1))."""
+    return {id(m.weight) for m in model.modules()
+            if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+
+
+def check_init(params: list[tuple[str, torch.Tensor]], *,
+               skip: Collection[int] = ()) -> list[Event]:
+    """Weight std × sqrt(fan_in): ~0.3-1.5 for the usual inits; far outside is a mistake.
+    ``skip``: ids of weights the rule does not apply to (:func:`lookup_tables`)."""
     bad = {}
     for name, p in params:
-        if p.dim() < 2 or not name.endswith("weight") or p.numel() < 64:
+        if (p.dim() < 2 or not name.endswith("weight") or p.numel() < 64
+                or id(p) in skip):
             continue
         fan_in = p[0].numel()
         gain = float(p.detach().float().std()) * math.sqrt(fan_in)
