@@ -34,7 +34,7 @@ def test_auto_lr_gives_a_spec_for_exactly_total_steps_and_restores_state(problem
     assert schedule.duration == 2000
     values = schedule.values(2000)
     assert values.max() == pytest.approx(res.peak_lr, rel=1e-3)
-    assert values[-1] == pytest.approx(0.0, abs=1e-6 * res.peak_lr)
+    assert values[-1] < values.max() / 100 and schedule(2000) == 0.0  # decayed by the end
     if len(res.settings["passes"]) == 2:  # first + zoom: the sized test stays within 10%
         assert res.cost <= 0.1
     data = res.to_dict()
