@@ -1,4 +1,5 @@
-"""The training doctor, measured: the leave-one-family-out corpus table, P3, P4, P6.
+"""The training doctor, measured: the leave-one-family-out corpus table and P3 (P4 and P6 are
+bench_monitor.py and bench_logs.py).
 
 **LOFO (the default table; ``make bench BENCH=doctor`` or ``BENCH=doctor-lofo``).** The fault
 corpus (benchmarks/_corpus.py: 9 task families from benchmarks/_families.py, 22 fault kinds at 2-3
@@ -75,7 +76,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -394,64 +394,6 @@ def misses_md(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def p4() -> None:
-    """Monitor overhead as a CPU-time ratio with/without: see benchmarks/_monitor_overhead.py."""
-    from _monitor_overhead import p4 as measure
-
-    measure()
-
-
-def p6() -> None:
-    """diagnose() on a 1M-row per-step log."""
-    from _results import record
-
-    import lrdoctor.doctor as D
-    from lrdoctor.logs import Series, TrainingLog, load
-
-    n = 1_000_000
-    rng = np.random.default_rng(0)
-    steps = np.arange(n)
-    loss = 2.3 * np.exp(-steps / 2e5) + 0.1 + 0.05 * rng.standard_normal(n)
-    grad = 1.0 + 0.1 * rng.standard_normal(n)
-    lr = np.full(n, 0.1)
-    ev = np.arange(0, n, 10_000)
-    log = TrainingLog({"train/loss": Series(steps, loss, steps // 10_000),
-                       "grad_norm": Series(steps, grad), "lr": Series(steps, lr),
-                       "val/loss": Series(ev, 2.3 * np.exp(-ev / 2e5) + 0.15)})
-    t = time.perf_counter()
-    d = D.diagnose(log)
-    mem_s = time.perf_counter() - t
-    folder = Path(tempfile.mkdtemp())
-    csv_lines = ["step,loss,grad_norm,lr\n"] + [
-        f"{s},{v:.6g},{g:.6g},0.1\n" for s, v, g in zip(steps, loss, grad)]
-    jsonl_lines = ['{"type": "meta", "version": 1, "every": 50}\n'] + [  # the Monitor's lines
-        f'{{"type": "scalars", "step": {s}, "epoch": {s // 10_000}, "values": '
-        f'{{"train/loss": {v!r}, "lr": 0.1, "grad_norm": {g!r}}}}}\n'
-        for s, v, g in zip(steps.tolist(), loss.tolist(), grad.tolist())]
-
-    def from_file(name: str, lines: list[str]) -> tuple[float, float]:
-        """Seconds to load the file written from ``lines``, and to diagnose what was loaded."""
-        path = folder / name
-        path.write_text("".join(lines))
-        t = time.perf_counter()
-        loaded = load(path)
-        t_load = time.perf_counter() - t
-        t = time.perf_counter()
-        D.diagnose(loaded)
-        return t_load, time.perf_counter() - t
-
-    load_s, csv_s = from_file("big.csv", csv_lines)
-    jsonl_load_s, jsonl_s = from_file("big.jsonl", jsonl_lines)
-    record("P6 diagnose on a 1M-row log", ["what", "seconds", "goal"],
-           [["diagnose(TrainingLog in memory, 1M steps)", round(mem_s, 3), "< 3 s"],
-            ["load(1M-row CSV)", round(load_s, 3), "-"],
-            ["diagnose(loaded CSV log)", round(csv_s, 3), "< 3 s"],
-            ["load(1M-step Monitor JSONL)", round(jsonl_load_s, 3), "-"],
-            ["diagnose(loaded JSONL log)", round(jsonl_s, 3), "< 3 s"]],
-           notes=f"findings: {', '.join(d.codes)}; the loads are what `lrdoctor diagnose "
-                 "FILE` adds to the diagnosis")
-
-
 def tune(rediagnose: bool = False) -> None:
     """TUNE_SEEDS (or SEEDS=0,1), printed per run (not recorded): what thresholds are tuned on."""
     names = os.environ.get("FAULTS", "")
@@ -474,7 +416,8 @@ def _options(argv: list[str]) -> Any:
     import argparse
 
     ap = argparse.ArgumentParser(prog="bench_doctor.py", description=__doc__.split("\n")[0])
-    ap.add_argument("parts", nargs="*", help="p3, p4, p6, lofo (default: p6 p4 lofo)")
+    ap.add_argument("parts", nargs="*",
+                    help="p3, lofo (default: lofo; P4 and P6 are bench_monitor.py, bench_logs.py)")
     ap.add_argument("--corpus", action="store_true", help="print the corpus runs (with --explain)")
     ap.add_argument("--explain", action="store_true")
     ap.add_argument("--misses", action="store_true", help="with --explain: only missed runs")
@@ -749,13 +692,12 @@ if __name__ == "__main__":
         explain(opts)
         sys.exit(0)
     only = opts.parts
-    unknown = sorted(set(only) - {"p3", "p4", "p6", "lofo"})
+    moved = {"p4": "make bench BENCH=monitor", "p6": "make bench BENCH=logs"}
+    for part in set(only) & set(moved):
+        sys.exit(f"error: {part} moved to its own benchmark: {moved[part]}")
+    unknown = sorted(set(only) - {"p3", "lofo"})
     if unknown:
-        sys.exit(f"error: unknown part(s) {unknown}; parts: p3, p4, p6, lofo")
-    if not only or "p6" in only:
-        p6()
-    if not only or "p4" in only:
-        p4()
+        sys.exit(f"error: unknown part(s) {unknown}; parts: p3, lofo")
     if "p3" in only:
         p3(opts.quick, opts.rediagnose)
     if not only or "lofo" in only:
