@@ -91,3 +91,16 @@ def test_adapt_range_tries_each_kind_once():
     kind, lo, hi = adapt_range(analyze([diverged]), 1e-7, 10)
     assert kind == "slow" and lo == pytest.approx(0.5e-3) and hi == pytest.approx(1.0)
     assert adapt_range(analyze([diverged]), 1e-7, 10, ["slow"]) is None
+
+
+def test_every_pass_keeps_its_settings_for_the_coarse_view():
+    run, _ = simulated(progress_needed=0.05)
+    counter = {"n": 0}
+
+    def settings(**extra):
+        counter["n"] += 1
+        return {"steps_run": counter["n"], **extra}
+
+    res = search(run, start_lr=1e-7, end_lr=10.0, num_steps=100, settings=settings)
+    assert res.coarse is not None and "steps_run" in res.coarse.settings
+    assert res.settings["steps_run"] > res.coarse.settings["steps_run"]

@@ -133,7 +133,7 @@ def search(run: Runner, *, start_lr: float, end_lr: float, num_steps: int,
                 return None
             raise FinderError("the range test recorded no losses (every step was skipped or "
                               "the loader ran dry)")
-        res = analyze(curves, rule=rule)
+        res = analyze(curves, rule=rule, settings=settings_(zoom=None))
         passes.append({"kind": kind, "range": [float(lo), float(hi)], "steps": int(steps),
                        "descent": res.suggestion is not None,
                        "divergence_lr": res.divergence_lr})
