@@ -119,21 +119,6 @@ def _read_text(p: Path, text: str, format: str) -> TrainingLog:
     if stripped.startswith("["):
         return read_json(p, text)
     return read_csv(p, text=text)
-    if format in ("jsonl", "lrdoctor-jsonl"):
-        return read_jsonl(p, text)
-    if format in ("hf-trainer-state", "keras-history"):
-        return read_json(p, text)
-    stripped = text.lstrip()
-    if stripped.startswith("{"):
-        end = stripped.find("\n")
-        first = (stripped if end < 0 else stripped[:end]).strip()
-        rest = stripped.rstrip("\r\n")  # more than one line: a line end before the last
-        if first.endswith("}") and ("\n" in rest or "\r" in rest) and _one_object(first):
-            return read_jsonl(p, text)
-        return read_json(p, text)
-    if stripped.startswith("["):
-        return read_json(p, text)
-    return read_csv(p, text=text)
 
 
 def _is_monitor_log(path: Path) -> bool:
