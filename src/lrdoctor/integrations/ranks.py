@@ -80,7 +80,9 @@ class RankMonitor:
     the Monitor on rank 0 (``write="all"`` gives every other rank its own Monitor at
     ``<path stem>.rank<r>.jsonl``, to check that they agree). Without a process group it is a
     plain Monitor. ``start_step``/``start_epoch`` continue a resumed run's numbering. Other
-    keyword arguments go to ``Monitor``.
+    keyword arguments go to ``Monitor``. With ``write="all"`` on several ranks the Monitors
+    default to ``budget=None`` (the fixed cadence): each rank measures its own step time, so a
+    time budget would sample different steps on each and the copies could not be compared.
     """
 
     def __init__(self, model: Any, optimizer: Any, path: str | os.PathLike[str], *,
@@ -97,6 +99,8 @@ class RankMonitor:
                 self.path.unlink(missing_ok=True)
             else:
                 truncate_after(self.path, start_step)
+        if write == "all" and self.world_size > 1:
+            monitor_kwargs.setdefault("budget", None)
         self.monitor = None
         if self.rank == 0 or write == "all":
             from lrdoctor.torch import Monitor
