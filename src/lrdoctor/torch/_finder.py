@@ -21,16 +21,13 @@ the suggestion, then a short ramp (:class:`~lrdoctor.finder.BudgetProbe`).
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import logging
 import math
-import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
 from lrdoctor.errors import FinderError
@@ -45,6 +42,7 @@ from lrdoctor.finder import (
 )
 from lrdoctor.finder._curve import check_range
 from lrdoctor.finder._probe import PROBE_FRACTION, PROBE_STEPS
+from lrdoctor.torch._state import Snapshot
 
 __all__ = ["FinderResult", "find_lr"]
 
@@ -52,87 +50,6 @@ log = logging.getLogger("lrdoctor.finder")
 
 _X_KEYS = ("x", "input", "inputs", "features", "image", "images", "input_ids")
 _Y_KEYS = ("y", "target", "targets", "label", "labels")
-
-
-# ---- state snapshot ------------------------------------------------------------------------------
-
-
-def _clone(v: Any) -> Any:
-    if isinstance(v, torch.Tensor):
-        return v.detach().clone()
-    return copy.deepcopy(v)
-
-
-class _Snapshot:
-    """Everything the test changes, copied so :meth:`restore` puts it back bit-exactly."""
-
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 scaler: Any = None):
-        self.model, self.optimizer, self.scaler = model, optimizer, scaler
-        seen: set[int] = set()
-        params = []
-        for p in [*model.parameters(), *(q for g in optimizer.param_groups for q in g["params"])]:
-            if id(p) not in seen:
-                seen.add(id(p))
-                params.append(p)
-        self.params = [(p, p.detach().clone(), None if p.grad is None else p.grad.detach().clone())
-                       for p in params]
-        self.buffers = [(b, b.detach().clone()) for b in model.buffers()]
-        self.modes = [(m, m.training) for m in model.modules()]
-        self.opt_state = {p: {k: _clone(v) for k, v in s.items()}
-                          for p, s in optimizer.state.items()}
-        self.opt_groups = [{k: _clone(v) for k, v in g.items() if k != "params"}
-                           for g in optimizer.param_groups]
-        self.scaler_attrs = None
-        if scaler is not None:
-            self.scaler_attrs = {k: _clone(v) for k, v in vars(scaler).items()
-                                 if k != "_per_optimizer_states"}
-        self.rng_cpu = torch.get_rng_state()
-        self.rng_cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-        self.rng_py = random.getstate()
-        self.rng_np = np.random.get_state()
-
-    def restore(self) -> None:
-        with torch.no_grad():
-            for p, value, grad in self.params:
-                p.copy_(value)
-                if grad is None:
-                    p.grad = None
-                elif p.grad is not None and p.grad.shape == grad.shape:
-                    p.grad.copy_(grad)
-                else:
-                    p.grad = grad.clone()
-            for b, value in self.buffers:
-                b.copy_(value)
-        for m, mode in self.modes:
-            m.training = mode
-        state = self.optimizer.state
-        state.clear()
-        for p, s in self.opt_state.items():
-            state[p] = {k: _clone(v) for k, v in s.items()}
-        for g, saved in zip(self.optimizer.param_groups, self.opt_groups):
-            for k in [k for k in g if k != "params" and k not in saved]:
-                del g[k]
-            for k, v in saved.items():
-                g[k] = _clone(v)
-        if self.scaler is not None and self.scaler_attrs is not None:
-            from collections import defaultdict
-
-            for k, v in self.scaler_attrs.items():
-                setattr(self.scaler, k, _clone(v))
-            if hasattr(self.scaler, "_per_optimizer_states"):
-                self.scaler._per_optimizer_states = defaultdict(_scaler_default_state)
-        torch.set_rng_state(self.rng_cpu)
-        if self.rng_cuda is not None:
-            torch.cuda.set_rng_state_all(self.rng_cuda)
-        random.setstate(self.rng_py)
-        np.random.set_state(self.rng_np)
-
-
-def _scaler_default_state() -> dict[str, Any]:
-    from torch.amp.grad_scaler import OptState
-
-    return {"stage": OptState.READY, "found_inf_per_device": {}}
 
 
 # ---- batches -------------------------------------------------------------------------------------
@@ -384,7 +301,7 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             raise FinderError("val_loader yielded no batches")
         return total / count
 
-    snapshot = _Snapshot(model, optimizer, grad_scaler)
+    snapshot = Snapshot(model, optimizer, grad_scaler)
     ratios = _ratios(optimizer)
     warm_steps = max(1, int(PROBE_FRACTION * budget_steps)) if budget_steps else 0
     if zoom_steps is None:

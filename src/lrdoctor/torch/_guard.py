@@ -39,7 +39,6 @@ in ``events`` and, with ``journal``, an entry of cause ``guard``.
 from __future__ import annotations
 
 import math
-import random
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +48,7 @@ import torch
 
 from lrdoctor.errors import GuardError, LRDoctorError
 from lrdoctor.journal import Entry, Journal
+from lrdoctor.torch._state import capture_rng, restore_rng
 
 __all__ = ["Guard", "GuardEvent"]
 
@@ -234,10 +234,7 @@ class Guard:
 
     # ---- snapshots and rewinds -------------------------------------------------------------
     def _take(self, k: int) -> None:
-        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                               "numpy": np.random.get_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
+        rng = capture_rng()
         self._snapshots.append(_Snapshot(
             k, _clone(self.model.state_dict()), _clone(self.optimizer.state_dict()),
             None if self.scheduler is None else _clone(self.scheduler.state_dict()),
@@ -254,11 +251,7 @@ class Guard:
             self.scheduler.load_state_dict(_clone(snap.scheduler))
         if self.scaler is not None and snap.scaler is not None:
             self.scaler.load_state_dict(_clone(snap.scaler))
-        torch.set_rng_state(snap.rng["torch"])
-        random.setstate(snap.rng["python"])
-        np.random.set_state(snap.rng["numpy"])
-        if "cuda" in snap.rng:
-            torch.cuda.set_rng_state_all(snap.rng["cuda"])
+        restore_rng(snap.rng)
         for p in self._params:
             p.grad = None
 
