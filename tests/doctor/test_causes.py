@@ -54,3 +54,25 @@ def test_label_noise_explains_a_capped_training_accuracy_not_the_other_way():
 def test_info_findings_explain_nothing():
     out = rank([f("lr-too-low", "info"), f("underfitting")])
     assert {x.code: x for x in out}["underfitting"].severity == "warning"
+
+
+def test_shown_as_turns_a_pair_round_and_keeps_the_rest_of_the_chain():
+    init = Finding("bad-initialization", CODES["bad-initialization"], "warning", "tiny weights",
+                   "fix", (0.0,), 0.7, {"shown_as": "vanishing-gradients"})
+    out = rank([init, f("vanishing-gradients"), f("dead-relu", score=0.9), f("underfitting")])
+    by = {x.code: x for x in out}
+    assert out[0].code == "vanishing-gradients" and out[0].severity == "warning"
+    assert by["bad-initialization"].explained_by == "vanishing-gradients"
+    assert by["bad-initialization"].evidence.startswith("shown as vanishing-gradients")
+    # what the init explained (dead units) goes to the finding that names it, not round a cycle
+    assert by["dead-relu"].explained_by == "vanishing-gradients"
+    assert by["underfitting"].explained_by == "vanishing-gradients"
+    assert set(out[0].data["explains"]) == {"bad-initialization", "dead-relu", "underfitting"}
+
+
+def test_shown_as_without_its_partner_changes_nothing():
+    init = Finding("bad-initialization", CODES["bad-initialization"], "warning", "tiny weights",
+                   "fix", (0.0,), 0.7, {"shown_as": "vanishing-gradients"})
+    out = rank([init, f("dead-relu")])
+    assert out[0].code == "bad-initialization"
+    assert {x.code: x for x in out}["dead-relu"].explained_by == "bad-initialization"

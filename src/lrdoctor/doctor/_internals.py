@@ -49,7 +49,47 @@ def exploding_gradients(ctx: Context) -> list[Finding]:
     return []
 
 
+def _early_ratio(first, last) -> tuple[float, float, float] | None:
+    """(step, first / last layer gradient norm at their first common measurement, the same
+    ratio at their last common one)."""
+    a, b = first.finite, last.finite
+    common = np.intersect1d(a.steps, b.steps)
+    if not len(common):
+        return None
+    at = [(float(np.asarray(a.values)[a.steps == s][0]), float(np.asarray(b.values)[b.steps == s][0]))
+          for s in (common[0], common[-1])]
+    if at[0][1] <= 0:
+        return None
+    return float(common[0]), at[0][0] / at[0][1], at[1][0] / max(at[1][1], 1e-30)
+
+
+#: the low end of the std * sqrt(fan_in) range the Monitor's init check states (0.5-1.5): a
+#: definition, not a tuned cut-off (the check itself flags below 0.05 and above 4)
+_FAN_IN_LOW = 0.5
+
+
+def _small_init(ctx: Context) -> float | None:
+    """The largest fan-in gain the Monitor's init check flagged, when every flagged layer is
+    scaled below the fan-in range yet not zero (a shrunk init; zeros and huge ones are not)."""
+    for e in ctx.log.events:
+        gains = e.data.get("gains") if e.code == "bad-initialization" else None
+        if isinstance(gains, dict) and gains:
+            vals = [float(v) for v in gains.values() if isinstance(v, (int, float))]
+            if vals and min(vals) > 0 and max(vals) < _FAN_IN_LOW:
+                return max(vals)
+    return None
+
+
 def vanishing_gradients(ctx: Context) -> list[Finding]:
+    """The first layer's gradient norm far below the last layer's.
+
+    ``ratio = median |g_first| / median |g_last|`` over the run below VANISH_RATIO (3 or more
+    layers), or the same ratio at the first measurement in (0, VANISH_EARLY): the backward
+    signal fades at the start (a tiny init, saturating activations), even where an adaptive
+    optimizer grows the weights later. When the Monitor's init check flagged weights scaled
+    below the fan-in range, the evidence names them as the source (and that bad-initialization
+    finding is shown as this one, ``data["shown_as"]``).
+    """
     layers = ctx.log.group("grad_norm")
     order = ctx.meta.get("layers") or []
     if len(layers) >= 2:
@@ -60,13 +100,28 @@ def vanishing_gradients(ctx: Context) -> list[Finding]:
         if len(weights) >= 2:
             first, last = weights[0], weights[-1]
             ratio = med[first] / max(med[last], 1e-30)
+            small = _small_init(ctx)
+            init_txt = (f"; the Monitor's init check found the weights at up to {small:.2g}x "
+                        "the fan-in scale, so each layer shrinks the backward signal"
+                        if small is not None else "")
             if ratio < T.VANISH_RATIO and len(weights) >= 3:
                 return [_f("vanishing-gradients", "warning",
                            f"the first layer ({first}) gets {ratio:.2g}x the gradient of the last "
-                           f"({last}): median norms {med[first]:.2g} vs {med[last]:.2g}",
+                           f"({last}): median norms {med[first]:.2g} vs {med[last]:.2g}" + init_txt,
                            "Use ReLU-family activations, a He/Xavier initialisation, "
                            "normalization layers or residual connections.",
                            [ctx.start], 0.7, ratio=ratio)]
+            early = _early_ratio(layers[first], layers[last])
+            if early is not None and 0 < early[1] < T.VANISH_EARLY:
+                step, r0, r_end = early
+                return [_f("vanishing-gradients", "warning",
+                           f"at the first measurement ({ctx.fmt_step(step)}) the first layer "
+                           f"({first}) got {r0:.2g}x the gradient of the last ({last}); "
+                           f"{r_end:.2g}x at the end" + init_txt,
+                           ("Re-initialise with the default (Kaiming/Xavier) scale." if small
+                            is not None else "Use ReLU-family activations, a He/Xavier "
+                            "initialisation, normalization layers or residual connections."),
+                           [step], 0.65, ratio=r0, ratio_end=r_end)]
             return []
     g = ctx.grad
     if g is None:
@@ -190,9 +245,11 @@ def setup_events(ctx: Context) -> list[Finding]:
                           "Feed raw logits to CrossEntropyLoss (remove the final softmax/sigmoid) "
                           "and make the targets 0..classes-1.", [e.step or 0], 0.95))
         else:
+            shrunk = _small_init(ctx) is not None  # its effect is measured: vanishing gradients
             out.append(_f(e.code, "warning", e.message,
                           "Use the default (Kaiming/Xavier) initialisation, or scale it to "
-                          "std ~ 1/sqrt(fan_in).", [e.step or 0], 0.7))
+                          "std ~ 1/sqrt(fan_in).", [e.step or 0], 0.7,
+                          **({"shown_as": "vanishing-gradients"} if shrunk else {})))
     c = ctx.n_classes
     lv = _levels(ctx)
     if c and lv is not None and ctx.train is not None:

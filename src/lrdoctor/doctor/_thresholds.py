@@ -158,6 +158,14 @@ _reg("EXPLODE_FACTOR", 100.0, (30.0, 100.0, 300.0), "exploding-gradients",
      "grad norm above this many times its early median")
 _reg("VANISH_RATIO", 1e-2, (3e-3, 1e-2, 3e-2), "vanishing-gradients",
      "first-layer / last-layer gradient norm below this")
+_reg("VANISH_EARLY", 1e-2, (3e-3, 1e-2), "vanishing-gradients",
+     "or, at the first measurement of the per-layer gradient norms, first / last layer below "
+     "this (and above 0: no gradient at all is dead units or zero weights, not a fading one)",
+     "2026-12-07 on the corpus design families (cancer-mlp, mnist1d-cnn, friedman-reg, "
+     "digits-wide, charlm-tf), seeds 0-2: tiny-init and deeper-sigmoid runs 1e-10..5e-3 "
+     "(charlm-tf's deeper-sigmoid runs 0.028-0.033: missed), healthy runs >= 0.031 (charlm-tf, "
+     "whose first layer is a lookup table), other faults >= 0.013 except dead ReLUs (0, once "
+     "4e-4: explained by dead-relu)")
 _reg("VANISH_ABS", 1e-7, (1e-8, 1e-7, 1e-6), "vanishing-gradients",
      "or the global gradient norm below this")
 _reg("DEAD_FRAC", 0.5, (0.3, 0.5, 0.7), "dead-relu",

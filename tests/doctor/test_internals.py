@@ -1,0 +1,110 @@
+"""Rules on the live Monitor's measurements (doctor/_internals.py).
+
+The trained runs are a digits MLP 64-256-128-64-10 (not a corpus family, not the P3 tuning model
+64-128-64-10), seed 31, one torch thread, 4 epochs with Adam: about a second each.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrdoctor.doctor import diagnose
+from lrdoctor.logs import Event, Series, TrainingLog, load
+
+SEED = 31
+
+
+def _train(tmp, tag, *, weight_scale=1.0, epochs=4):
+    torch = pytest.importorskip("torch")
+    from lrdoctor import examples
+    from lrdoctor.torch import Monitor
+
+    torch.set_num_threads(1)
+    task = examples.get("digits-mlp", seed=SEED, hidden=(256, 128, 64))
+    torch.manual_seed(SEED)
+    model = task.build_model(SEED)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.mul_(weight_scale)
+    opt = torch.optim.Adam(model.parameters(), lr=task.reference_lrs["adam"])
+    xt = torch.as_tensor(task.data.x_train, dtype=torch.float32)
+    yt = torch.as_tensor(task.data.y_train)
+    xv = torch.as_tensor(task.data.x_val, dtype=torch.float32)
+    yv = torch.as_tensor(task.data.y_val)
+    gen = torch.Generator().manual_seed(SEED)
+    path = tmp / f"{tag}.jsonl"
+    with Monitor(model, opt, path, loss_fn=task.loss_fn) as mon:
+        for _ in range(epochs):
+            model.train()
+            for idx in torch.randperm(len(yt), generator=gen).split(task.batch_size):
+                loss = task.loss_fn(model(xt[idx]), yt[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                mon.step(loss=float(loss.detach()), inputs=xt[idx], targets=yt[idx])
+            model.eval()
+            with torch.no_grad():
+                vo = model(xv)
+                mon.epoch(val_loss=float(task.loss_fn(vo, yv)),
+                          val_accuracy=float((vo.argmax(1) == yv).float().mean()))
+    return load(path)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("internals")
+    return {"tiny": _train(tmp, "tiny", weight_scale=1e-3), "default": _train(tmp, "default")}
+
+
+def test_a_shrunk_init_is_named_by_its_effect_vanishing_gradients(runs):
+    d = diagnose(runs["tiny"])
+    assert d.problems and d.problems[0].code == "vanishing-gradients", d.codes
+    first = d.problems[0]
+    assert first.data["ratio"] < 1e-2 and "init check" in first.evidence
+    by = {f.code: f for f in d.findings}
+    init = by["bad-initialization"]                      # still said, as what it shows as
+    assert init.severity == "info" and init.explained_by == "vanishing-gradients"
+    assert init.evidence.startswith("shown as vanishing-gradients")
+    assert "bad weight initialization" not in first.evidence  # not listed as "also explains"
+
+
+def test_the_same_model_at_its_default_init_has_no_fading_gradient(runs):
+    d = diagnose(runs["default"])
+    assert "vanishing-gradients" not in d.codes and "bad-initialization" not in d.codes, d.codes
+
+
+def _layers_log(first: list[float], last: list[float], events=()) -> TrainingLog:
+    steps = np.arange(0, 600, 100)
+    loss = np.linspace(2.3, 1.0, 600)
+    return TrainingLog({"train/loss": Series(np.arange(600), loss),
+                        "grad_norm/a": Series(steps, np.array(first)),
+                        "grad_norm/b": Series(steps, np.array([1.0] * 6)),
+                        "grad_norm/c": Series(steps, np.array(last))},
+                       meta={"layers": ["a", "b", "c"]}, events=list(events),
+                       format="lrdoctor-jsonl")
+
+
+def test_a_signal_that_fades_only_at_the_start_is_vanishing():
+    log = _layers_log([1e-6, 0.3, 0.5, 0.5, 0.5, 0.5], [0.5] * 6)   # median ratio ~1
+    f = {x.code: x for x in diagnose(log).findings}["vanishing-gradients"]
+    assert f.severity == "warning" and f.data["ratio"] == pytest.approx(2e-6)
+    assert f.data["ratio_end"] == pytest.approx(1.0)
+
+
+def test_no_gradient_at_all_is_not_a_fading_one():
+    """Exactly 0 in the first layer is dead units or zero weights (their rules' job)."""
+    log = _layers_log([0.0, 0.3, 0.5, 0.5, 0.5, 0.5], [0.5] * 6)
+    assert "vanishing-gradients" not in diagnose(log).codes
+
+
+def test_zero_or_huge_weights_stay_a_bad_initialization():
+    for gain in (0.0, 12.0):
+        ev = Event("bad-initialization", f"weight scale off: a.weight={gain:g}", 0,
+                   {"gains": {"a.weight": gain, "c.weight": gain}})
+        log = _layers_log([1e-6, 0.3, 0.5, 0.5, 0.5, 0.5], [0.5] * 6, [ev])
+        d = diagnose(log)
+        assert d.problems[0].code == "bad-initialization", (gain, d.codes)
+        assert {f.code: f for f in d.findings}["vanishing-gradients"].explained_by == (
+            "bad-initialization")
