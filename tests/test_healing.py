@@ -177,3 +177,28 @@ def test_a_cure_hidden_by_a_second_fault_is_kept(tmp_path):
     assert first.change == {"plateau_mode": "max"} and first.kept and not first.healthy
     assert second.code == "lr-too-high" and second.healthy
     assert result.config["plateau_mode"] == "max" and result.config["lr"] < 0.5
+
+
+def _round(codes: tuple[str, ...], metric: float, code: str | None = None) -> object:
+    from lrdoctor.doctor import Diagnosis, Finding
+    from lrdoctor.doctor._finding import CODES
+    from lrdoctor.healing import Round
+
+    diag = Diagnosis(tuple(Finding(c, CODES[c], "warning", "e", "f", (), 0.5) for c in codes))
+    return Round(1, {}, diag, TrainingLog({}), metric, not codes, code, {"x": 1})
+
+
+def test_keep_rule_a_tie_goes_to_fewer_problems_and_any_cure_counts():
+    from lrdoctor.healing import _better, _cured
+
+    base = _round(("label-noise", "oscillation"), 0.94)
+    # smoothing for label-noise: the noise stays, the oscillation it caused is gone, same metric
+    fixed = _round(("label-noise",), 0.94, "label-noise")
+    assert _better(fixed, base, "val/accuracy") and _cured(fixed, base, "val/accuracy")
+    # a worse metric is no cure, and a new problem is none either
+    assert not _cured(_round(("label-noise",), 0.90, "label-noise"), base, "val/accuracy")
+    assert not _cured(_round(("label-noise", "lr-too-high"), 0.95, "label-noise"), base,
+                      "val/accuracy")
+    # a change made for a problem the run did not have (a random one) cures nothing
+    assert not _cured(_round(("label-noise",), 0.94, "random"), base, "val/accuracy")
+    assert not _better(_round(("label-noise", "oscillation"), 0.94), base, "val/accuracy")

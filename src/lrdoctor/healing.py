@@ -10,9 +10,10 @@ retrains with it and diagnoses again. It stops as soon as a run has no finding o
 warning or critical (``healed``), or when the rounds or the changes run out.
 
 The rule for what later rounds build on: a change is kept when its run is healthy, when its key
-metric is better than the run it changed (non-finite counts as worst), or when it cured the
-problem it was made for (that finding is gone, no new problem appeared, and the metric is no
-worse: a right fix whose effect another fault still hides); otherwise the loop goes back to the
+metric is better than the run it changed (non-finite counts as worst; on a tie, fewer problems
+wins), or when it cured a problem (the finding it was made for was present, a finding is gone,
+no new problem appeared, and the metric is no worse: a right fix whose effect another fault
+still hides); otherwise the loop goes back to the
 better config and tries the next alternative. A change is skipped without spending a
 round when its knob is not a key of the config, when it leaves the config as it is, or when
 ``train_fn`` raises :class:`~lrdoctor.errors.UnsupportedChange`.
@@ -179,16 +180,18 @@ def _better(a: Round, b: Round, name: str | None) -> bool:
         return len(a.diagnosis.problems) < len(b.diagnosis.problems)
     ka = a.metric if math.isfinite(a.metric) else -math.inf if _higher(name) else math.inf
     kb = b.metric if math.isfinite(b.metric) else -math.inf if _higher(name) else math.inf
+    if ka == kb:  # a tie (or both non-finite): fewer problems is better
+        return len(a.diagnosis.problems) < len(b.diagnosis.problems)
     return ka > kb if _higher(name) else ka < kb
 
 
 def _cured(a: Round, b: Round, name: str | None) -> bool:
-    """Did run ``a``'s change remove the problem of ``b`` it was made for, add none, and leave
-    the metric no worse? (A random change names no problem, so it never counts as a cure.)"""
+    """Did run ``a``'s change remove a problem of ``b`` (the one it was made for, or another
+    it explained), add none, and leave the metric no worse? (A random change names no problem,
+    so it never counts as a cure.)"""
     before = {f.code for f in b.diagnosis.problems}
     after = {f.code for f in a.diagnosis.problems}
-    return (a.code in before and a.code not in after and after <= before
-            and not _better(b, a, name))
+    return (a.code in before and after < before and not _better(b, a, name))
 
 
 def _as_log(out: Any) -> tuple[TrainingLog, str | None]:

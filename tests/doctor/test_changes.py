@@ -41,6 +41,66 @@ def test_new_lr_is_the_lr_where_the_loss_broke_over_ten():
     assert changes[1]["lr"] == 0.05 and changes[1]["warmup_steps"] >= 1
 
 
+def test_a_break_in_the_first_2_percent_steps_down_100x():
+    # lr 0.5 broke at step 2 of 200: far past the edge, so /100 (and /1000 next), not /10
+    changes = changes_for(_finding("lr-too-high", [2]), Context(_log(lr=0.5, spike_at=2)))
+    assert changes[0] == {"lr": 0.005} and {"lr": 0.0005} in changes
+    # the same lr breaking at step 10 (5% in) is one step of 10
+    assert changes_for(_finding("lr-too-high", [10]), Context(_log(lr=0.5, spike_at=10)))[0] \
+        == {"lr": 0.05}
+
+
+def test_under_a_rising_lr_the_edge_is_where_the_smoothed_loss_was_lowest():
+    # a ramp from 0.01 to 1.0: the loss falls until step 100 (lr ~0.5), then climbs and breaks
+    n = 200
+    steps = np.arange(n, dtype=float)
+    lr = np.linspace(0.01, 1.0, n)
+    loss = np.where(steps < 100, 2.3 - steps / 100, 1.3 + (steps - 100) ** 2 / 100)
+    log = TrainingLog({"train/loss": Series(steps, loss), "lr": Series(steps, lr)})
+    change = changes_for(_finding("diverging", [150]), Context(log))[0]
+    edge = float(np.interp(100, steps, lr))
+    assert change["lr"] == pytest.approx(edge / 10, rel=0.05)   # not lr(150) / 10 = 0.075
+
+
+def test_a_crawl_raises_the_lr_by_three_over_the_drop():
+    # the loss fell 1%: 300x, then a third of it, then 10x it
+    n = 200
+    steps = np.arange(n, dtype=float)
+    log = TrainingLog({"train/loss": Series(steps, 2.3 - 0.023 * steps / n),
+                       "lr": Series(steps, np.full(n, 1e-4))}, meta={"optimizer": "SGD"})
+    changes = changes_for(_finding("lr-too-low", drop=0.01), Context(log))
+    assert [c.get("lr") for c in changes[:3]] == [0.03, 0.01, 0.3]
+    assert changes[-1] == {"optimizer": "adam", "lr": 0.001}
+    # underfitting whose loss barely moved is the same crawl first, then longer training
+    under = changes_for(_finding("underfitting", drop=0.01), Context(log))
+    assert under[0] == {"lr": 0.03}
+    assert changes_for(_finding("underfitting", drop=0.3), Context(log))[0] != {"lr": 0.03}
+
+
+def test_label_smoothing_matches_the_noise_rate_the_accuracies_imply():
+    # 10 classes, validation 90%, training (on the noisy labels) 0.9 * 0.6 + 0.4 / 10 = 58%:
+    # labels replaced with probability 0.4
+    n = 100
+    steps = np.arange(n, dtype=float)
+    ev = steps[9::10]
+    log = TrainingLog({"train/loss": Series(steps, np.full(n, 1.5)),
+                       "train/accuracy": Series(ev, np.full(10, 0.58)),
+                       "val/accuracy": Series(ev, np.full(10, 0.9))}, meta={"n_outputs": 10})
+    changes = changes_for(_finding("label-noise"), Context(log))
+    assert changes == ({"label_smoothing": 0.4}, {"label_smoothing": 0.2})
+    # without accuracies: the fixed 0.1, 0.2
+    assert changes_for(_finding("label-noise"), Context(_log()))[0] == {"label_smoothing": 0.1}
+
+
+def test_overfitting_weight_decay_comes_from_the_loss_gap():
+    # train 0.1, val 0.5 at the end: gap 0.8; lr 0.1 over 100 steps -> wd = 0.8 / 10 = 0.08
+    steps = np.arange(100, dtype=float)
+    log = TrainingLog({"train/loss": Series(steps, np.full(100, 0.1)),
+                       "val/loss": Series(steps[9::10], np.full(10, 0.5)),
+                       "lr": Series(steps, np.full(100, 0.1))})
+    assert {"weight_decay": 0.08} in changes_for(_finding("overfitting"), Context(log))
+
+
 def test_new_lr_follows_a_finder_suggestion_in_the_meta():
     log = _log(lr=0.5, spike_at=120)
     log.meta["lr_suggestion"] = 0.0123456

@@ -5,8 +5,17 @@ docs/repair.md); a finding carries alternatives, the one expected to help most f
 :func:`lrdoctor.repair` applies them one at a time and retrains. Values come from the log:
 
 - a new learning rate is the LR finder's suggestion when the log's meta holds one
-  (``meta["lr_suggestion"]``), else the LR at the step where the loss broke divided by 10
-  (``lr / 10``; ``lr * 10`` for a crawl);
+  (``meta["lr_suggestion"]``), else the LR at the edge (the step where the loss broke; under a
+  rising LR, the step of the lowest smoothed loss before the break) divided by ``k``: ``k = 100``
+  when the loss broke within the first 2% of the run (far over the edge), else 10;
+- for a crawl, the LR times ``clip(3 / drop, 10, 1000)``, ``drop`` the fraction by which the
+  training loss fell (in the linear regime a loss that moved 1% needs about 300x the step to
+  make a healthy run's drop within a third of the run);
+- label smoothing for noisy labels is the noise rate the accuracies imply: a model that does not
+  memorize scores ``a_train = (1 - p) * a_val + p / C`` on labels replaced with probability p,
+  so ``p = (a_val - a_train) / (a_val - 1 / C)``;
+- weight decay for overfitting is ``gap / (lr * steps)``: the decay that shrinks the weights by
+  ``exp(-gap)`` over the run, ``gap`` the relative train/val loss gap at the end;
 - warm-up steps are ``clip(2 * spike_step, 5% of the run, 25% of the run)``: twice as long as
   it took the loss to spike, within the usual 1-25% of the steps;
 - the plateau mode is the monitored metric's natural direction (``max`` for accuracy);
@@ -25,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from lrdoctor.doctor._context import Context, first_bad
+from lrdoctor.doctor._context import Context, first_bad, tail
 from lrdoctor.doctor._finding import Finding
 
 __all__ = ["KNOBS", "Knob", "attach", "changes_for", "validate_change"]
@@ -164,13 +173,71 @@ def _steps_per_epoch(ctx: Context) -> float | None:
     return _total_steps(ctx) / n if n else None
 
 
-def _lower(ctx: Context, finding: Finding, factor: float = 10.0) -> float | None:
-    """The finder's suggestion when it is below the LR of the break, else that LR / factor."""
-    lr = _lr_at(ctx, _break_step(ctx, finding))
+def _edge_lr(ctx: Context, step: float | None) -> float | None:
+    """The LR at the edge of stability: at the break, or, when the LR rose before the break
+    (a ramp, a cycle), at the step of the lowest smoothed training loss before it (as the LR
+    range test reads it)."""
+    lr, raw = ctx.lr, ctx.train_raw
+    at_break = _lr_at(ctx, step)
+    if lr is None or raw is None or not len(lr.finite) or step is None:
+        return at_break
+    s = lr.finite
+    before = s.values[s.steps <= step]
+    if len(before) < 2 or float(np.min(before)) <= 0 or \
+            float(np.max(before)) < 2 * float(np.min(before)):
+        return at_break
+    keep = np.isfinite(raw.values) & (raw.steps <= step)
+    steps, values = raw.steps[keep], raw.values[keep]
+    if len(values) < 10:
+        return at_break
+    size = max(1, len(values) // 40)
+    n = len(values) // size
+    smooth = np.median(values[: n * size].reshape(n, size), axis=1)
+    i = int(np.argmin(smooth))
+    return _lr_at(ctx, float(steps[min(len(steps) - 1, i * size + size // 2)])) or at_break
+
+
+def _overshoot(ctx: Context, finding: Finding) -> float:
+    """How far below the edge to go: 100 when the loss broke within the first 2% of the run
+    (the LR is far past the edge), else 10."""
+    step = _break_step(ctx, finding)
+    if step is None:
+        return 10.0
+    return 100.0 if (step - ctx.start) <= 0.02 * _total_steps(ctx) else 10.0
+
+
+def _lower(ctx: Context, finding: Finding, factor: float | None = None) -> float | None:
+    """The finder's suggestion when it is below the edge LR, else the edge LR / factor
+    (default :func:`_overshoot`)."""
+    lr = _edge_lr(ctx, _break_step(ctx, finding))
     sug = _suggested(ctx)
     if sug is not None and (lr is None or sug < lr):
         return _sig(sug)
-    return _sig(lr / factor) if lr else None
+    k = _overshoot(ctx, finding) if factor is None else factor
+    return _sig(lr / k) if lr else None
+
+
+def _drop(ctx: Context, finding: Finding) -> float | None:
+    """The fraction by which the training loss fell (the finding's own figure when it has one)."""
+    d = finding.data.get("drop")
+    if isinstance(d, (int, float)) and math.isfinite(d):
+        return float(d)
+    t = ctx.train
+    if t is None or len(t) < 4:
+        return None
+    k = max(1, len(t) // 10)
+    first, last = float(np.median(t.values[:k])), float(np.median(t.values[-k:]))
+    return (first - last) / abs(first) if first else None
+
+
+def _crawl_factor(ctx: Context, finding: Finding) -> float:
+    """``clip(3 / drop, 10, 1000)``: in the linear regime the loss falls in proportion to the
+    LR, and a healthy run makes most of its drop (~100%) within the first third of its steps,
+    so a loss that fell 1% over the whole run needs about 300x the step."""
+    d = _drop(ctx, finding)
+    if d is None or d <= 0:
+        return 100.0 if d is not None else 10.0
+    return float(np.clip(3.0 / d, 10.0, 1000.0))
 
 
 def _raise(ctx: Context, factor: float = 10.0) -> float | None:
@@ -208,9 +275,12 @@ def _too_high(ctx: Context, f: Finding) -> list[dict[str, Any]]:
 
 
 def _too_low(ctx: Context, f: Finding) -> list[dict[str, Any]]:
-    lr = _raise(ctx)
+    k = _crawl_factor(ctx, f)
+    lr = _raise(ctx, k)
     out = _with_lr(lr)
     if lr:
+        if k > 10:  # the estimate may overshoot: a third of it next, then 10x it
+            out.append({"lr": _sig(lr / 3)})
         out.append({"lr": _sig(lr * 10)})
     if ctx.optimizer in (None, "SGD"):
         out.append({"optimizer": "adam", "lr": 1e-3})
@@ -278,6 +348,20 @@ def _plateau_monitor(ctx: Context, f: Finding) -> list[dict[str, Any]]:
             {"plateau_monitor": "val_accuracy", "plateau_mode": "max"}]
 
 
+def _gap_decay(ctx: Context) -> float:
+    """``clip(gap / (lr * steps), 1e-4, 0.1)``: the weight decay whose shrinkage over the run,
+    ``exp(-lr * wd * steps)``, is ``exp(-gap)``; ``gap = (val - train) / val``, the final
+    losses' relative gap (1e-3 when the log lacks them)."""
+    lr, val, train = _lr_at(ctx, None), ctx.val, ctx.train
+    if not lr or val is None or train is None or not len(val) or not len(train):
+        return 1e-3
+    v, t = float(val.values[-1]), float(np.median(tail(train, 0.1)))
+    if not (math.isfinite(v) and math.isfinite(t)) or v <= 0:
+        return 1e-3
+    gap = float(np.clip((v - t) / v, 0.05, 1.0))
+    return _sig(float(np.clip(gap / (lr * _total_steps(ctx)), 1e-4, 0.1)))
+
+
 def _overfitting(ctx: Context, f: Finding) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     val, spe = ctx.val, _steps_per_epoch(ctx)
@@ -291,7 +375,7 @@ def _overfitting(ctx: Context, f: Finding) -> list[dict[str, Any]]:
         total = _epochs(ctx)
         if epoch >= 1 and (total is None or epoch < total):
             out.append({"epochs": int(epoch)})
-    out += [{"weight_decay": 1e-3}, {"dropout": 0.3}]
+    out += [{"weight_decay": _gap_decay(ctx)}, {"dropout": 0.3}]
     return out
 
 
@@ -308,13 +392,45 @@ def _over_regularization(ctx: Context, f: Finding) -> list[dict[str, Any]]:
 
 
 def _underfitting(ctx: Context, f: Finding) -> list[dict[str, Any]]:
+    """A loss that barely moved (fell < 5%) is a crawl first: the lr as for lr-too-low; else
+    longer training, a 3x lr, no regularization."""
     n = _epochs(ctx)
     lr = _lr_at(ctx, None)
-    out: list[dict[str, Any]] = [{"epochs": 2 * n}] if n else []
+    d = _drop(ctx, f)
+    out: list[dict[str, Any]] = []
+    if lr and d is not None and d < 0.05:
+        out += _too_low(ctx, f)[:2]
+    out += [{"epochs": 2 * n}] if n else []
     if lr:
         out.append({"lr": _sig(lr * 3)})
     out.append({"weight_decay": 0.0, "dropout": 0.0})
     return out
+
+
+def _noise_rate(ctx: Context) -> float | None:
+    """The label-replacement rate the accuracies imply, ``(a_val - a_train) / (a_val - 1/C)``
+    (final tenth medians), within [0.05, 0.9]; None without both accuracies."""
+    if ctx.train_acc is None or ctx.val_acc is None or not len(ctx.train_acc) \
+            or not len(ctx.val_acc):
+        return None
+    a_tr = float(np.median(tail(ctx.train_acc, 0.1)))
+    a_va = float(np.median(tail(ctx.val_acc, 0.1)))
+    chance = 1.0 / ctx.n_classes if ctx.n_classes else 0.0
+    if not (math.isfinite(a_tr) and math.isfinite(a_va)) or a_va - chance <= 0.05:
+        return None
+    return float(np.clip((a_va - a_tr) / (a_va - chance), 0.05, 0.9))
+
+
+def _label_noise(ctx: Context, f: Finding) -> list[dict[str, Any]]:
+    """Smoothing that matches the estimated noise rate (uniform replacement with rate p is
+    label smoothing p), then half of it; the fixed 0.1 / 0.2 without accuracies."""
+    p = _noise_rate(ctx)
+    if p is None:
+        return [{"label_smoothing": 0.1}, {"label_smoothing": 0.2}]
+    def grid(x: float) -> float:  # to 0.1, ties down: a re-estimate 0.52 -> 0.55 is one value
+        return max(0.1, math.floor(10 * x + 0.4) / 10)
+
+    return [{"label_smoothing": grid(p)}, {"label_smoothing": grid(p / 2)}]
 
 
 def _still_learning(ctx: Context, f: Finding) -> list[dict[str, Any]]:
@@ -356,7 +472,7 @@ _TABLE: dict[str, Callable[[Context, Finding], list[dict[str, Any]]]] = {
     "bad-initialization": lambda ctx, f: [{"init": "default"}, {"init": "kaiming"}],
     "unnormalized-input": lambda ctx, f: [{"normalize_inputs": True}],
     "unshuffled-data": lambda ctx, f: [{"shuffle": True}],
-    "label-noise": lambda ctx, f: [{"label_smoothing": 0.1}, {"label_smoothing": 0.2}],
+    "label-noise": _label_noise,
     "loss-activation-mismatch": lambda ctx, f: [{"output_activation": None}],
     "missing-warmup": _warmup_missing,
     "plateau-monitor-mismatch": _plateau_monitor,
