@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", metavar="ID", dest="run_id",
                    help="the run to read from an MLflow store (mlflow.db, mlruns/) or a wandb/ "
                         "folder that holds several")
-    p.add_argument("--json", metavar="OUT", help="write the findings as JSON")
+    p.add_argument("--json", metavar="OUT", help="write the findings as JSON (- for standard output)")
     p.add_argument("--html", metavar="OUT", help="write a self-contained HTML report")
     p.add_argument("--fail-on", choices=("warning", "critical"),
                    help="exit 1 when a finding of this severity or worse is present")

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="auto", help="force a log reader (see lrdoctor diagnose)")
     p.add_argument("--run", metavar="ID", dest="run_id",
                    help="the run to read from an MLflow store or a wandb/ folder holding several")
-    p.add_argument("--json", metavar="OUT", help="write the explanation as JSON")
+    p.add_argument("--json", metavar="OUT", help="write the explanation as JSON (- for standard output)")
     p.add_argument("--quiet", action="store_true", help="print nothing (use with --json)")
     p.set_defaults(run=run)
 

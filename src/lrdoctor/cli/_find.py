@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="training length for the spec strings "
                         "(default: the example's budget, or 1000)")
     p.add_argument("--plot", metavar="PNG", help="write the range-test picture")
-    p.add_argument("--json", metavar="JSON", help="write the result as JSON")
+    p.add_argument("--json", metavar="JSON", help="write the result as JSON (- for standard output)")
     p.set_defaults(run=run)
 
 

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise", type=float, help="gradient noise σ (wraps the surface)")
     p.add_argument("--seed", type=int, default=0, help="seed of the gradient noise")
     p.add_argument("--out", metavar="FILE", help="picture (PNG/SVG/PDF); with --tour a folder")
-    p.add_argument("--json", metavar="OUT", help="write the runs' numbers as JSON")
+    p.add_argument("--json", metavar="OUT", help="write the runs' numbers as JSON (- for standard output)")
     p.add_argument("--gif", metavar="FILE", help="also write an animation (needs Pillow)")
     p.add_argument("--logx", action="store_true", help="log-scale the step axis")
     p.add_argument("--tour", action="store_true",

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the baseline: random changes from the same vocabulary")
     p.add_argument("--out", metavar="DIR", default="repair-out",
                    help="folder for each run's log and the journal (default repair-out)")
-    p.add_argument("--json", metavar="OUT", help="write the rounds as JSON")
+    p.add_argument("--json", metavar="OUT", help="write the rounds as JSON (- for standard output)")
     p.add_argument("--quiet", action="store_true", help="print nothing (use with --json)")
     p.set_defaults(run=run)
 

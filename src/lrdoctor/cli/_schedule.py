@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help='a schedule spec, e.g. "warmup(500) >> cosine(3e-4, steps=9500)"')
     p.add_argument("--steps", type=int, help="how many optimizer steps to preview (default: the duration + 5%%, or 1000)")
     p.add_argument("--plot", metavar="PNG", help="write a picture (PNG, SVG or PDF)")
-    p.add_argument("--csv", metavar="CSV", help="write step,lr[,momentum] rows")
-    p.add_argument("--json", metavar="JSON", help="write the summary and the values as JSON")
+    p.add_argument("--csv", metavar="CSV", help="write step,lr[,momentum] rows (- for standard output)")
+    p.add_argument("--json", metavar="JSON", help="write the summary and the values as JSON (- for standard output)")
     p.set_defaults(run=run)
 
 
