@@ -15,7 +15,7 @@ from lrdoctor.logs import Event, Series, TrainingLog, load
 SEED = 31
 
 
-def _train(tmp, tag, *, weight_scale=1.0, epochs=4):
+def _train(tmp, tag, *, weight_scale=1.0, epochs=4, zero_biases=False):
     torch = pytest.importorskip("torch")
     from lrdoctor import examples
     from lrdoctor.torch import Monitor
@@ -28,6 +28,8 @@ def _train(tmp, tag, *, weight_scale=1.0, epochs=4):
         for m in model.modules():
             if isinstance(m, torch.nn.Linear):
                 m.weight.mul_(weight_scale)
+                if zero_biases:
+                    m.bias.zero_()
     opt = torch.optim.Adam(model.parameters(), lr=task.reference_lrs["adam"])
     xt = torch.as_tensor(task.data.x_train, dtype=torch.float32)
     yt = torch.as_tensor(task.data.y_train)
@@ -55,7 +57,8 @@ def _train(tmp, tag, *, weight_scale=1.0, epochs=4):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("internals")
-    return {"tiny": _train(tmp, "tiny", weight_scale=1e-3), "default": _train(tmp, "default")}
+    return {"tiny": _train(tmp, "tiny", weight_scale=1e-3), "default": _train(tmp, "default"),
+            "zeros": _train(tmp, "zeros", weight_scale=0.0, zero_biases=True, epochs=2)}
 
 
 def test_a_shrunk_init_is_named_by_its_effect_vanishing_gradients(runs):
@@ -108,3 +111,22 @@ def test_zero_or_huge_weights_stay_a_bad_initialization():
         assert d.problems[0].code == "bad-initialization", (gain, d.codes)
         assert {f.code: f for f in d.findings}["vanishing-gradients"].explained_by == (
             "bad-initialization")
+
+
+def test_all_zero_weights_are_a_bad_init_not_a_squashed_output(runs):
+    """Zero weights and biases make every output 0, which the Monitor's output check reads as
+    "squashed into [0, 1]"; a constant shows no squashing, so the init is named."""
+    log = runs["zeros"]
+    assert any(e.code == "loss-activation-mismatch" for e in log.events)   # what it saw
+    d = diagnose(log)
+    assert d.problems[0].code == "bad-initialization", d.codes
+    assert "loss-activation-mismatch" not in d.codes
+    assert any(c == "loss-activation-mismatch" and "constant" in why for c, why in d.not_checked)
+
+
+def test_a_real_squash_or_a_softmax_of_equal_logits_is_still_a_mismatch():
+    for lo, hi in ((0.42, 0.58), (0.1, 0.1)):                  # spread; 1/10 everywhere
+        ev = Event("loss-activation-mismatch", "model outputs are squashed", 0,
+                   {"min": lo, "max": hi, "n_outputs": 10})
+        log = _layers_log([0.5] * 6, [0.5] * 6, [ev])
+        assert diagnose(log).problems[0].code == "loss-activation-mismatch", (lo, hi)
