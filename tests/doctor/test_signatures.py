@@ -293,3 +293,11 @@ def test_the_monitors_dropout_record_keeps_label_noise_without_the_split():
     d = diagnose(log)
     assert d.problems[0].code == "label-noise"
     assert d.problems[0].data["candidates"] == ["label-noise"]
+
+
+def test_a_chance_level_of_hundreds_of_nats_does_not_overflow():
+    """exp(level) in the evidence is capped (math.exp overflowed at a level above ~710)."""
+    level = 1e4
+    loss, acc = at_chance(8, level=level, jitter=level * 3e-4)
+    log = epochs_log(loss, acc, val_loss=loss + 1.0, val_acc=acc)
+    diagnose(log)  # no OverflowError

@@ -81,7 +81,7 @@ def _eval_above_chance(ctx: Context) -> EvalAboveChance | None:
     ok = np.isfinite(va) & np.isfinite(vl) & (vl < level)
     if not ok.any():
         return None
-    ratios = np.where(ok, va, -np.inf) * math.exp(level)
+    ratios = np.where(ok, va, -np.inf) * _exp(level)
     i = int(np.argmax(ratios))
     if ratios[i] < T.EVAL_ABOVE:
         return None

@@ -16,7 +16,14 @@ import numpy as np
 
 from lrdoctor.doctor._context import Context, first_bad
 from lrdoctor.doctor._curves import _f, _lr_at
-from lrdoctor.doctor._epochs import below_chance, chance_tail, curves, measured, squashed_loss
+from lrdoctor.doctor._epochs import (
+    _exp,
+    below_chance,
+    chance_tail,
+    curves,
+    measured,
+    squashed_loss,
+)
 from lrdoctor.doctor._evalgap import eval_above_chance
 from lrdoctor.doctor._finding import Finding
 from lrdoctor.doctor._thresholds import T
@@ -49,7 +56,7 @@ def constant_output(ctx: Context) -> list[Finding]:
         return []
     return [_f("dead-relu", "warning",
                f"from {_epoch_of(ctx, t.start)} on the training loss stays within "
-               f"{t.deviation:.2%} of {t.level:.4g} (= ln {math.exp(t.level):.3g}) with accuracy "
+               f"{t.deviation:.2%} of {t.level:.4g} (= ln {_exp(t.level):.3g}) with accuracy "
                f"at chance (accuracy x exp(loss) = {t.acc_ratio:.2f}): the output does not "
                "depend on the input, no signal reaches the last layer. Dead ReLUs (a negative "
                "bias init, or units killed by an early spike) do this; so do weight decay so "
@@ -111,7 +118,7 @@ def scale_blowup(ctx: Context) -> list[Finding]:
     first = float(curves(ctx).train[0])
     return [_f("unnormalized-input", "warning",
                f"the first epoch's mean loss {first:.4g} is {t.first_ratio:.3g}x the chance level "
-               f"{t.level:.4g} (= ln {math.exp(t.level):.3g}) where the run then stays, pinned "
+               f"{t.level:.4g} (= ln {_exp(t.level):.3g}) where the run then stays, pinned "
                "within {:.2%} with accuracy at chance: the first steps saw enormous logits and "
                "the units died. Inputs that are not standardized (e.g. pixels 0-255) do this; a "
                "far too large weight initialization kills the units the same way and leaves the "
@@ -216,7 +223,7 @@ def eval_beats_train(ctx: Context) -> list[Finding]:
         return []
     return [_f("over-regularization", "warning",
                f"the training loss stays at chance level {e.level:.4g} (= ln "
-               f"{math.exp(e.level):.3g}; training accuracy x exp(loss) = {e.train_ratio:.2f}) "
+               f"{_exp(e.level):.3g}; training accuracy x exp(loss) = {e.train_ratio:.2f}) "
                f"while validation reached {e.val_acc:.1%} at {_epoch_of(ctx, e.index)}, "
                f"{e.ratio:.2f}x the chance accuracy, with a val loss {e.val_loss:.4g} below that "
                "level: the network computes something the training-mode forward pass hides. "
@@ -249,7 +256,7 @@ def noisy_at_chance(ctx: Context) -> list[Finding]:
         return []
     return [_f("over-regularization", "warning",
                f"from {_epoch_of(ctx, t.start)} on the training loss sits at chance level "
-               f"{t.level:.4g} (= ln {math.exp(t.level):.3g}, accuracy x exp(loss) = "
+               f"{t.level:.4g} (= ln {_exp(t.level):.3g}, accuracy x exp(loss) = "
                f"{t.acc_ratio:.2f}) and varies by {t.deviation:.2%} (median) without creeping "
                "down: more than the constant output of a dead network (<= 0.1%), less than "
                "steps too large (> 1%). The output is random but uninformative in training "
