@@ -224,7 +224,36 @@ def _median_update_ratio(ctx: Context) -> float | None:
     return float(np.median(vals)) if vals else None
 
 
+def _pace(values: np.ndarray) -> float:
+    """The fall per point over the second half of ``values`` over that of the first half.
+
+    ``pace = ((v[h] - v[-1]) / (n - 1 - h)) / ((v[0] - v[h]) / h)`` with ``h = (n - 1) // 2``
+    (at least 1), on ``n >= 3`` points (an epoch's loss, or block medians of a per-step one).
+    A learning rate far too small keeps the loss in its linear regime, where each step lowers
+    it by about ``lr * |g|^2`` with a gradient that has barely changed: the fall goes on at the
+    same pace (about 1) or speeds up as it leaves a flat start (> 1). A run that learns slows
+    down as it nears its floor (well under 1). ``inf`` when only the second half falls; 0 when
+    neither does or there are fewer than 3 points.
+    """
+    v = np.asarray(values, dtype=float)
+    n = len(v)
+    if n < 3 or not np.isfinite(v).all():
+        return 0.0
+    h = max(1, (n - 1) // 2)
+    early = (v[0] - v[h]) / h
+    late = (v[h] - v[-1]) / (n - 1 - h)
+    if early <= 0:
+        return math.inf if late > 0 else 0.0
+    return float(late / early)
+
+
 def lr_too_low(ctx: Context) -> list[Finding]:
+    """lr-too-low: the loss crawls down at an unchanging pace, or the updates are tiny.
+
+    From the curves: the loss fell less than LOW_LR_REL of its start, still sloping down, and
+    :func:`_pace` of the (20-block smoothed) loss is at least LOW_LR_PACE: it is not slowing
+    down. From the Monitor: the largest layer's update ratio is under LOW_UPDATE_RATIO.
+    """
     lv = _levels(ctx)
     if lv is None:
         return []
@@ -252,20 +281,26 @@ def lr_too_low(ctx: Context) -> list[Finding]:
     late = _rel_change(sm[len(sm) // 2:])
     sm20 = blocks(ctx.train.values, 20)
     steady = len(sm20) >= 4 and float(np.mean(np.diff(sm20) < 0)) >= 0.75
-    slow = 0 <= drop < T.LOW_LR_REL and (late < -0.005 or steady)
+    pace = _pace(sm20)
+    slow = (0 <= drop < T.LOW_LR_REL and (late < -0.005 or steady)
+            and pace >= T.LOW_LR_PACE)
     tiny_updates = ratio is not None and ratio < T.LOW_UPDATE_RATIO
     if not ((tiny_updates and -T.FLAT_REL <= drop < T.UNDERFIT_REL)
             or (slow and (ratio is None or ratio < 10 * T.LOW_UPDATE_RATIO))):
         return []
     lr = _lr_at(ctx, ctx.end)
     evidence = (f"the training loss fell only {drop:.1%} ({l0:.4g} -> {lend:.4g})"
-                + (" and is still sloping down" if slow else "")
+                + (" and is still sloping down at an unchanging pace (" + (
+                    f"fall per point over the second half {pace:.2f}x the first half's"
+                    if math.isfinite(pace) else "falling in the second half only")
+                   + "; a run that learns slows down)" if slow else "")
                 + (f"; the largest layer update/weight ratio is {ratio:.2g} per step "
                    "(healthy ~1e-3)" if ratio is not None else "")
                 + (f"; lr {lr:.3g}" if lr else ""))
     return [_f("lr-too-low", "warning", evidence,
                "Raise the learning rate (try 10x, or run `lrdoctor find`).",
-               [ctx.start + 0.3 * (ctx.end - ctx.start)], 0.6 + 0.3 * tiny_updates, drop=drop)]
+               [ctx.start + 0.3 * (ctx.end - ctx.start)], 0.6 + 0.3 * tiny_updates, drop=drop,
+               pace=pace if math.isfinite(pace) else None)]
 
 
 def trend(ctx: Context) -> list[Finding]:

@@ -79,6 +79,13 @@ _reg("UNDERFIT_NO_ACC_REL", 0.2, (0.1, 0.2, 0.3), "underfitting",
      "without an accuracy: the loss fell by less than this share of its start")
 _reg("LOW_LR_REL", 0.1, (0.05, 0.1, 0.2), "lr-too-low",
      "the loss fell by less than this share of its start while still sloping down")
+_reg("LOW_LR_PACE", 0.75, (0.6, 0.75, 0.85), "lr-too-low",
+     "from the curves: the loss's fall per point over the second half of the run over the "
+     "first half's (its pace, on the 20-block smoothed loss) at least this: not slowing down",
+     "2026-12-07 on the corpus design families (cancer-mlp, mnist1d-cnn, friedman-reg, "
+     "digits-wide, charlm-tf), seeds 0-2, per-epoch columns: lr x0.01 / x0.001 runs 0.91-4.6, "
+     "healthy runs in every LR style <= 0.58 (charlm-tf's 4-epoch runs 0.10-0.19, which fell "
+     "under LOW_LR_REL and were called lr-too-low in 18 of 21)")
 _reg("LOW_UPDATE_RATIO", 2e-3, (1e-4, 1e-3, 2e-3, 4e-3), "lr-too-low",
      "the largest layer's median |dw|/|w| per step below this while the loss fell by less "
      "than UNDERFIT_REL of its start (10x this with a crawl under LOW_LR_REL)",

@@ -1,0 +1,56 @@
+"""Rules on the loss curves (``doctor/_curves``): the learning-rate crawl, underfitting and the
+trend matrix, on per-epoch logs like a Keras CSVLogger's."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lrdoctor.doctor import diagnose
+from lrdoctor.doctor._curves import _pace
+from lrdoctor.logs import Series, TrainingLog
+
+
+def epochs_log(loss, acc=None, val_loss=None, val_acc=None, lr=5e-3) -> TrainingLog:
+    loss = np.asarray(loss, dtype=float)
+    ep = np.arange(len(loss), dtype=float)
+    cols = {"train/loss": loss, "train/accuracy": acc, "val/loss": val_loss,
+            "val/accuracy": val_acc, "lr": np.full(len(loss), lr)}
+    return TrainingLog({k: Series(ep, np.asarray(v, dtype=float), ep) for k, v in cols.items()
+                        if v is not None}, format="keras-csv", step_unit="epoch")
+
+
+def problems(log) -> list[str]:
+    return [f.code for f in diagnose(log).problems]
+
+
+def test_pace_formula():
+    assert _pace(np.array([4.0, 3.0, 2.0, 1.0, 0.0])) == pytest.approx(1.0)  # a straight crawl
+    assert _pace(np.array([4.0, 2.0, 1.0, 0.5, 0.25])) == pytest.approx(0.25)  # halving
+    assert _pace(np.array([2.0, 2.0, 1.0])) == math.inf  # falls only in the second half
+    assert _pace(np.array([1.0, 2.0, 3.0])) == 0.0
+    assert _pace(np.array([1.0, 0.5])) == 0.0  # too short to say
+
+
+def test_a_linear_crawl_is_lr_too_low():
+    """A learning rate 100x too small: the loss falls the same small amount every epoch."""
+    x = np.arange(8)
+    log = epochs_log(1.01 - 0.011 * x, val_loss=1.0 - 0.011 * x, lr=1e-5)  # an MSE regression
+    f = next(f for f in diagnose(log).problems if f.code == "lr-too-low")
+    assert f.data["pace"] == pytest.approx(1.0, abs=0.05)
+    assert "unchanging pace" in f.evidence
+
+
+def test_a_short_run_that_slows_down_is_not_lr_too_low():
+    """The charlm-tf shape: 4 epochs of a healthy character model, whose loss fell under 10%
+    of its (median-of-3) start but slows down each epoch: still learning, not a crawl."""
+    log = epochs_log([2.851, 2.400, 2.304, 2.229], acc=[0.326, 0.382, 0.395, 0.409],
+                     val_loss=[2.504, 2.386, 2.323, 2.272], val_acc=[0.353, 0.379, 0.380, 0.388])
+    assert "lr-too-low" not in problems(log)
+    # the same fall at a constant pace is a crawl (without accuracies: no chance analysis)
+    assert "lr-too-low" not in problems(epochs_log([2.851, 2.400, 2.304, 2.229],
+                                                   val_loss=[2.504, 2.386, 2.323, 2.272]))
+    assert "lr-too-low" in problems(epochs_log([2.40, 2.35, 2.30, 2.25],
+                                               val_loss=[2.39, 2.34, 2.29, 2.24]))
