@@ -54,3 +54,17 @@ def test_a_short_run_that_slows_down_is_not_lr_too_low():
                                                    val_loss=[2.504, 2.386, 2.323, 2.272]))
     assert "lr-too-low" in problems(epochs_log([2.40, 2.35, 2.30, 2.25],
                                                val_loss=[2.39, 2.34, 2.29, 2.24]))
+
+
+def test_a_low_accuracy_ceiling_is_not_underfitting_but_a_tiny_model_is():
+    """The healthy 4-epoch character model ends at 41% accuracy (a next-character task's
+    ceiling is low): no warning at all. A model too small to learn (25%) still underfits."""
+    healthy = epochs_log([2.851, 2.400, 2.304, 2.229], acc=[0.326, 0.382, 0.395, 0.409],
+                         val_loss=[2.504, 2.386, 2.323, 2.272],
+                         val_acc=[0.353, 0.379, 0.380, 0.388])
+    assert problems(healthy) == []
+    tiny = epochs_log([2.41, 2.184, 2.053, 1.969, 1.907, 1.867],
+                      acc=[0.12, 0.17, 0.20, 0.22, 0.23, 0.237],
+                      val_loss=[2.215, 2.082, 2.005, 1.956, 1.921, 1.89],
+                      val_acc=[0.15, 0.19, 0.21, 0.22, 0.225, 0.228])
+    assert "underfitting" in problems(tiny)

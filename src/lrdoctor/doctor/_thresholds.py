@@ -69,12 +69,16 @@ _reg("IMPROVE_REL", 0.05, (0.03, 0.05, 0.1), "data-problem",
      "relative improvement of validation above this: improving")
 _reg("UNDERFIT_REL", 0.5, (0.3, 0.5, 0.7), "lr-too-low",
      "with tiny updates: the loss fell by less than this share of its start")
-_reg("UNDERFIT_GAIN", 0.45, (0.35, 0.45, 0.55), "underfitting",
+_reg("UNDERFIT_GAIN", 0.35, (0.25, 0.35, 0.45), "underfitting",
      "final training (else validation) accuracy's gain over chance, (acc - 1/C) / (1 - 1/C) "
      "(1/C taken as 0 when the log does not know C), below this",
      "2026-12-07 on the corpus design families (cancer-mlp, mnist1d-cnn, friedman-reg, "
-     "digits-wide): healthy runs >= 0.54, width-2/width-1 models <= 0.33; it replaced "
-     "UNDERFIT_ACC 0.75 (P3), which called healthy MNIST-1D runs at 58-76% underfitting")
+     "digits-wide): healthy runs >= 0.54, width-2/width-1 models <= 0.33 (0.41 in a CSV, "
+     "which does not know C); it replaced UNDERFIT_ACC 0.75 (P3), which called healthy "
+     "MNIST-1D runs at 58-76% underfitting. Lowered from 0.45 the same day on charlm-tf (a "
+     "design family from then on): its healthy 4-epoch character models end at 0.40-0.42 (a "
+     "next-character task has a low accuracy ceiling), and 0.45 called 18 of 21 underfitting "
+     "live and from the CSV")
 _reg("UNDERFIT_NO_ACC_REL", 0.2, (0.1, 0.2, 0.3), "underfitting",
      "without an accuracy: the loss fell by less than this share of its start")
 _reg("LOW_LR_REL", 0.1, (0.05, 0.1, 0.2), "lr-too-low",
