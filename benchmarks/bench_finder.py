@@ -17,7 +17,9 @@ Rules compared on the same tasks and seeds:
 - every lrdoctor rule (``lrdoctor.finder.RULES``): 3 repeats, median, on the zoomed second pass
   (``find_lr`` defaults); the default rule's row is ``find_lr(..., budget_steps=<the run's
   steps>)``'s suggestion, after the budget probe (``lrdoctor.finder.BudgetProbe``), and the
-  ``(no probe)`` row is the same range test read without it;
+  ``(no probe)`` row is the same range test read without it (the answer itself where no probe
+  ran, as after a fallback); the other rules' rows read the curves alone (no fallback), so
+  they may be None where find_lr is not;
 - the default rule on the first pass alone (``zoom=False``: what the range test gave before the
   zoom) and on the first pass's first repeat only (what 1 repeat without zoom would give);
 - torch-lr-finder (the real package): its own range test over the same range and step count,
@@ -271,7 +273,10 @@ def main() -> None:
                 first = coarse.curves[0]
                 for r in RULES:
                     picks[f"lrdoctor {r}"].append(analyze(res.curves, rule=r).suggestion)
-                picks[no_probe].append(picks[f"lrdoctor {DEFAULT_RULE}"][-1])
+                # without budget_steps find_lr answers the zoomed pass's pick; where no probe
+                # ran (a fallback answer has none) it answers what it answers with one
+                picks[no_probe].append(picks[f"lrdoctor {DEFAULT_RULE}"][-1]
+                                       if res.probe is not None else res.suggestion)
                 picks[f"lrdoctor {DEFAULT_RULE}"][-1] = res.suggestion
                 probes.append(res.probe.to_dict() if res.probe else None)
                 answers.append({"grade": res.grade, "reason": res.reason,
