@@ -63,13 +63,26 @@ def val_plateau(ctx: Context) -> list[Finding]:
                change=change, noise=noise)]
 
 
+def _before_final_rise(v: np.ndarray, is_acc: bool) -> int:
+    """How many of ``v``'s points to keep: all but a final run of at most 2 evaluations that
+    each got worse after the best one (an early-stopping run ends with its patience epochs of
+    rising validation loss; that rise is where overfitting starts, not a swing)."""
+    worse = (np.diff(v) < 0) if is_acc else (np.diff(v) > 0)
+    best = int(np.argmax(v)) if is_acc else int(np.argmin(v))
+    tail_len = len(v) - 1 - best
+    if 1 <= tail_len <= 2 and worse[best:].all():
+        return best + 1
+    return len(v)
+
+
 def swinging_validation(ctx: Context) -> list[Finding]:
     """oscillation from curves: the validation metric swings from evaluation to evaluation.
 
     Over the second half of the evaluations (>= 8 in all), the total variation of the
     validation loss (else accuracy) is at least SWING times its net Theil-Sen change plus
     its typical step (a monotone curve scores 1), with direction changes at half of the
-    steps or more, and the median step above SWING_LEVEL of the curve's whole range (its
+    steps or more (a final rise of at most 2 evaluations after the best one is left out: that is
+    where an early-stopped run starts to overfit), and the median step above SWING_LEVEL of the curve's whole range (its
     progress over the run), so converged noise is not a swing. Quiet when
     the log has a per-step gradient norm (the live rule decides).
     """
@@ -80,6 +93,10 @@ def swinging_validation(ctx: Context) -> list[Finding]:
             continue
         v = s.values[len(s) // 2:].astype(float)
         st = s.steps[len(s) // 2:].astype(float)
+        keep = _before_final_rise(v, is_acc)
+        v, st = v[:keep], st[:keep]
+        if len(v) < 4:
+            continue
         d = np.diff(v)
         tv = float(np.sum(np.abs(d)))
         net = abs(_theil_sen(st, v) * float(st[-1] - st[0]))
