@@ -130,3 +130,19 @@ def test_a_real_squash_or_a_softmax_of_equal_logits_is_still_a_mismatch():
                    {"min": lo, "max": hi, "n_outputs": 10})
         log = _layers_log([0.5] * 6, [0.5] * 6, [ev])
         assert diagnose(log).problems[0].code == "loss-activation-mismatch", (lo, hi)
+
+
+def _inputs_log(mean: float, std: float, absmax: float) -> TrainingLog:
+    steps = np.arange(0, 20)
+    return TrainingLog({"train/loss": Series(np.arange(200), np.linspace(2.3, 0.5, 200)),
+                        "input/mean": Series(steps, np.full(20, mean)),
+                        "input/std": Series(steps, np.full(20, std)),
+                        "input/absmax": Series(steps, np.full(20, absmax))},
+                       format="lrdoctor-jsonl")
+
+
+def test_a_standardized_input_with_one_far_feature_value_is_normalized():
+    """Whole-dataset batches of standardized digits hold a near-constant pixel at 33 std."""
+    assert "unnormalized-input" not in diagnose(_inputs_log(0.0, 0.98, 33.0)).codes
+    for mean, std, absmax in ((0.3, 4.0, 900.0), (2.0, 1.0, 40.0), (60.0, 200.0, 2000.0)):
+        assert "unnormalized-input" in diagnose(_inputs_log(mean, std, absmax)).codes, (mean, std)

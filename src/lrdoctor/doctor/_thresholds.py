@@ -187,6 +187,13 @@ _reg("INPUT_ABSMAX", 20.0, (10.0, 20.0, 50.0), "unnormalized-input",
      "input magnitude that says 'not normalized'")
 _reg("INPUT_STD", 5.0, (3.0, 5.0, 10.0), "unnormalized-input", "input std above this")
 _reg("INPUT_MEAN", 5.0, (3.0, 5.0, 10.0), "unnormalized-input", "|input mean| above this")
+_reg("INPUT_SCALED", 0.5, (0.25, 0.5), "unnormalized-input",
+     "inputs whose median batch mean and std minus 1 are both within this of 0 are standardized: "
+     "their max |x| above INPUT_ABSMAX is one rare feature value, not a missing scaling",
+     "2026-12-07 on the corpus design families (cancer-mlp, mnist1d-cnn, friedman-reg, "
+     "digits-wide, charlm-tf): digits-wide's full-batch runs (mean -2e-9, std 0.976, max |x| "
+     "32.8 from a near-constant pixel) were called unnormalized-input; every unnormalized-input "
+     "run that is flagged has std >= 6")
 _reg("LABEL_PURITY", 0.8, (0.6, 0.8, 0.9), "unshuffled-data",
      "batches made of mostly one label: the median share of the commonest label above this")
 _reg("NOISE_SCALE_FACTOR", 30.0, (10.0, 30.0, 100.0), "batch-size",
