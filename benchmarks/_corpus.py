@@ -72,10 +72,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _families import FAMILIES, Family, unsupported
+from _families import FAMILIES, FRESH, Family, unsupported
 
 __all__ = [
-    "CACHE", "DEFAULTS", "FAULTS", "LR_STYLES", "SEEDS", "VERSION", "Fault", "Run", "RunResult",
+    "CACHE", "DEFAULTS", "FAULTS", "FRESH", "LR_STYLES", "SEEDS", "VERSION", "Fault", "Run", "RunResult",
     "bites", "cached", "config_key", "corpus", "full_config", "run_all", "train_run",
 ]
 
