@@ -9,23 +9,32 @@ round, seeded by the case), and compared with no repair (the faulty run itself).
 
 A case is **healed** when the final run has no warning/critical finding *and* its validation
 metric is within 2 points of accuracy (5% relative loss) of the family's healthy reference
-(the mean of its healthy constant-LR corpus runs, seeds 0-2). Cases whose fault does not bite
-(``_corpus.bites``: the faulty run is not measurably worse) are listed apart, not counted.
+(the mean of its healthy constant-LR corpus runs, seeds 0-2). For ``label-noise`` the
+label-noise finding itself may stay (:data:`RESIDUAL`): the training labels stay noisy
+whatever the knobs, so a right doctor keeps reporting them, and the cure is the metric, as
+close to the clean-label reference as the smoothing allows (the strict count is in the notes).
+Cases whose fault does not bite (``_corpus.bites``: the faulty run is not measurably worse)
+are listed apart, not counted.
 
-Held out: the changes (``lrdoctor.doctor._changes``) were written looking only at
-``lrdoctor.examples`` digits-mlp runs. A first report on the four TUNED families (34% healed,
-random 16%) was then looked at, and one rule came of it (an ``lr`` change scales a concrete
-``schedule``); those four are tuning families since, and the table reports FAMILIES, held out
-(``--tuned`` runs the four). The keep rule's "cured" clause (a change that removed its finding
-without a new problem is kept) came from the demo's double mistake on examples digits-mlp. The doctor's thresholds are the shipped ones (tuned by the
-doctor's own benchmarks, which include the corpus's LOFO tuning; see bench_doctor.py).
+Held out (FAMILIES: cancer-mlp, mnist1d-cnn, digits-deep, mnist1d-gru, charlm-tf): no change
+or keep rule was written looking at them (the first three's results were seen in earlier
+reports). Tuning (TUNED): the changes (``lrdoctor.doctor._changes``) were written looking at
+``lrdoctor.examples`` digits-mlp runs and, for the evidence-computed values (the edge LR and
+the 100x step down for an early break, the crawl factor ``3 / drop``, the smoothing from the
+noise rate, the decay from the loss gap), the corpus's digits-wide runs, printed with
+``--show``; a first report on the four TUNED families gave one rule (an ``lr`` change scales a
+concrete ``schedule``). The keep rule's "cured" clause came from the demo's double mistake on
+examples digits-mlp. The doctor's thresholds are the shipped ones (tuned by the doctor's own
+benchmarks, which include the corpus's LOFO tuning; see bench_doctor.py).
 
 ``train_fn`` is ``_corpus.train_run`` (cached under ``out/corpus``), with the vocabulary's
 schedule template (``{lr}``, ``{steps}``) filled in from the run's own length. 2 niced worker
 processes, 1 torch thread each.
 
-    python benchmarks/bench_repair.py          # or: make bench BENCH=repair
-    python benchmarks/bench_repair.py --quick  # 2 families
+    python benchmarks/bench_repair.py              # or: make bench BENCH=repair (9 families)
+    python benchmarks/bench_repair.py --held-out   # the 5 held-out families only
+    python benchmarks/bench_repair.py --quick      # cancer-mlp only
+    python benchmarks/bench_repair.py --show digits-wide lr-too-low [--every]  # print rounds
 """
 
 from __future__ import annotations
@@ -33,7 +42,6 @@ from __future__ import annotations
 import math
 import sys
 import zlib
-from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,9 +51,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 #: the first report ran on these four (the fastest); its failures were then looked at and
 #: ``repair.apply_change`` (an lr change scales a concrete schedule) came of it: tuning families
 TUNED = ("digits-wide", "digits-cnnbn", "synth-resnet", "friedman-reg")
-#: reported: three families nothing was looked at on (the GRU and character-LM families are
-#: left out for time, 5-7 s a run on the shared 2-core machine)
-FAMILIES = ("cancer-mlp", "mnist1d-cnn", "digits-deep")
+#: held out: no change or keep rule was written looking at them (the first three were seen in
+#: earlier reports; the GRU and the character LM are 5-7 s a run on the shared 2-core machine)
+FAMILIES = ("cancer-mlp", "mnist1d-cnn", "digits-deep", "mnist1d-gru", "charlm-tf")
 NO_FIX = ("data-problem", "distribution-shift")
 ROUNDS = 3
 
@@ -115,11 +123,24 @@ def case(args: tuple[Any, dict[str, Any]]) -> dict[str, Any]:
         first = trainer.results[result.history[0].source]
         best = trainer.results[result.best.source]
         out["bites"] = _bites(run, first, reference)
-        out["none"] = result.history[0].healthy and _close(first, reference)
-        out[name] = result.healed and _close(best, reference)
+        out["none"] = _healed(run.fault, result.history[0], first, reference)
+        out[name] = _healed(run.fault, result.best, best, reference)
+        out[f"{name}_strict"] = result.best.healthy and _close(best, reference)
         out[f"{name}_rounds"] = result.best.index
         out[f"{name}_changes"] = [r.change for r in result.history[1:] if r.kept]
     return out
+
+
+#: findings that describe the data, which no training knob changes: a right doctor still
+#: reports them after the best repair, so they do not count against "healthy" for their fault
+RESIDUAL = {"label-noise": {"label-noise"}}
+
+
+def _healed(fault: str, rnd: Any, result: Any, reference: dict[str, float]) -> bool:
+    """Healed: no warning/critical finding (but the fault's own RESIDUAL one) and the metric
+    within 2 pp / 5% of the family's healthy (clean-data) reference."""
+    left = {f.code for f in rnd.diagnosis.problems} - RESIDUAL.get(fault, set())
+    return not left and _close(result, reference)
 
 
 def _bites(run: Any, result: Any, reference: dict[str, float]) -> bool:
@@ -137,17 +158,65 @@ def _close(result: Any, reference: dict[str, float]) -> bool:
     return math.isfinite(result.metric) and result.metric <= reference["metric"] * 1.05
 
 
+def show(family: str, faults: list[str], every: bool = False) -> None:
+    """Print what repair tried on ``family``'s first-variant faults (seed 0), round by round:
+    the change, the findings after it, the metric and the keep decision (design aid)."""
+    from _corpus import DEFAULTS, FAULTS, corpus, references, run_all
+
+    from lrdoctor.healing import repair
+
+    _init()
+    healthy = [r for r in corpus(families=[family], faults=["healthy"])
+               if r.variant == "constant"]
+    ref = references(run_all(healthy)[0])[family]
+    print(f"{family}: reference metric {ref['metric']:.4g}")
+    for run in corpus(families=[family], seeds=(0,), faults=faults, healthy=False):
+        if not every and run.variant != next(
+                f for f in FAULTS if f.name == run.fault).variants[0][0]:
+            continue
+        trainer = CorpusTrainer()
+        result = repair(trainer, {**DEFAULTS, **run.config}, rounds=ROUNDS)
+        print(f"== {run.fault}/{run.variant}: healed={result.healed} "
+              f"close={_close(trainer.results[result.best.source], ref)}")
+        for r in result.history:
+            res = trainer.results[r.source]
+            print(f"  {r.index} {r.sentence()}  [metric {res.metric:.4g}]")
+            for f in r.diagnosis.findings:
+                print(f"      {f.severity} {f.code}: {[dict(c) for c in f.changes][:4]}")
+
+
+def _counts(rs: list[dict[str, Any]]) -> list[Any]:
+    heal = sum(r["doctor"] for r in rs)
+    rounds = sum(r["doctor_rounds"] for r in rs if r["doctor"]) / max(1, heal)
+    return [len(rs), sum(r["none"] for r in rs), heal, sum(r["random"] for r in rs),
+            round(rounds, 2) if heal else ""]
+
+
+def _pct(k: int, n: int) -> str:
+    return f"{k}/{n} ({k / max(n, 1):.0%})"
+
+
 def main(argv: list[str]) -> None:
+    import time
+
     from _corpus import FAULTS, corpus, references, run_all
     from _results import record
 
-    fams = TUNED if "--tuned" in argv else FAMILIES[:1] if "--quick" in argv else FAMILIES
+    if argv[:1] == ["--show"]:
+        show(argv[1], [a for a in argv[2:] if a != "--every"], "--every" in argv)
+        return
+
+    fams = (TUNED if "--tuned" in argv else FAMILIES[:1] if "--quick" in argv
+            else FAMILIES if "--held-out" in argv else FAMILIES + TUNED)
+    t0 = time.perf_counter()
     healthy = [r for r in corpus(families=fams, faults=["healthy"]) if r.variant == "constant"]
     pairs, _ = run_all(healthy)
     refs = references(pairs)
     names = [f.name for f in FAULTS if f.name not in NO_FIX]
     runs = [r for r in corpus(families=fams, seeds=(0,), faults=names, healthy=False)
             if r.variant == next(f for f in FAULTS if f.name == r.fault).variants[0][0]]
+    # the slow families first, so the two workers end together
+    runs.sort(key=lambda r: r.family not in ("mnist1d-gru", "charlm-tf"))
     with ProcessPoolExecutor(max_workers=2, initializer=_init) as pool:
         results = []
         for i, got in enumerate(pool.map(case, [(r, refs[r.family]) for r in runs]), 1):
@@ -155,39 +224,57 @@ def main(argv: list[str]) -> None:
             print(f"repair: {i}/{len(runs)} {got['family']} {got['fault']}: doctor "
                   f"{got['doctor']} random {got['random']} bites {got['bites']} "
                   f"{got['doctor_changes']}", flush=True)
-    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in results:
-        if r["bites"]:
-            by[r["fault"]].append(r)
-    rows = []
-    for fault in names:
-        rs = by.get(fault, [])
-        if rs:
-            rows.append([fault, len(rs), sum(r["none"] for r in rs), sum(r["doctor"] for r in rs),
-                         sum(r["random"] for r in rs),
-                         round(sum(r["doctor_rounds"] for r in rs if r["doctor"])
-                               / max(1, sum(r["doctor"] for r in rs)), 2)])
-    n = sum(row[1] for row in rows)
-    heal, rand, none = (sum(row[i] for row in rows) for i in (3, 4, 2))
-    rows.append(["all", n, none, heal, rand, ""])
+    minutes = (time.perf_counter() - t0) / 60
+    biting = [r for r in results if r["bites"]]
+    held = [r for r in biting if r["family"] in FAMILIES]
+    tuned = [r for r in biting if r["family"] in TUNED]
+    rows = [[fault, *_counts([r for r in held if r["fault"] == fault])]
+            for fault in names if any(r["fault"] == fault for r in held)]
+    n, none, heal, rand = (sum(row[i] for row in rows) for i in (1, 2, 3, 4))
+    rows.append(["all held out", n, none, heal, rand, ""])
+    if tuned:
+        rows.append(["all tuning families", *_counts(tuned)[:4], ""])
     idle = sorted({f"{r['fault']}/{r['family']}" for r in results if not r["bites"]})
     crashed = sorted({f"{r['fault']}/{r['family']} ({r['error']})" for r in results
                       if r["error"]})
-    record("P7 repair: faulty corpus runs healed within 3 rounds (healthy and within 2 pp / 5% "
-           "of the family's reference)",
+    noise = [r for r in held if r["fault"] == "label-noise"]
+    heldnames = [f for f in FAMILIES if f in fams]
+    tunednames = [f for f in TUNED if f in fams]
+    where = (f"Held out: {', '.join(heldnames) or 'none'} (no change or keep rule was written "
+             f"looking at them; cancer-mlp, mnist1d-cnn and digits-deep results were seen in "
+             f"earlier P7 reports); tuning: {', '.join(tunednames) or 'none'} (digits-wide and "
+             "lrdoctor.examples digits-mlp were looked at run by run to write the changes; the "
+             "other three gave the apply_change rule in the first report).")
+    record("P7 repair per fault kind (held-out families): faulty corpus runs healed within 3 "
+           "rounds (healthy and within 2 pp / 5% of the family's reference)",
            ["fault", "biting cases", "no repair", "lrdoctor.repair", "random repair",
             "rounds to heal (mean)"], rows,
-           notes=(f"Families {', '.join(fams)} ({'tuning' if fams == TUNED else 'held out'}"
-                  f"; the GRU and character-LM families left out for time), each "
-                  f"fault's first variant, seed 0. Healed: lrdoctor.repair "
-                  f"{heal}/{n} ({heal / max(n, 1):.0%}), random repair {rand}/{n} "
-                  f"({rand / max(n, 1):.0%}), no repair {none}/{n}. The changes were written on "
-                  "lrdoctor.examples digits-mlp; the apply_change rule after a first report on "
-                  f"{', '.join(TUNED)}; the doctor's thresholds are the shipped ones. Cases whose fault did not bite "
-                  f"(not counted): {len(idle)}: {', '.join(idle) or 'none'}. Cases where a "
-                  f"repair crashed (counted as not healed): {len(crashed)}: "
-                  f"{'; '.join(crashed) or 'none'}. 2 niced workers, "
-                  "1 torch thread each."))
+           notes=(f"{where} Each fault's first variant, seed 0. Healed (held out): "
+                  f"lrdoctor.repair {_pct(heal, n)}, random repair {_pct(rand, n)}, no repair "
+                  f"{_pct(none, n)}"
+                  + (f"; tuning families: repair {_pct(sum(r['doctor'] for r in tuned), len(tuned))}"
+                     f", random {_pct(sum(r['random'] for r in tuned), len(tuned))}"
+                     if tuned else "")
+                  + ". label-noise counts as healed when the metric is within 2 pp of the "
+                  "clean-label reference and no problem but label-noise is left (the labels stay "
+                  "noisy whatever the knobs, so a right doctor keeps saying so); under the strict "
+                  f"rule (doctor-healthy) repair heals {sum(r['doctor_strict'] for r in noise)}"
+                  f"/{len(noise)} held-out label-noise cases. The doctor's thresholds are the "
+                  "shipped ones, with the doctor rules of the working tree at the time of the "
+                  f"run. Cases whose fault did not bite (not counted): {len(idle)}: "
+                  f"{', '.join(idle) or 'none'}. Cases where a repair crashed (counted as not "
+                  f"healed): {len(crashed)}: {'; '.join(crashed) or 'none'}. 2 niced workers, "
+                  f"1 torch thread each; {minutes:.0f} min wall on a 2-core box shared with "
+                  "other work (load average 6-12)."))
+    frows = []
+    for fam in fams:
+        rs = [r for r in biting if r["family"] == fam]
+        if rs:
+            frows.append([fam, "held out" if fam in FAMILIES else "tuning", *_counts(rs)])
+    record("P7 repair per family: faulty corpus runs healed within 3 rounds",
+           ["family", "role", "biting cases", "no repair", "lrdoctor.repair", "random repair",
+            "rounds to heal (mean)"], frows,
+           notes=f"The same run as the table above, by family. {where}")
 
 
 if __name__ == "__main__":
