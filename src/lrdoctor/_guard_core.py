@@ -11,9 +11,15 @@ The spike test, in log space (a minibatch loss varies by a factor, not by an amo
 ``s = 1.4826 * median|Δ log(x)| / sqrt(2)`` over the last ``window`` accepted batches (the
 batch-to-batch noise, blind to the downward trend a plain MAD would count as noise), ``x`` is a
 spike when ``z = (log(x) - m) / max(s, 0.05) > z_limit`` and ``x > ratio * exp(m)``, after
-``min_history`` accepted batches. The value ``exp(m + z_limit * s)`` above which a batch may be
-a spike is recomputed every 25 accepted batches and the test is done exactly only when a value
-crosses it, so an ordinary batch costs two comparisons and a logarithm.
+``min_history`` accepted batches.
+
+The exact test (two medians) runs only when a value crosses a cached limit, so an ordinary
+batch costs a logarithm, an append and a comparison. The limit, ``m + max(z_limit * s,
+log(ratio))`` in log space, is recomputed exactly every ``window`` accepted batches (the history
+has turned over) and in between follows the level with an exponential average of log(x)
+(weight 0.1, about the 20 batches of ``m``): ``limit_k = limit_r + ema_k - ema_r``. A falling loss
+lowers it between refreshes (a stale limit would miss spikes); a value just above it only costs
+one exact test.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ __all__ = ["GuardCore", "GuardEvent", "GuardSettings", "SpikeTest"]
 MIN_SCALE = 0.05  # floor of the robust scale of log(x): a 5% wobble is never a spike
 MARGIN = 2        # a snapshot restored is from >= 2 batches before the first bad one
 LEVEL = 20        # accepted batches whose median log(x) is the current level
-REFRESH = 25      # accepted batches between recomputations of the spike limit
+EMA = 0.1         # weight of the exponential average that moves the limit between refreshes
 KEEP = 3          # snapshots kept
 
 P = TypeVar("P")
@@ -90,16 +96,23 @@ class SpikeTest:
         self.z, self.ratio, self.min_history = settings.z, settings.ratio, settings.min_history
         self.history: deque[float] = deque(maxlen=settings.window)   # log(x), accepted batches
         self.limit = math.inf   # x below this is no spike; inf until min_history
+        self._refresh_every = settings.window
         self._since = 0
+        self._ema = 0.0         # exponential average of log(x)
+        self._offset = math.inf  # log(limit) - ema at the last refresh
 
     def add(self, value: float) -> None:
         """Count an accepted batch's value (> 0; others carry no level)."""
         if value > 0:
-            self.history.append(math.log(value))
+            x = math.log(value)
+            self.history.append(x)
+            self._ema += EMA * (x - self._ema)
             self._since += 1
-            if self._since >= REFRESH or (
+            if self._since >= self._refresh_every or (
                     self.limit == math.inf and len(self.history) >= self.min_history):
                 self._refresh()
+            elif self._offset < math.inf:
+                self.limit = math.exp(min(self._ema + self._offset, 700.0))
 
     def _refresh(self) -> None:
         self._since = 0
@@ -107,8 +120,13 @@ class SpikeTest:
             self.limit = math.inf
             return
         level, scale = self.level_scale()
-        self.limit = math.exp(level + min(self.z * scale, 700.0 - level)) if level < 700 \
-            else math.inf
+        if level >= 700:
+            self.limit, self._offset = math.inf, math.inf
+            return
+        log_limit = level + max(self.z * scale, math.log(self.ratio))
+        self._ema = level if self._offset == math.inf else self._ema
+        self._offset = log_limit - self._ema
+        self.limit = math.exp(min(log_limit, 700.0))
 
     def level_scale(self) -> tuple[float, float]:
         h = np.fromiter(self.history, dtype=float, count=len(self.history))

@@ -12,6 +12,7 @@ _NAMES = {
     "EarlyStopping": "_early_stop",
     "PlateauScaledSchedule": "_callbacks",
     "MonitorCallback": "_monitor",
+    "Guard": "_guard",
 }
 
 __all__ = sorted(_NAMES)  # noqa: PLE0605 (the lazy names, one list)
