@@ -12,8 +12,17 @@ columns only):
 * **top-1**: the share of runs whose first warning/critical finding is the expected code or an
   accepted one (for a healthy run: that there is no such finding);
 * **false alarms**: healthy runs with any warning/critical finding;
-* **look-alike-group macro-F1** (curves only): expected and predicted classes are first mapped
-  to their look-alike group (:func:`lookalike_groups`), then macro-F1 over the groups.
+* **look-alike-group macro-F1** (:data:`GROUP_RULE`): where the doctor says that the log
+  cannot tell look-alike causes apart, its finding names them (``Finding.candidates``, at most 3,
+  from ``data["candidates"]``, with the one check that splits them in ``data["check"]``); a run
+  counts as right for the group when its expected code is among the candidates of the finding
+  that made its prediction, else it is scored as its plain prediction, then macro-F1 as above.
+  The candidates come from the doctor's rules, never from the corpus's knowledge of the fault;
+  "healthy" is never a candidate (a false alarm stays one); plain macro-F1 is reported beside it;
+* **columns-group macro-F1** (the former group score, kept for comparison): expected and
+  predicted classes are first mapped to the corpus-derived look-alike groups
+  (:func:`lookalike_groups`: classes whose per-epoch columns agree epoch by epoch), then
+  macro-F1 over the groups.
 
 Protocol (:func:`lofo`): for each family F, the doctor's tunable thresholds
 (``lrdoctor.doctor._thresholds.REGISTRY``, each with candidate values) are chosen on the runs of
@@ -35,7 +44,8 @@ benchmark records which thresholds each ``diagnose`` reads (it wraps the registr
 access; were that to stop seeing reads, every threshold counts as read and nothing is reused),
 so a candidate that a run's rules never consult reuses its findings. The cache is kept in
 ``out/corpus/diagnoses-<hash of the doctor's and the log readers' sources>.json``, so a re-run
-on an unchanged doctor re-scores in seconds.
+on an unchanged doctor re-scores in seconds. Each entry keeps the warning/critical codes and,
+per code, the finding's candidates (the cache file's ``v2`` name: the format that has them).
 """
 
 from __future__ import annotations
@@ -54,14 +64,25 @@ import numpy as np
 from _corpus import CACHE, Run, RunResult
 
 __all__ = [
-    "Diagnoser", "lofo", "lookalike_groups", "macro_f1", "predict", "score", "search",
-    "top1_right",
+    "GROUP_RULE", "Diagnoser", "group_pred", "lofo", "lookalike_groups", "macro_f1", "predict",
+    "predicting_candidates", "score", "search", "top1_right",
 ]
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "lrdoctor"
 KINDS = ("jsonl", "csv")
 CRASH = "crash: "   # the code recorded when diagnose raised
+Found = tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]  # (codes, candidates per code)
 MARGIN = 1e-3       # a change must raise the objective by more (about 3 runs' worth)
+MAX_CANDIDATES = 3  # a finding names at most this many look-alike causes (Finding checks it)
+
+#: The look-alike-group scoring rule, as the RESULTS footnote states it.
+GROUP_RULE = (
+    "CSV group-F1: where the doctor says the columns cannot tell look-alike causes apart, its "
+    "finding names them (Finding.candidates, at most 3, and the one check that splits them); a "
+    "run counts as right for the group when its expected code is among the candidates of the "
+    "finding that made its prediction (the candidates come from the doctor's rules, not from the "
+    "corpus's fault labels; 'healthy' is never a candidate, so a false alarm stays one); plain "
+    "macro-F1 is beside it")
 
 
 def doctor_hash() -> str:
@@ -110,14 +131,14 @@ class Diagnoser:
         self.defaults = {n: th.REGISTRY[n].default for n in self.names}
         self.pairs = list(pairs)
         self._logs: dict[tuple[str, str], Any] = {}
-        self.path = cache_dir / f"diagnoses-{doctor_hash()}.json" if persist else None
-        self.entries: dict[str, list[tuple[tuple[str, ...], tuple[float, ...], tuple[str, ...]]]] = {}
+        self.path = cache_dir / f"diagnoses-v2-{doctor_hash()}.json" if persist else None
+        self.entries: dict[str, list[tuple[tuple[str, ...], tuple[float, ...], Found]]] = {}
         if self.path is not None and self.path.exists():
             raw = json.loads(self.path.read_text())
-            self.entries = {k: [(tuple(a), tuple(b), tuple(c)) for a, b, c in v]
-                            for k, v in raw.items()}
+            self.entries = {k: [(tuple(a), tuple(b), (tuple(c), tuple(tuple(x) for x in d)))
+                                for a, b, c, d in v] for k, v in raw.items()}
         self.tracking = _Reads.install()
-        self._exact: dict[tuple[str, tuple[tuple[str, float], ...]], tuple[str, ...]] = {}
+        self._exact: dict[tuple[str, tuple[tuple[str, float], ...]], Found] = {}
         self.diagnosed = 0
         self._dirty = False
 
@@ -130,22 +151,27 @@ class Diagnoser:
         return self._logs[k]
 
     def codes(self, result: RunResult, kind: str, values: dict[str, float]) -> tuple[str, ...]:
+        """The run's warning/critical codes, ranked."""
+        return self.found(result, kind, values)[0]
+
+    def found(self, result: RunResult, kind: str, values: dict[str, float]) -> Found:
+        """(codes, candidates): the warning/critical codes, ranked, and per code its
+        finding's ``candidates`` (``(code,)`` when it names one cause)."""
         ck = f"{result.key}|{kind}"
         changed_key = (ck, tuple(sorted((n, v) for n, v in values.items()
                                         if v != self.defaults[n])))
         hit = self._exact.get(changed_key)
         if hit is not None:
             return hit
-        for names, vals, codes in self.entries.get(ck, ()):
+        for names, vals, found in self.entries.get(ck, ()):
             if all(values[n] == v for n, v in zip(names, vals, strict=True)):
-                self._exact[changed_key] = codes
-                return codes
-        codes = self._diagnose(result, kind, values)
-        self._exact[changed_key] = codes
-        return codes
+                self._exact[changed_key] = found
+                return found
+        found = self._diagnose(result, kind, values)
+        self._exact[changed_key] = found
+        return found
 
-    def _diagnose(self, result: RunResult, kind: str, values: dict[str, float]
-                  ) -> tuple[str, ...]:
+    def _diagnose(self, result: RunResult, kind: str, values: dict[str, float]) -> Found:
         ck = f"{result.key}|{kind}"
         import lrdoctor.doctor as D
 
@@ -155,25 +181,29 @@ class Diagnoser:
         try:
             with self.th.override(**changed):
                 d = D.diagnose(self.log(result, kind))
-            codes = tuple(f.code for f in d.findings if f.severity != "info")
+            problems = [f for f in d.findings if f.severity != "info"]
+            codes = tuple(f.code for f in problems)
+            cands = tuple(tuple(f.candidates)[:MAX_CANDIDATES] for f in problems)
         except Exception as err:  # noqa: BLE001 - a doctor crash is scored as a wrong answer
             codes, crashed = (f"{CRASH}{type(err).__name__}: {err}",), True
+            cands = ((),)
         finally:
             read, _Reads.names = _Reads.names, None
         if not read or crashed:  # treat every threshold as read (no reuse, still right)
             read = set(self.names)
         names = tuple(sorted(n for n in read if n in values))
         self.entries.setdefault(ck, []).append(
-            (names, tuple(values[n] for n in names), codes))
+            (names, tuple(values[n] for n in names), (codes, cands)))
         self.diagnosed += 1
         self._dirty = True
-        return codes
+        return codes, cands
 
     def save(self) -> None:
         if self.path is None or not self._dirty:
             return
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({k: [list(map(list, e)) for e in v]
+        tmp.write_text(json.dumps({k: [[list(a), list(b), list(c), [list(x) for x in d]]
+                                       for a, b, (c, d) in v]
                                    for k, v in self.entries.items()}))
         os.replace(tmp, self.path)
         self._dirty = False
@@ -184,6 +214,24 @@ def predict(codes: Sequence[str], run: Run, classes: set[str]) -> str:
     """The run's predicted class from its ranked warning/critical codes."""
     pred = next((c for c in codes if c in classes), "healthy")
     return run.expected if pred in run.accepted else pred
+
+
+def predicting_candidates(codes: Sequence[str], cands: Sequence[Sequence[str]],
+                          classes: set[str]) -> tuple[str, ...]:
+    """The candidates (at most 3) of the finding that made the prediction; () when none did."""
+    i = next((i for i, c in enumerate(codes) if c in classes), None)
+    if i is None or i >= len(cands):
+        return ()
+    return tuple(c for c in cands[i][:MAX_CANDIDATES] if c != "healthy")
+
+
+def group_pred(row: dict[str, Any]) -> str:
+    """:data:`GROUP_RULE`: the expected code when it (or one of the fault's accepted codes, as
+    in :func:`predict`) is among the predicting finding's candidates (a faulty run only), else
+    the plain prediction."""
+    exp, cands = row["expected"], row.get("cands", ())
+    right = (exp, *row["run"].accepted) if "run" in row else (exp,)
+    return exp if exp != "healthy" and any(c in cands for c in right) else row["pred"]
 
 
 def top1_right(codes: Sequence[str], run: Run) -> bool:
@@ -210,14 +258,17 @@ def macro_f1(pairs: Iterable[tuple[str, str]]) -> float:
 
 
 def score(rows: Sequence[dict[str, Any]], groups: dict[str, str] | None = None) -> dict[str, float]:
-    """macro-F1, top-1, false alarms (count and healthy runs) of scored rows."""
+    """macro-F1, top-1, false alarms (count and healthy runs), the look-alike-group macro-F1 by
+    the doctor's candidates (``group_f1``, :data:`GROUP_RULE`) and, with ``groups``, the
+    corpus-derived columns-group macro-F1 (``columns_group_f1``)."""
     pairs = [(r["expected"], r["pred"]) for r in rows]
     out = {"macro_f1": macro_f1(pairs),
            "top1": float(np.mean([r["top1"] for r in rows])) if rows else math.nan,
            "false_alarms": sum(1 for r in rows if r["expected"] == "healthy" and r["codes"]),
-           "healthy": sum(1 for r in rows if r["expected"] == "healthy"), "runs": len(rows)}
+           "healthy": sum(1 for r in rows if r["expected"] == "healthy"), "runs": len(rows),
+           "group_f1": macro_f1((r["expected"], group_pred(r)) for r in rows)}
     if groups is not None:
-        out["group_f1"] = macro_f1((groups.get(t, t), groups.get(p, p)) for t, p in pairs)
+        out["columns_group_f1"] = macro_f1((groups.get(t, t), groups.get(p, p)) for t, p in pairs)
     return out
 
 
@@ -225,10 +276,10 @@ def rows_for(diag: Diagnoser, pairs: Sequence[tuple[Run, RunResult]], kind: str,
              values: dict[str, float], classes: set[str]) -> list[dict[str, Any]]:
     out = []
     for run, res in pairs:
-        codes = diag.codes(res, kind, values)
+        codes, cands = diag.found(res, kind, values)
         out.append({"run": run, "result": res, "expected": run.expected,
                     "pred": predict(codes, run, classes), "top1": top1_right(codes, run),
-                    "codes": codes})
+                    "codes": codes, "cands": predicting_candidates(codes, cands, classes)})
     return out
 
 

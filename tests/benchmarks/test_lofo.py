@@ -60,3 +60,27 @@ def test_classes_with_identical_epoch_columns_form_a_look_alike_group() -> None:
     assert groups["healthy"] == "healthy"  # the LR column tells the plateau run apart
     assert groups["plateau-monitor-mismatch"] == "plateau-monitor-mismatch"
     assert ("bad-initialization", "dead-relu", 2, 2) in evidence
+
+
+def test_the_group_score_counts_a_run_whose_expected_code_the_finding_names_as_a_candidate() -> None:
+    classes = {"healthy", "dead-relu", "over-regularization", "lr-too-high", "bad-initialization"}
+    codes = ("still-learning", "dead-relu")
+    cands = (("still-learning",), ("dead-relu", "over-regularization", "lr-too-high"))
+    assert L.predicting_candidates(codes, cands, classes) == cands[1]
+    assert L.predicting_candidates((), (), classes) == ()
+    rows = []
+    for exp in ("over-regularization", "bad-initialization", "healthy"):
+        run = _run(exp)
+        rows.append({"run": run, "expected": exp, "pred": L.predict(codes, run, classes),
+                     "top1": False, "codes": codes,
+                     "cands": L.predicting_candidates(codes, cands, classes)})
+    # named as a candidate: right for the group; not named: the plain (wrong) prediction
+    assert [L.group_pred(r) for r in rows[:2]] == ["over-regularization", "dead-relu"]
+    # a healthy run with a finding stays a false alarm whatever the finding names
+    rows[2]["cands"] = ("healthy", "dead-relu")
+    assert L.group_pred(rows[2]) == "dead-relu"
+    s = L.score(rows)
+    assert s["macro_f1"] == 0.0 and s["false_alarms"] == 1
+    assert s["group_f1"] == pytest.approx(L.macro_f1([("over-regularization", "over-regularization"),
+                                                      ("bad-initialization", "dead-relu"),
+                                                      ("healthy", "dead-relu")]))

@@ -52,6 +52,9 @@ class Finding:
     vocabulary in docs/repair.md (``{"lr": 0.005}``, ``{"warmup_steps": 40}``) that
     :func:`lrdoctor.repair` applies; ``explained_by`` the code of the finding that causes this
     one (then its severity is ``info``: a consequence, not a second problem; see ``_causes``).
+    Where the log cannot tell look-alike causes apart, ``data["candidates"]`` names them (at most
+    3, the likeliest first) and ``data["check"]`` the one check that splits them; read them as
+    :attr:`candidates` and :attr:`check`.
     """
 
     code: str
@@ -68,6 +71,19 @@ class Finding:
     def __post_init__(self) -> None:
         if self.severity not in _RANK:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+        if len(self.data.get("candidates") or ()) > 3:
+            raise ValueError(f"{self.code}: data['candidates'] names at most 3 causes, got "
+                             f"{self.data['candidates']!r}")
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """The causes the evidence fits (``data["candidates"]``, at most 3), else ``(code,)``."""
+        return tuple(self.data.get("candidates") or ()) or (self.code,)
+
+    @property
+    def check(self) -> str | None:
+        """The one check that tells :attr:`candidates` apart (``data["check"]``), if any."""
+        return self.data.get("check")
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "title": self.title, "severity": self.severity,

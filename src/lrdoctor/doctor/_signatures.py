@@ -67,7 +67,9 @@ def constant_output(ctx: Context) -> list[Finding]:
                "Initialise biases at zero with He init for the weights (or use LeakyReLU/GELU); "
                "if the weight decay is above ~1e-2, lower it.",
                [float(curves(ctx).steps[t.start])], 0.6, level=t.level,
-               candidates=["dead-relu", "over-regularization", "lr-too-high"])]
+               candidates=["dead-relu", "over-regularization", "lr-too-high"],
+               check="print the weight decay, then run lrdoctor.torch.Monitor: dead_frac near 1 "
+                     "per layer means dead ReLUs, weight norms near 0 the weight decay")]
 
 
 def creep_to_chance(ctx: Context) -> list[Finding]:
@@ -97,7 +99,9 @@ def creep_to_chance(ctx: Context) -> list[Finding]:
                "Use ReLU-family activations with He/Xavier initialisation, add normalization "
                "layers or residual connections.",
                [ctx.log.first_step], 0.55, candidates=["vanishing-gradients",
-                                                      "over-regularization"])]
+                                                      "over-regularization"],
+               check="run lrdoctor.torch.Monitor to see per-layer gradient norms (first / "
+                     "last layer far below 1e-2: vanishing), and print the dropout rates")]
 
 
 def scale_blowup(ctx: Context) -> list[Finding]:
@@ -129,7 +133,9 @@ def scale_blowup(ctx: Context) -> list[Finding]:
                "Standardize the inputs (subtract the training mean, divide by the std; images: "
                "divide by 255); if they already are, use the default (Kaiming/Xavier) init.",
                [ctx.log.first_step], 0.65,
-               candidates=["unnormalized-input", "bad-initialization"])]
+               candidates=["unnormalized-input", "bad-initialization"],
+               check="print x.std() of one batch (near 1 when standardized) and each weight's "
+                     "std x sqrt(fan_in) (near 1 for the default init)")]
 
 
 def bounce_at_chance(ctx: Context) -> list[Finding]:
@@ -198,7 +204,9 @@ def early_overflow(ctx: Context) -> list[Finding]:
                    "records both",
                    "Use the default (Kaiming/Xavier) initialisation; if x.std() of a batch is far "
                    "from 1, standardize the inputs.", [step], 0.6, lr=lr,
-                   candidates=["bad-initialization", "unnormalized-input", "lr-too-high"])]
+                   candidates=["bad-initialization", "unnormalized-input", "lr-too-high"],
+                   check="print each weight's std x sqrt(fan_in) (near 1 for Kaiming/Xavier) "
+                         "and x.std() of one batch")]
     return [_f("lr-too-high", "warning",
                seen + ": a learning rate far too high does this, and so do unnormalized inputs or "
                "a far too large initialization, which per-epoch columns cannot tell apart. Check "
@@ -206,7 +214,9 @@ def early_overflow(ctx: Context) -> list[Finding]:
                "the learning rate, far above it the inputs or the init",
                "Divide the learning rate by 10 and check that the first batch's loss is near "
                "ln(classes).", [step], 0.6,
-               candidates=["lr-too-high", "unnormalized-input", "bad-initialization"])]
+               candidates=["lr-too-high", "unnormalized-input", "bad-initialization"],
+               check="print the loss of the first batch before any step: near ln(classes) "
+                     "means the learning rate, far above it the inputs or the init")]
 
 
 def eval_beats_train(ctx: Context) -> list[Finding]:
@@ -233,7 +243,9 @@ def eval_beats_train(ctx: Context) -> list[Finding]:
                "validation accuracy means the train-mode regularization",
                "Lower the dropout rate (0.1-0.5) or the augmentation strength, and check that "
                "the training loss then falls.", [float(curves(ctx).steps[e.index])], 0.65,
-               ratio=e.ratio, candidates=["over-regularization", "data-problem"])]
+               ratio=e.ratio, candidates=["over-regularization", "data-problem"],
+               check="evaluate the training set in eval mode: near the validation accuracy "
+                     "means the train-mode regularization (dropout, augmentation)")]
 
 
 def noisy_at_chance(ctx: Context) -> list[Finding]:
@@ -265,7 +277,9 @@ def noisy_at_chance(ctx: Context) -> list[Finding]:
                f"in eval mode (one minute), or {_MONITOR_RUN}",
                "Lower the dropout rate (0.1-0.5), and check that the training loss then falls.",
                [float(curves(ctx).steps[t.start])], 0.55, level=t.level,
-               candidates=["over-regularization", "lr-too-high"])]
+               candidates=["over-regularization", "lr-too-high"],
+               check="print the dropout rates and evaluate the training set in eval mode: "
+                     "near the validation accuracy means the dropout")]
 
 
 def softmax_floor(ctx: Context) -> list[Finding]:
