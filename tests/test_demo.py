@@ -12,7 +12,8 @@ pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 from lrdoctor.cli import main
-from lrdoctor.demo import DemoConfig, fix_schedule, load_task
+from lrdoctor.demo import DemoConfig, fix_schedule, load_task, plan_fix
+from lrdoctor.schedules import parse
 
 
 @pytest.mark.slow
@@ -48,6 +49,12 @@ def _every_step_left_its_trace(out, data):
     assert data["suggested_lr"] == pytest.approx(data["finder"]["suggestion"])
     lo, hi = data["finder"]["interval"]
     assert lo <= data["suggested_lr"] <= hi
+    # (d) ran auto_lr's schedule for exactly its steps, and says why
+    fix = data["fix"]
+    assert fix["source"] == "auto" and fix["how"].startswith("auto_lr for ")
+    steps = data["config"]["epochs"] * load_task(DemoConfig()).steps_per_epoch
+    assert parse(fix["spec"]).duration == fix["total_steps"] == steps
+    assert data["table"][1]["lr"] == fix["spec"]
     assert not data["missing"]
     assert all(math.isfinite(v) for v in data["seconds"].values())
 
@@ -72,6 +79,24 @@ def test_fix_schedule_fits_the_budget():
     s = parse(spec)
     assert s.duration == task.steps_per_epoch * 4
     assert s(task.steps_per_epoch) == pytest.approx(0.1) and s(s.duration) == 0
+
+
+def test_plan_fix_runs_auto_for_the_run_and_falls_back_when_it_cannot():
+    config = DemoConfig(epochs=4)
+    task = load_task(config)
+    plan = plan_fix(task, config)
+    total = task.steps_per_epoch * 4
+    assert plan.source == "auto" and plan.lr == plan.finder.peak_lr
+    assert parse(plan.spec).duration == total and max(parse(plan.spec).values(total)) == \
+        pytest.approx(plan.lr, rel=1e-2)
+    assert plan.finder.reason in plan.how and plan.to_dict()["finder_cost"] == plan.finder.cost
+    # a run too short for auto_lr (under 20 steps): the finder's suggestion on warm-up + cosine
+    short = DemoConfig(epochs=2, n_train=200, finder_steps=40)
+    task = load_task(short)
+    plan = plan_fix(task, short)
+    assert task.steps_per_epoch * 2 < 20 and plan.source in ("finder", "reference")
+    assert "under auto_lr's 20" in plan.how
+    assert plan.spec == fix_schedule(plan.lr, task, short)
 
 
 def test_demo_bad_input(capsys, tmp_path):

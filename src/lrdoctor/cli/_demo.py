@@ -16,7 +16,7 @@ __all__ = ["register"]
 STAGES = {
     "mistake": "(a) training with the mistake",
     "diagnose": "(b) the doctor reads the log",
-    "finder": "(c) LR range test",
+    "finder": "(c) auto: LR range test",
     "fixed": "(d) training with the fix",
     "repair": "(f) the repair loop on the mistake",
     "report": "(e) writing the report",
@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the end-to-end demo: a classic LR mistake, its diagnosis, the LR finder, the fix",
         description=(
             "Train a small MLP on scikit-learn's digits twice — once with a classic "
-            "learning-rate mistake, once with the finder's LR on a warm-up + cosine schedule "
-            "and a correctly-configured plateau scheduler — and write one HTML report."
+            "learning-rate mistake, once with the LR and schedule auto_lr picks for the run "
+            "(a range test of 10% of its steps) and a correctly-configured plateau scheduler "
+            "— and write one HTML report."
         ),
     )
     p.add_argument("--out", default="demo-out", metavar="DIR",
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"    [bold]{f.severity}[/] {f.title} ({f.code}): {f.evidence}",
                           soft_wrap=True)
             console.print(f"      fix: {f.fix}", soft_wrap=True)
-    fr = result.finder
+    fr, plan = result.finder, result.plan
     if fr.suggestion is not None:
         lo, hi = fr.interval
         console.print(f"[bold](c)[/] LR finder: suggestion {fr.suggestion:.3g} "
@@ -87,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         console.print("[bold](c)[/] LR finder: no clear suggestion; using "
                       f"{result.suggested_lr:.3g}")
+    if plan is not None:
+        console.print(f"    run (d): {plan.spec}", soft_wrap=True)
+        console.print(f"    why: {plan.how}", soft_wrap=True)
     console.print(f"{d.title}: final val accuracy {d.final():.1%}", soft_wrap=True)
     decisions = [line for line in d.journal if "not a plateau decision" not in line]
     for line in (decisions or d.journal)[:4]:

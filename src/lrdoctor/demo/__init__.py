@@ -7,15 +7,17 @@ a. **the mistake** — SGD (momentum 0.9) at lr 0.5, ten times the usual 0.05, w
    scheduler watching validation *accuracy* in mode ``'min'`` (so every improvement counts as
    a bad epoch), under :class:`lrdoctor.torch.Monitor`;
 b. **the diagnosis** of that run's log (:func:`lrdoctor.diagnose`);
-c. **the LR finder** (:func:`lrdoctor.torch.find_lr`) on a fresh model;
-d. **the fix** — the suggested LR on ``warmup >> cosine`` composed with
-   :class:`lrdoctor.torch.PlateauLR` in mode ``'max'``, with a decision journal;
+c. **auto** (:func:`lrdoctor.torch.auto_lr`) on a fresh model: a range test sized to 10% of
+   run (d)'s steps, and the LR and schedule to run for exactly those steps, with its reason;
+d. **the fix** — auto's warm-up + decay composed with :class:`lrdoctor.torch.PlateauLR` in
+   mode ``'max'``, with a decision journal (where auto cannot answer, the finder's suggestion
+   on ``warmup >> cosine``; :class:`FixPlan` says which);
 e. **a comparison table** and one self-contained HTML report with both runs;
 f. **the repair loop** (:func:`lrdoctor.repair`) on the same mistake: the doctor's first fix is
    applied as data (``Finding.changes``), the run retrained and diagnosed again, until it is
    healthy — no human translating sentences into settings.
 
-Each step is a function of its own (:func:`train_run`, :func:`diagnose_run`, :func:`find_lr`,
+Each step is a function of its own (:func:`train_run`, :func:`diagnose_run`, :func:`plan_fix`,
 :func:`compare`, :func:`write_report`); the library never prints — progress goes to an optional
 ``progress(stage, done, total)`` callback.
 """
@@ -39,6 +41,7 @@ from lrdoctor.demo._report import (
 from lrdoctor.demo._runs import (
     DemoConfig,
     DemoResult,
+    FixPlan,
     Progress,
     RunRecord,
     _tick,
@@ -47,6 +50,7 @@ from lrdoctor.demo._runs import (
     find_lr,
     fix_schedule,
     load_task,
+    plan_fix,
     repair_run,
     train_run,
 )
@@ -55,12 +59,14 @@ from lrdoctor.errors import LRDoctorError
 __all__ = [
     "DemoConfig",
     "DemoResult",
+    "FixPlan",
     "RunRecord",
     "compare",
     "diagnose_run",
     "find_lr",
     "fix_schedule",
     "load_task",
+    "plan_fix",
     "plot_curves",
     "plot_lr_track",
     "repair_run",
@@ -107,16 +113,18 @@ def run_demo(out_dir: str | Path = "demo-out", *, config: DemoConfig | None = No
     seconds["b_diagnose"] = time.perf_counter() - began
 
     began = time.perf_counter()
-    finder = find_lr(task, config, progress=progress)
+    plan = plan_fix(task, config, progress=progress)
+    finder, spec = plan.finder, plan.spec
     suggested = finder.suggestion
-    if suggested is None:  # no clear descent: fall back to the task's reference lr, say so
+    if suggested is None:  # no clear descent: the plan fell back to the task's reference lr
         suggested = float(ref_lr or config.mistake_lr / 10)
     seconds["c_finder"] = time.perf_counter() - began
 
     began = time.perf_counter()
-    spec = fix_schedule(suggested, task, config)
-    fixed = train_run(task, name="fixed", lr=suggested, out_dir=out, mode="max",
-                      title=f"(d) SGD at the finder's lr {suggested:.3g}, warm-up + cosine, "
+    what = "auto's" if plan.source == "auto" else "the finder's" if plan.source == "finder" \
+        else "the reference"
+    fixed = train_run(task, name="fixed", lr=plan.lr, out_dir=out, mode="max",
+                      title=f"(d) SGD on {what} schedule peaking at {plan.lr:.3g}, "
                             "plateau on val accuracy in mode 'max'",
                       patience=config.fix_patience, factor=config.fix_factor, schedule=spec,
                       optimizer=config.optimizer, progress=progress)
@@ -140,18 +148,20 @@ def run_demo(out_dir: str | Path = "demo-out", *, config: DemoConfig | None = No
     interval = finder.interval
     finder_caption = (
         f"Range test {config.finder_start_lr:g} → {config.finder_end_lr:g} over "
-        f"{config.finder_steps} steps × {config.finder_repeats}: suggestion "
+        f"{finder.settings.get('num_steps')} steps × {finder.settings.get('repeats')}: suggestion "
         + (f"{finder.suggestion:.3g} (rule '{finder.rule}', interval {interval[0]:.3g}–"
            f"{interval[1]:.3g}, grade {finder.grade})" if finder.suggestion is not None
-           else f"none ({'; '.join(finder.notes)}); used the task's reference lr {suggested:.3g}"))
+           else f"none ({'; '.join(finder.notes)}); used the task's reference lr {suggested:.3g}")
+        + f". Run (d): {spec} — {plan.how}.")
     summary_details = {
         "data": f"{task.description} ({task.name}), {task.epochs} epochs, batch {task.batch_size}",
         "run (a)": f"{mistake.title}: final val accuracy {mistake.final():.1%}",
         "run (d)": f"{fixed.title}: final val accuracy {fixed.final():.1%}",
         "finder": finder_caption,
+        "schedule (d)": f"{spec} ({plan.source})",
         "doctor": ", ".join(getattr(diagnosis, "codes", []) or []) or "not run",
     }
-    parts = {"verdict": verdict(mistake, fixed, suggested), "summary_details": summary_details,
+    parts = {"verdict": verdict(mistake, fixed, plan), "summary_details": summary_details,
              "diagnosis": diagnosis, "log": log, "mistake": mistake, "fixed": fixed,
              "table": table, "figures": figures, "finder_caption": finder_caption,
              "subtitle": summary_details["data"], "repair": healing}
@@ -161,7 +171,8 @@ def run_demo(out_dir: str | Path = "demo-out", *, config: DemoConfig | None = No
     seconds["total"] = sum(seconds.values())
     result = DemoResult(config=config, mistake=mistake, fixed=fixed, diagnosis=diagnosis,
                         finder=finder, suggested_lr=float(suggested), table=table, report=report,
-                        out_dir=out, seconds=seconds, missing=missing, repair=healing)
+                        out_dir=out, seconds=seconds, missing=missing, repair=healing,
+                        plan=plan)
     write_file(out / "demo.json", json.dumps(jsonable(result.to_dict()), indent=2) + "\n")
     return result
 

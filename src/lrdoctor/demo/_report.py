@@ -106,11 +106,14 @@ def plot_lab_valley(path: Path) -> Path:
 
 
 # ---- the report -------------------------------------------------------------------------------
-def verdict(mistake: RunRecord, fixed: RunRecord, lr: float) -> str:
+def verdict(mistake: RunRecord, fixed: RunRecord, plan: Any) -> str:
+    """One sentence: run (a)'s and run (d)'s final accuracy, and what run (d) ran
+    (``plan``: the demo's :class:`~lrdoctor.demo.FixPlan`)."""
     a, d = mistake.final(), fixed.final()
+    what = {"auto": "auto_lr's", "finder": "the LR finder's"}.get(plan.source, "the reference")
     return (f"The run with the classic mistake ends at {a:.1%} validation accuracy; the fix — "
-            f"the LR finder's {lr:.3g} on a warm-up + cosine schedule with the plateau scheduler "
-            f"in the right mode — ends at {d:.1%} ({(d - a) * 100:+.1f} points).")
+            f"{what} schedule {plan.spec} with the plateau scheduler in the right mode — ends "
+            f"at {d:.1%} ({(d - a) * 100:+.1f} points).")
 
 
 def _save(fig: Any, path: Path) -> Path:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DemoConfig", "DemoResult", "Progress", "RunRecord", "compare", "diagnose_run", "find_lr",
-           "fix_schedule", "load_task", "train_run"]
+__all__ = ["DemoConfig", "DemoResult", "FixPlan", "Progress", "RunRecord", "compare",
+           "diagnose_run", "find_lr", "fix_schedule", "load_task", "plan_fix", "train_run"]
 
 Progress = Callable[[str, int, int], None]
 
@@ -31,12 +31,15 @@ class DemoConfig:
     mistake_lr: float = 0.5
     mistake_patience: int = 1
     mistake_factor: float = 0.5
-    #: the range test
+    #: the range test: ``auto_lr`` over this range, sized to ``finder_cost`` of run (d)'s steps
+    #: unless ``finder_steps`` (and ``finder_repeats``) are given
     finder_start_lr: float = 1e-3
     finder_end_lr: float = 10.0
-    finder_steps: int = 200
-    finder_repeats: int = 2
-    #: the fix: warm-up over this many epochs, then cosine to 0; plateau in mode 'max'
+    finder_steps: int | None = None
+    finder_repeats: int = 1
+    finder_cost: float = 0.1
+    #: the fix: auto_lr's warm-up + decay; where auto cannot answer (a run under 20 steps, no
+    #: suggestion), warm-up over this many epochs, then cosine to 0; plateau in mode 'max'
     warmup_epochs: int = 1
     fix_patience: int = 2
     fix_factor: float = 0.3
@@ -44,7 +47,7 @@ class DemoConfig:
 
     @classmethod
     def quick(cls) -> DemoConfig:
-        return cls(epochs=6, finder_steps=120, finder_repeats=1)
+        return cls(epochs=6)
 
 
 @dataclass
@@ -83,6 +86,29 @@ class RunRecord:
         return {"step": steps, "loss": loss, "lr": lr}
 
 
+@dataclass(frozen=True)
+class FixPlan:
+    """What run (d) trains with: ``spec`` (peaking at ``lr``) and ``how`` it was chosen.
+
+    ``finder`` is :func:`lrdoctor.torch.auto_lr`'s :class:`~lrdoctor.torch.AutoResult` when
+    ``source == 'auto'``, else the plain :class:`~lrdoctor.finder.FinderResult` (``source``
+    ``'finder'``: the suggestion on :func:`fix_schedule`) or ``None``-suggestion fallback
+    (``'reference'``: the task's reference LR).
+    """
+
+    finder: Any
+    lr: float
+    spec: str
+    source: str
+    how: str
+    total_steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        cost = getattr(self.finder, "cost", None) if self.source == "auto" else None
+        return {"lr": self.lr, "spec": self.spec, "source": self.source, "how": self.how,
+                "total_steps": self.total_steps, "finder_cost": cost}
+
+
 @dataclass
 class DemoResult:
     """Everything the demo produced; ``report`` is the HTML file to open."""
@@ -99,6 +125,7 @@ class DemoResult:
     seconds: dict[str, float]
     missing: list[str] = field(default_factory=list)
     repair: Any = None  # the RepairResult of step (f)
+    plan: FixPlan | None = None  # where run (d)'s LR and schedule came from
 
     def to_dict(self) -> dict[str, Any]:
         findings = [_finding_dict(f) for f in getattr(self.diagnosis, "findings", [])]
@@ -109,6 +136,7 @@ class DemoResult:
             "finder": {"suggestion": getattr(self.finder, "suggestion", None),
                        "interval": list(getattr(self.finder, "interval", None) or []),
                        "grade": getattr(self.finder, "grade", None)},
+            "fix": self.plan.to_dict() if self.plan is not None else None,
             "findings": findings,
             "journal": {"mistake": self.mistake.journal, "fixed": self.fixed.journal},
             "report": str(self.report),
@@ -200,7 +228,8 @@ def diagnose_run(record: RunRecord, log: Any = None) -> Any:
 
 
 def find_lr(task: Any, config: DemoConfig, *, progress: Progress | None = None) -> Any:
-    """The LR range test on a fresh model (:func:`lrdoctor.torch.find_lr`)."""
+    """The LR range test on a fresh model (:func:`lrdoctor.torch.find_lr`; 100 steps unless
+    ``config.finder_steps``)."""
     from lrdoctor import examples
     from lrdoctor.torch import find_lr as _find_lr
 
@@ -208,8 +237,47 @@ def find_lr(task: Any, config: DemoConfig, *, progress: Progress | None = None) 
     opt = examples.make_optimizer(config.optimizer, model, config.finder_start_lr)
     return _find_lr(model, opt, task.train_loader, task.loss_fn,
                     start_lr=config.finder_start_lr, end_lr=config.finder_end_lr,
-                    num_steps=config.finder_steps, repeats=config.finder_repeats,
+                    num_steps=config.finder_steps or 100, repeats=config.finder_repeats,
                     progress=_tick(progress, "finder"))
+
+
+def plan_fix(task: Any, config: DemoConfig, *, progress: Progress | None = None) -> FixPlan:
+    """Run (d)'s LR and schedule: :func:`lrdoctor.torch.auto_lr` for exactly the run's steps
+    (its range test sized to ``config.finder_cost`` of them) on a fresh model. Where auto
+    cannot answer (a run under 20 steps, no suggestion), the plain finder's suggestion (or the
+    task's reference LR) on :func:`fix_schedule`; ``how`` says which."""
+    from lrdoctor import examples
+    from lrdoctor.errors import FinderError
+    from lrdoctor.torch import auto_lr
+
+    total = task.steps_per_epoch * task.epochs
+    if total >= 20:
+        model = task.build_model()
+        opt = examples.make_optimizer(config.optimizer, model, config.finder_start_lr)
+        sizing = {} if config.finder_steps is None else {
+            "num_steps": config.finder_steps, "repeats": config.finder_repeats}
+        try:
+            res = auto_lr(model, opt, task.train_loader, task.loss_fn, total_steps=total,
+                          start_lr=config.finder_start_lr, end_lr=config.finder_end_lr,
+                          cost=config.finder_cost, progress=_tick(progress, "finder"),
+                          **sizing)
+        except FinderError as err:
+            why = f"auto_lr gave no answer ({err})"
+        else:
+            how = (f"auto_lr for {total} steps: {res.reason}; peak {res.peak_lr:.3g} on "
+                   f"{res.schedule} (finder cost {100 * res.cost:.0f}% of the run)")
+            return FixPlan(res, res.peak_lr, res.spec, "auto", how, total)
+    else:
+        why = f"the run has {total} steps, under auto_lr's 20"
+    finder = find_lr(task, config, progress=progress)
+    if finder.suggestion is not None:
+        lr, source = float(finder.suggestion), "finder"
+        how = f"{why}; the finder's suggestion {lr:.3g} on warm-up + cosine: {finder.reason}"
+    else:
+        lr, source = float(task.reference_lrs.get(config.optimizer) or config.mistake_lr / 10), \
+            "reference"
+        how = f"{why}; no suggestion either ({finder.reason}): the task's reference lr {lr:.3g}"
+    return FixPlan(finder, lr, fix_schedule(lr, task, config), source, how, total)
 
 
 def fix_schedule(lr: float, task: Any, config: DemoConfig) -> str:
