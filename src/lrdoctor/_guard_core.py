@@ -15,11 +15,12 @@ spike when ``z = (log(x) - m) / max(s, 0.05) > z_limit`` and ``x > ratio * exp(m
 
 The exact test (two medians) runs only when a value crosses a cached limit, so an ordinary
 batch costs a logarithm, an append and a comparison. The limit, ``m + max(z_limit * s,
-log(ratio))`` in log space, is recomputed exactly every ``window`` accepted batches (the history
-has turned over) and in between follows the level with an exponential average of log(x)
-(weight 0.1, about the 20 batches of ``m``): ``limit_k = limit_r + ema_k - ema_r``. A falling loss
-lowers it between refreshes (a stale limit would miss spikes); a value just above it only costs
-one exact test.
+log(ratio))`` in log space, is recomputed exactly every 25 accepted batches (two medians in
+plain Python, 4x faster than numpy's on 100 values) and in between follows the level with an
+exponential average of log(x) (weight 0.1, about the 20 batches of ``m``): ``limit_k = limit_r +
+ema_k - ema_r``, so a falling loss lowers it between refreshes. A value just above it only costs
+one exact test; a borderline spike can hide behind it while the noise estimate moves, one with
+z and the ratio 1.5x past their limits cannot (tests/test_guard_core.py).
 """
 
 from __future__ import annotations
@@ -27,9 +28,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Generic, TypeVar
-
-import numpy as np
 
 from lrdoctor.errors import GuardError, LRDoctorError
 
@@ -38,6 +38,7 @@ __all__ = ["GuardCore", "GuardEvent", "GuardSettings", "SpikeTest"]
 MIN_SCALE = 0.05  # floor of the robust scale of log(x): a 5% wobble is never a spike
 MARGIN = 2        # a snapshot restored is from >= 2 batches before the first bad one
 LEVEL = 20        # accepted batches whose median log(x) is the current level
+REFRESH = 25      # accepted batches between exact recomputations of the limit
 EMA = 0.1         # weight of the exponential average that moves the limit between refreshes
 KEEP = 3          # snapshots kept
 
@@ -89,6 +90,12 @@ class GuardSettings:
             raise LRDoctorError(f"Guard lr_factor must be in (0, 1], got {self.lr_factor}")
 
 
+def _median(values: list[float]) -> float:
+    values.sort()
+    n, m = len(values), len(values) // 2
+    return values[m] if n % 2 else (values[m - 1] + values[m]) / 2
+
+
 class SpikeTest:
     """The spike test on one series (the loss, or the gradient norm) of accepted batches."""
 
@@ -96,7 +103,7 @@ class SpikeTest:
         self.z, self.ratio, self.min_history = settings.z, settings.ratio, settings.min_history
         self.history: deque[float] = deque(maxlen=settings.window)   # log(x), accepted batches
         self.limit = math.inf   # x below this is no spike; inf until min_history
-        self._refresh_every = settings.window
+        self._refresh_every = REFRESH
         self._since = 0
         self._ema = 0.0         # exponential average of log(x)
         self._offset = math.inf  # log(limit) - ema at the last refresh
@@ -129,9 +136,11 @@ class SpikeTest:
         self.limit = math.exp(min(log_limit, 700.0))
 
     def level_scale(self) -> tuple[float, float]:
-        h = np.fromiter(self.history, dtype=float, count=len(self.history))
-        level = float(np.median(h[-LEVEL:]))
-        noise = 1.4826 * float(np.median(np.abs(np.diff(h)))) / math.sqrt(2)
+        """``(m, max(s, MIN_SCALE))`` of the module doc (plain Python: 4x faster than numpy's
+        median on 100 values, the same numbers)."""
+        h = list(self.history)
+        level = _median(h[-LEVEL:])
+        noise = 1.4826 * _median([abs(b - a) for a, b in pairwise(h)]) / math.sqrt(2)
         return level, max(noise, MIN_SCALE)
 
     def spike(self, value: float) -> dict[str, float] | None:
