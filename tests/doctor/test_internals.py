@@ -15,7 +15,7 @@ from lrdoctor.logs import Event, Series, TrainingLog, load
 SEED = 31
 
 
-def _train(tmp, tag, *, weight_scale=1.0, epochs=4, zero_biases=False):
+def _train(tmp, tag, *, weight_scale=1.0, epochs=4, zero_biases=False, batch=None):
     torch = pytest.importorskip("torch")
     from lrdoctor import examples
     from lrdoctor.torch import Monitor
@@ -40,7 +40,7 @@ def _train(tmp, tag, *, weight_scale=1.0, epochs=4, zero_biases=False):
     with Monitor(model, opt, path, loss_fn=task.loss_fn) as mon:
         for _ in range(epochs):
             model.train()
-            for idx in torch.randperm(len(yt), generator=gen).split(task.batch_size):
+            for idx in torch.randperm(len(yt), generator=gen).split(batch or task.batch_size):
                 loss = task.loss_fn(model(xt[idx]), yt[idx])
                 opt.zero_grad()
                 loss.backward()
@@ -58,7 +58,8 @@ def _train(tmp, tag, *, weight_scale=1.0, epochs=4, zero_biases=False):
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("internals")
     return {"tiny": _train(tmp, "tiny", weight_scale=1e-3), "default": _train(tmp, "default"),
-            "zeros": _train(tmp, "zeros", weight_scale=0.0, zero_biases=True, epochs=2)}
+            "zeros": _train(tmp, "zeros", weight_scale=0.0, zero_biases=True, epochs=2),
+            "full": _train(tmp, "full", batch=100_000, epochs=30)}
 
 
 def test_a_shrunk_init_is_named_by_its_effect_vanishing_gradients(runs):
@@ -146,3 +147,29 @@ def test_a_standardized_input_with_one_far_feature_value_is_normalized():
     assert "unnormalized-input" not in diagnose(_inputs_log(0.0, 0.98, 33.0)).codes
     for mean, std, absmax in ((0.3, 4.0, 900.0), (2.0, 1.0, 40.0), (60.0, 200.0, 2000.0)):
         assert "unnormalized-input" in diagnose(_inputs_log(mean, std, absmax)).codes, (mean, std)
+
+
+def test_one_step_per_epoch_while_still_improving_is_a_batch_size_problem(runs):
+    d = diagnose(runs["full"])                           # 30 epochs = 30 Adam steps
+    assert d.problems and d.problems[0].code == "batch-size", d.codes
+    f = d.problems[0]
+    assert f.data["steps_total"] == 30 and "one optimizer step" in f.evidence
+    assert "batch-size" not in [x.code for x in diagnose(runs["default"]).problems]
+
+
+def _epoch_steps_log(val: np.ndarray) -> TrainingLog:
+    n = len(val)
+    steps = np.arange(n)
+    loss = 2.0 * np.exp(-steps / (2.0 * n)) + 0.1          # still falling at the end
+    return TrainingLog({"train/loss": Series(steps, loss, steps.astype(float)),
+                        "val/loss": Series(steps, val, steps.astype(float))},
+                       format="lrdoctor-jsonl")
+
+
+def test_one_step_per_epoch_is_no_problem_once_validation_stopped_improving():
+    n = 40
+    falling = 2.0 * np.exp(-np.arange(n) / 60.0) + 0.2
+    assert "batch-size" in [f.code for f in diagnose(_epoch_steps_log(falling)).problems]
+    turned = falling.copy()
+    turned[n // 2:] = falling[n // 2] + np.linspace(0, 0.3, n - n // 2)   # overfits: rises
+    assert "batch-size" not in [f.code for f in diagnose(_epoch_steps_log(turned)).problems]

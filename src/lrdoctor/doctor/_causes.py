@@ -49,6 +49,7 @@ CONSEQUENCES: dict[str, tuple[str, ...]] = {
     "unshuffled-data": ("oscillation", *_OUTCOMES),
     "plateau-monitor-mismatch": ("lr-too-low", *_OUTCOMES),
     "lr-too-low": _OUTCOMES,
+    "batch-size": _OUTCOMES,
     "data-problem": _OUTCOMES,
     "exploding-gradients": ("nonfinite", "diverging", *_OUTCOMES),
     "diverging": ("nonfinite", *_OUTCOMES),

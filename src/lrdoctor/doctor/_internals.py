@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from lrdoctor.doctor._context import Context, head
+from lrdoctor.doctor._context import Context, blocks, head
 from lrdoctor.doctor._curves import _f, _levels
 from lrdoctor.doctor._finding import Finding
 from lrdoctor.doctor._thresholds import T
@@ -300,16 +300,69 @@ def setup_events(ctx: Context) -> list[Finding]:
     return out
 
 
+def _one_step_epochs(ctx: Context) -> int | None:
+    """The number of epochs when a per-step log took exactly one optimizer step per epoch
+    (the batch is the whole training set), else None."""
+    s = ctx.train
+    if ctx.unit != "step" or s is None or s.epochs is None:
+        return None
+    ep = s.epochs[np.isfinite(s.epochs)]
+    if len(ep) < 8:
+        return None
+    counts = np.unique(ep, return_counts=True)[1]
+    return len(counts) if len(counts) >= 8 and int(np.max(counts)) == 1 else None
+
+
+def _still_improving(ctx: Context) -> tuple[float, float] | None:
+    """(training loss fall over the last third, share of the evaluations after the validation
+    best) when both were still improving as the run stopped: the training loss fell more than
+    FLAT_REL over the last third and validation's best is among its last 10% of evaluations
+    (the last 2 at least)."""
+    lv, val = _levels(ctx), ctx.val
+    if lv is None or val is None or len(val) < 3:
+        return None
+    sm = blocks(ctx.train.values)
+    third = sm[-max(2, len(sm) // 3):]
+    fall = (float(third[0]) - float(third[-1])) / max(abs(float(third[0])), 1e-12)
+    vv = val.values
+    after = (len(vv) - 1 - int(np.argmin(vv))) / len(vv)
+    if fall > T.FLAT_REL and len(vv) - 1 - int(np.argmin(vv)) < max(2, len(vv) // 10):
+        return fall, after
+    return None
+
+
 def batch_size(ctx: Context) -> list[Finding]:
+    """batch-size: a warning when each epoch is one optimizer step (the whole training set in
+    one batch) and training and validation were both still improving when the run stopped:
+    the number of steps, not the data, limited the run (minibatches of B examples take n/B
+    steps in the same epochs). Otherwise an info when the gradient noise scale
+    ``B_noise = B * tr(S/B) / |G|^2`` (the Monitor's, over consecutive steps) is more than
+    NOISE_SCALE_FACTOR times from the batch."""
     log = ctx.log
+    ns = log.get("noise_scale").finite.values if log.has("noise_scale") else np.array([])
+    b = log.get("batch/size").values if log.has("batch/size") else np.array([])
+    est = float(np.median(ns)) if len(ns) else None
+    epochs = _one_step_epochs(ctx)
+    improving = _still_improving(ctx) if epochs is not None else None
+    if epochs is not None and improving is not None:
+        fall, _ = improving
+        batch = f" of {float(np.median(b)):g} examples" if len(b) else ""
+        return [_f("batch-size", "warning",
+                   f"every epoch is one optimizer step (one batch{batch}: the whole training "
+                   f"set), {epochs} steps in all, and the run was still improving when it "
+                   f"stopped (training loss down {fall:.0%} over the last third, validation at "
+                   "its best in the last evaluations): the step count, not the data, limits it"
+                   + (f"; gradient noise scale ~{est:.3g} examples" if est is not None else ""),
+                   "Use minibatches (32-256 examples give n/B times more steps in the same "
+                   "epochs; scale the learning rate down with the batch), or train for more "
+                   "epochs.", [ctx.end], 0.55, steps_total=epochs,
+                   **({"noise_scale": est} if est is not None else {}))]
     if not log.has("noise_scale"):
         _needs_monitor(ctx, "batch-size", "the gradient noise scale")
         return []
-    ns = log.get("noise_scale").finite.values
-    b = log.get("batch/size").values if log.has("batch/size") else np.array([])
-    if len(ns) < 3 or not len(b):
+    if len(ns) < 3 or not len(b) or est is None:
         return []
-    est, batch = float(np.median(ns)), float(np.median(b))
+    batch = float(np.median(b))
     ratio = est / max(batch, 1e-12)
     if ratio > T.NOISE_SCALE_FACTOR or ratio < 1 / T.NOISE_SCALE_FACTOR:
         direction = "larger" if ratio > 1 else "smaller"
