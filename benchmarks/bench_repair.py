@@ -19,10 +19,9 @@ are listed apart, not counted.
 Held out (FAMILIES: cancer-mlp, mnist1d-cnn, digits-deep, mnist1d-gru, charlm-tf): no change
 or keep rule was written looking at them (the first three's results were seen in earlier
 reports). Tuning (TUNED): the changes (``lrdoctor.doctor._changes``) were written looking at
-``lrdoctor.examples`` digits-mlp runs and, for the evidence-computed values (the edge LR and
-the 100x step down for an early break, the crawl factor ``3 / drop``, the smoothing from the
-noise rate, the decay from the loss gap), the corpus's digits-wide runs, printed with
-``--show``; a first report on the four TUNED families gave one rule (an ``lr`` change scales a
+``lrdoctor.examples`` digits-mlp runs and, for the evidence-computed values (the 100x step
+down for an early break, the crawl factor ``3 / drop``, the smoothing from the noise rate, the
+decay from the loss gap), the corpus's digits-wide runs, printed with ``--show``; a first report on the four TUNED families gave one rule (an ``lr`` change scales a
 concrete ``schedule``). The keep rule's "cured" clause came from the demo's double mistake on
 examples digits-mlp. The doctor's thresholds are the shipped ones (tuned by the doctor's own
 benchmarks, which include the corpus's LOFO tuning; see bench_doctor.py).

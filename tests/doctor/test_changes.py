@@ -50,18 +50,6 @@ def test_a_break_in_the_first_2_percent_steps_down_100x():
         == {"lr": 0.05}
 
 
-def test_under_a_rising_lr_the_edge_is_where_the_smoothed_loss_was_lowest():
-    # a ramp from 0.01 to 1.0: the loss falls until step 100 (lr ~0.5), then climbs and breaks
-    n = 200
-    steps = np.arange(n, dtype=float)
-    lr = np.linspace(0.01, 1.0, n)
-    loss = np.where(steps < 100, 2.3 - steps / 100, 1.3 + (steps - 100) ** 2 / 100)
-    log = TrainingLog({"train/loss": Series(steps, loss), "lr": Series(steps, lr)})
-    change = changes_for(_finding("diverging", [150]), Context(log))[0]
-    edge = float(np.interp(100, steps, lr))
-    assert change["lr"] == pytest.approx(edge / 10, rel=0.05)   # not lr(150) / 10 = 0.075
-
-
 def test_a_crawl_raises_the_lr_by_three_over_the_drop():
     # the loss fell 1%: 300x, then a third of it, then 10x it
     n = 200

@@ -5,9 +5,8 @@ docs/repair.md); a finding carries alternatives, the one expected to help most f
 :func:`lrdoctor.repair` applies them one at a time and retrains. Values come from the log:
 
 - a new learning rate is the LR finder's suggestion when the log's meta holds one
-  (``meta["lr_suggestion"]``), else the LR at the edge (the step where the loss broke; under a
-  rising LR, the step of the lowest smoothed loss before the break) divided by ``k``: ``k = 100``
-  when the loss broke within the first 2% of the run (far over the edge), else 10;
+  (``meta["lr_suggestion"]``), else the LR at the step where the loss broke divided by ``k``:
+  ``k = 100`` when the loss broke within the first 2% of the run (far past the edge), else 10;
 - for a crawl, the LR times ``clip(3 / drop, 10, 1000)``, ``drop`` the fraction by which the
   training loss fell (in the linear regime a loss that moved 1% needs about 300x the step to
   make a healthy run's drop within a third of the run);
@@ -173,30 +172,6 @@ def _steps_per_epoch(ctx: Context) -> float | None:
     return _total_steps(ctx) / n if n else None
 
 
-def _edge_lr(ctx: Context, step: float | None) -> float | None:
-    """The LR at the edge of stability: at the break, or, when the LR rose before the break
-    (a ramp, a cycle), at the step of the lowest smoothed training loss before it (as the LR
-    range test reads it)."""
-    lr, raw = ctx.lr, ctx.train_raw
-    at_break = _lr_at(ctx, step)
-    if lr is None or raw is None or not len(lr.finite) or step is None:
-        return at_break
-    s = lr.finite
-    before = s.values[s.steps <= step]
-    if len(before) < 2 or float(np.min(before)) <= 0 or \
-            float(np.max(before)) < 2 * float(np.min(before)):
-        return at_break
-    keep = np.isfinite(raw.values) & (raw.steps <= step)
-    steps, values = raw.steps[keep], raw.values[keep]
-    if len(values) < 10:
-        return at_break
-    size = max(1, len(values) // 40)
-    n = len(values) // size
-    smooth = np.median(values[: n * size].reshape(n, size), axis=1)
-    i = int(np.argmin(smooth))
-    return _lr_at(ctx, float(steps[min(len(steps) - 1, i * size + size // 2)])) or at_break
-
-
 def _overshoot(ctx: Context, finding: Finding) -> float:
     """How far below the edge to go: 100 when the loss broke within the first 2% of the run
     (the LR is far past the edge), else 10."""
@@ -207,9 +182,9 @@ def _overshoot(ctx: Context, finding: Finding) -> float:
 
 
 def _lower(ctx: Context, finding: Finding, factor: float | None = None) -> float | None:
-    """The finder's suggestion when it is below the edge LR, else the edge LR / factor
+    """The finder's suggestion when it is below the LR of the break, else that LR / factor
     (default :func:`_overshoot`)."""
-    lr = _edge_lr(ctx, _break_step(ctx, finding))
+    lr = _lr_at(ctx, _break_step(ctx, finding))
     sug = _suggested(ctx)
     if sug is not None and (lr is None or sug < lr):
         return _sig(sug)
