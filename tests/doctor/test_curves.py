@@ -68,3 +68,40 @@ def test_a_low_accuracy_ceiling_is_not_underfitting_but_a_tiny_model_is():
                       val_loss=[2.215, 2.082, 2.005, 1.956, 1.921, 1.89],
                       val_acc=[0.15, 0.19, 0.21, 0.22, 0.225, 0.228])
     assert "underfitting" in problems(tiny)
+
+
+def test_a_high_loss_from_the_curves_names_its_look_alikes_and_the_check():
+    """A loss that stays high reads three ways from per-epoch columns; each finding names its
+    candidates (at most 3) and the one check that splits them."""
+    x = np.arange(6)
+    # a model too small: high floor, validation next to training
+    small = epochs_log(2.3 - 0.4 * (1 - np.exp(-x / 2)), acc=0.12 + 0.1 * (1 - np.exp(-x / 2)),
+                       val_loss=2.28 - 0.4 * (1 - np.exp(-x / 2)),
+                       val_acc=0.12 + 0.1 * (1 - np.exp(-x / 2)))
+    f = next(f for f in diagnose(small).problems if f.code == "underfitting")
+    assert f.candidates == ("underfitting", "loss-activation-mismatch", "over-regularization")
+    assert f.check and "print the model" in f.check
+    # a first epoch far above the rest: the start blew up (init, inputs or the first lr)
+    blown = epochs_log([30000.0, 11000.0, 6000.0, 4000.0, 3000.0, 2650.0],
+                       acc=[0.12, 0.14, 0.16, 0.17, 0.18, 0.19],
+                       val_loss=[9000.0, 5000.0, 3500.0, 2800.0, 2300.0, 2000.0],
+                       val_acc=[0.13, 0.15, 0.17, 0.18, 0.19, 0.2])
+    first = diagnose(blown).problems[0]
+    assert first.code == "bad-initialization"
+    assert first.candidates == ("bad-initialization", "unnormalized-input", "lr-too-high")
+    # a regression whose validation loss ends far below its training loss: the training data
+    noisy = epochs_log([0.62, 0.58, 0.56, 0.55, 0.545, 0.54, 0.535, 0.53],
+                       val_loss=[0.35, 0.28, 0.25, 0.23, 0.225, 0.22, 0.22, 0.22])
+    first = diagnose(noisy).problems[0]
+    assert first.code == "label-noise"
+    assert set(first.candidates) == {"label-noise", "over-regularization", "data-problem"}
+
+
+def test_a_finding_names_at_most_three_candidates():
+    from lrdoctor.doctor import Finding
+
+    f = Finding("underfitting", "t", "warning", "e", "x")
+    assert f.candidates == ("underfitting",) and f.check is None
+    with pytest.raises(ValueError, match="at most 3"):
+        Finding("underfitting", "t", "warning", "e", "x",
+                data={"candidates": ["a", "b", "c", "d"]})

@@ -81,6 +81,16 @@ _reg("UNDERFIT_GAIN", 0.35, (0.25, 0.35, 0.45), "underfitting",
      "live and from the CSV")
 _reg("UNDERFIT_NO_ACC_REL", 0.2, (0.1, 0.2, 0.3), "underfitting",
      "without an accuracy: the loss fell by less than this share of its start")
+_reg("START_BLOWUP", 2.0, (1.5, 2.0, 3.0), "underfitting -> bad-initialization (curves)",
+     "with a loss that stays high: the first epoch's mean loss at least this many times the "
+     "lowest since (the first steps saw losses far above the model's level)",
+     "2026-12-07 on the corpus design families, seeds 0-2, runs the curves called underfitting: "
+     "normal-3 init 3.6-17, too-small models <= 1.41")
+_reg("UNDERFIT_VAL_BELOW", 0.1, (0.05, 0.1, 0.2), "underfitting -> label-noise (curves)",
+     "with a loss that stays high: the final validation loss below the training loss by more "
+     "than this share of it",
+     "2026-12-07 on the corpus design families, seeds 0-2, runs the curves called underfitting: "
+     "label noise 0.34-0.58 below, too-small models at most 0.07 below")
 _reg("LOW_LR_REL", 0.1, (0.05, 0.1, 0.2), "lr-too-low",
      "the loss fell by less than this share of its start while still sloping down")
 _reg("LOW_LR_PACE", 0.75, (0.6, 0.75, 0.85), "lr-too-low",
