@@ -15,7 +15,8 @@ from lrdoctor.logs import Event, Series, TrainingLog, load
 SEED = 31
 
 
-def _train(tmp, tag, *, weight_scale=1.0, epochs=4, zero_biases=False, batch=None):
+def _train(tmp, tag, *, weight_scale=1.0, epochs=4, zero_biases=False, batch=None,
+           train_noise=0.0):
     torch = pytest.importorskip("torch")
     from lrdoctor import examples
     from lrdoctor.torch import Monitor
@@ -41,11 +42,12 @@ def _train(tmp, tag, *, weight_scale=1.0, epochs=4, zero_biases=False, batch=Non
         for _ in range(epochs):
             model.train()
             for idx in torch.randperm(len(yt), generator=gen).split(batch or task.batch_size):
-                loss = task.loss_fn(model(xt[idx]), yt[idx])
+                xb = xt[idx] + train_noise * torch.randn(len(idx), xt.shape[1], generator=gen)
+                loss = task.loss_fn(model(xb), yt[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                mon.step(loss=float(loss.detach()), inputs=xt[idx], targets=yt[idx])
+                mon.step(loss=float(loss.detach()), inputs=xb, targets=yt[idx])
             model.eval()
             with torch.no_grad():
                 vo = model(xv)
@@ -59,7 +61,8 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("internals")
     return {"tiny": _train(tmp, "tiny", weight_scale=1e-3), "default": _train(tmp, "default"),
             "zeros": _train(tmp, "zeros", weight_scale=0.0, zero_biases=True, epochs=2),
-            "full": _train(tmp, "full", batch=100_000, epochs=30)}
+            "full": _train(tmp, "full", batch=100_000, epochs=30),
+            "noised": _train(tmp, "noised", train_noise=2.0)}
 
 
 def test_a_shrunk_init_is_named_by_its_effect_vanishing_gradients(runs):
@@ -173,3 +176,33 @@ def test_one_step_per_epoch_is_no_problem_once_validation_stopped_improving():
     turned = falling.copy()
     turned[n // 2:] = falling[n // 2] + np.linspace(0, 0.3, n - n // 2)   # overfits: rises
     assert "batch-size" not in [f.code for f in diagnose(_epoch_steps_log(turned)).problems]
+
+
+def _noised_log(std: float, val_over_train: float) -> TrainingLog:
+    steps = np.arange(0, 300, 15)
+    ev = np.arange(50, 301, 50)
+    train = 1.0 + np.exp(-ev / 100.0)
+    return TrainingLog({"train/loss": Series(np.arange(300), 1.0 + np.exp(-np.arange(300) / 100)),
+                        "train/loss_epoch": Series(ev, train),
+                        "val/loss": Series(ev, train * val_over_train),
+                        "input/mean": Series(steps, np.full(len(steps), 0.01)),
+                        "input/std": Series(steps, np.full(len(steps), std)),
+                        "input/absmax": Series(steps, np.full(len(steps), 4.0 * std))},
+                       format="lrdoctor-jsonl")
+
+
+def test_standardized_then_noised_training_inputs_are_a_data_problem():
+    d = diagnose(_noised_log(2.2, 0.97))                  # sqrt(1 + 2^2): noise of std 2
+    assert d.problems and d.problems[0].code == "data-problem", d.codes
+    assert d.problems[0].data["input_std"] == pytest.approx(2.2)
+
+
+def test_a_real_run_with_noise_added_to_its_training_batches_only(runs):
+    d = diagnose(runs["noised"])
+    assert d.problems and d.problems[0].code == "data-problem", d.codes
+    assert "data-problem" not in diagnose(runs["default"]).codes
+
+
+def test_no_noise_signature_or_a_training_split_that_is_the_easier_one_is_no_data_problem():
+    for std, ratio in ((1.0, 0.97), (2.2, 1.6)):
+        assert "data-problem" not in diagnose(_noised_log(std, ratio)).codes, (std, ratio)

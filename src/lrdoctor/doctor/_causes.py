@@ -50,7 +50,7 @@ CONSEQUENCES: dict[str, tuple[str, ...]] = {
     "plateau-monitor-mismatch": ("lr-too-low", *_OUTCOMES),
     "lr-too-low": _OUTCOMES,
     "batch-size": _OUTCOMES,
-    "data-problem": _OUTCOMES,
+    "data-problem": ("label-noise", "over-regularization", *_OUTCOMES),
     "exploding-gradients": ("nonfinite", "diverging", *_OUTCOMES),
     "diverging": ("nonfinite", *_OUTCOMES),
     "dead-relu": ("vanishing-gradients", *_OUTCOMES),

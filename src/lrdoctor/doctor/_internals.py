@@ -214,6 +214,43 @@ def unnormalized_input(ctx: Context) -> list[Finding]:
     return []
 
 
+def train_input_noise(ctx: Context) -> list[Finding]:
+    """data-problem: the training batches look standardized, then noised, and training does
+    no better than validation.
+
+    The Monitor sees training batches only. Inputs standardized on the training set have
+    mean ~0 and std ~1; mean within INPUT_SCALED of 0 with a std of TRAIN_NOISE_STD or more
+    (below INPUT_STD, where unnormalized-input takes over) is what adding noise of std
+    ``sqrt(std^2 - 1)`` after the scaling gives (a training-only augmentation or a pipeline
+    bug). It is a warning when the curves agree: the validation loss over the last third at
+    most TRAIN_NOISE_VAL times the training loss (the noised training split is the harder one).
+    """
+    log = ctx.log
+    if not (log.has("input/std") and log.has("input/mean")) or ctx.val is None:
+        return []
+    std = float(np.median(log.get("input/std").values))
+    mean = float(np.median(log.get("input/mean").values))
+    if not (abs(mean) <= T.INPUT_SCALED and T.TRAIN_NOISE_STD <= std <= T.INPUT_STD):
+        return []
+    train = ctx.train_epoch if ctx.train_epoch is not None and len(ctx.train_epoch) >= 3 else ctx.train
+    if train is None or len(ctx.val) < 3:
+        return []
+    k = max(1, len(ctx.val) // 3)
+    v_end = float(np.median(ctx.val.values[-k:]))
+    t_end = float(np.median(train.values[-max(1, len(train) // 3):]))
+    ratio = v_end / max(t_end, 1e-12)
+    if ratio > T.TRAIN_NOISE_VAL:
+        return []
+    return [_f("data-problem", "warning",
+               f"training batches have mean {mean:.2g} and std {std:.3g}: standardized inputs "
+               f"with noise of std ~{math.sqrt(max(std * std - 1.0, 0.0)):.2g} added, and the "
+               f"validation loss ends at {ratio:.2f}x the training loss ({v_end:.4g} vs "
+               f"{t_end:.4g}): the training split is the harder one",
+               "Check the training input pipeline (augmentation strength, noise or a transform "
+               "applied to training batches only) against what evaluation sees.", [ctx.start],
+               0.6, input_std=std, val_over_train=ratio)]
+
+
 def unshuffled_labels(ctx: Context) -> list[Finding]:
     log = ctx.log
     if not log.has("batch/label_purity"):
@@ -375,4 +412,4 @@ def batch_size(ctx: Context) -> list[Finding]:
 
 
 RULES = (exploding_gradients, vanishing_gradients, dead_relu, saturated_activations,
-         unnormalized_input, unshuffled_labels, setup_events, batch_size)
+         unnormalized_input, train_input_noise, unshuffled_labels, setup_events, batch_size)

@@ -204,6 +204,18 @@ _reg("INPUT_SCALED", 0.5, (0.25, 0.5), "unnormalized-input",
      "digits-wide, charlm-tf): digits-wide's full-batch runs (mean -2e-9, std 0.976, max |x| "
      "32.8 from a near-constant pixel) were called unnormalized-input; every unnormalized-input "
      "run that is flagged has std >= 6")
+_reg("TRAIN_NOISE_STD", 1.5, (1.3, 1.5, 2.0), "data-problem (live)",
+     "training batches with mean within INPUT_SCALED of 0 and a std of at least this (below "
+     "INPUT_STD): standardized inputs with noise added in the training pipeline",
+     "2026-12-07 on the corpus design families (cancer-mlp, mnist1d-cnn, friedman-reg, "
+     "digits-wide): healthy runs 0.92-1.0, training-input noise of std 2 and 4 gives 2.2 and "
+     "4.1; no other fault with mean ~0 above 1.0")
+_reg("TRAIN_NOISE_VAL", 1.2, (1.1, 1.2, 1.3), "data-problem (live)",
+     "... and the validation loss over the last third at most this many times the training "
+     "loss: the noised training split is the harder one",
+     "2026-12-07 on the design families: those noised runs 0.93-1.19 on mnist1d-cnn and "
+     "friedman-reg (digits-wide 0.97-2.3, cancer-mlp 19-67, whose models memorize the noise); "
+     "healthy runs 0.97-17.5 (no noise signature)")
 _reg("LABEL_PURITY", 0.8, (0.6, 0.8, 0.9), "unshuffled-data",
      "batches made of mostly one label: the median share of the commonest label above this")
 _reg("NOISE_SCALE_FACTOR", 30.0, (10.0, 30.0, 100.0), "batch-size",
