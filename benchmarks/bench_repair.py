@@ -39,6 +39,7 @@ processes, 1 torch thread each.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -63,6 +64,7 @@ class CorpusTrainer:
 
     def __init__(self) -> None:
         self.results: dict[str, Any] = {}
+        self.trained = 0   # runs trained here (the rest came from the cache)
 
     def __call__(self, config: dict[str, Any]) -> str:
         from _corpus import _steps, cached, full_config, train_run
@@ -77,6 +79,7 @@ class CorpusTrainer:
                 .replace("{steps}", str(rest))
         res = cached(cfg)
         if res is None:
+            self.trained += 1
             try:
                 res = train_run(cfg)
             except (ValueError, KeyError, RuntimeError) as err:  # e.g. torch's plateau 'auto'
@@ -90,8 +93,6 @@ class CorpusTrainer:
 
 
 def _init() -> None:
-    import os
-
     import torch
 
     os.nice(10)
@@ -107,7 +108,7 @@ def case(args: tuple[Any, dict[str, Any]]) -> dict[str, Any]:
     run, reference = args
     config = {**DEFAULTS, **run.config}
     out: dict[str, Any] = {"family": run.family, "fault": run.fault, "variant": run.variant,
-                           "error": None}
+                           "error": None, "trained": 0}
     for name, fn, kw in (("doctor", repair, {}),
                          ("random", random_repair,
                           {"seed": zlib.crc32(f"{run.family}{run.fault}".encode())})):
@@ -115,10 +116,12 @@ def case(args: tuple[Any, dict[str, Any]]) -> dict[str, Any]:
         try:
             result = fn(trainer, config, rounds=ROUNDS, **kw)
         except Exception as err:  # noqa: BLE001 - a crash (the doctor's) is reported, not hidden
+            out["trained"] += trainer.trained
             out.update({"error": f"{name}: {type(err).__name__}: {err}", "bites": True,
                         "none": False, name: False, f"{name}_rounds": 0,
                         f"{name}_changes": []})
             continue
+        out["trained"] += trainer.trained
         first = trainer.results[result.history[0].source]
         best = trainer.results[result.best.source]
         out["bites"] = _bites(run, first, reference)
@@ -126,6 +129,8 @@ def case(args: tuple[Any, dict[str, Any]]) -> dict[str, Any]:
         out[name] = _healed(run.fault, result.best, best, reference)
         out[f"{name}_strict"] = result.best.healthy and _close(best, reference)
         out[f"{name}_rounds"] = result.best.index
+        if name == "doctor":
+            out["why"] = _why(run.fault, result, trainer.results[result.best.source], reference)
         out[f"{name}_changes"] = [r.change for r in result.history[1:] if r.kept]
     return out
 
@@ -140,6 +145,21 @@ def _healed(fault: str, rnd: Any, result: Any, reference: dict[str, float]) -> b
     within 2 pp / 5% of the family's healthy (clean-data) reference."""
     left = {f.code for f in rnd.diagnosis.problems} - RESIDUAL.get(fault, set())
     return not left and _close(result, reference)
+
+
+def _why(fault: str, result: Any, best: Any, reference: dict[str, float]) -> str:
+    """Why a case did not heal, from the doctor arm's history (empty when it healed)."""
+    if _healed(fault, result.best, best, reference):
+        return ""
+    left = {f.code for f in result.best.diagnosis.problems} - RESIDUAL.get(fault, set())
+    if not left:
+        return ("the doctor called the faulty run healthy (metric short)" if result.rounds == 0
+                else "ended healthy by the doctor, metric short of the reference")
+    if all(not f.changes for f in result.best.diagnosis.problems if f.code in left):
+        return "ended with only problems that have no change (" + ", ".join(sorted(left)) + ")"
+    if result.rounds < ROUNDS:
+        return "no untried change left"
+    return "3 rounds spent, problems left"
 
 
 def _bites(run: Any, result: Any, reference: dict[str, float]) -> bool:
@@ -223,7 +243,8 @@ def main(argv: list[str]) -> None:
             print(f"repair: {i}/{len(runs)} {got['family']} {got['fault']}: doctor "
                   f"{got['doctor']} random {got['random']} bites {got['bites']} "
                   f"{got['doctor_changes']}", flush=True)
-    minutes = (time.perf_counter() - t0) / 60
+    seconds = time.perf_counter() - t0
+    trained = sum(r["trained"] for r in results)
     biting = [r for r in results if r["bites"]]
     held = [r for r in biting if r["family"] in FAMILIES]
     tuned = [r for r in biting if r["family"] in TUNED]
@@ -263,8 +284,17 @@ def main(argv: list[str]) -> None:
                   f"run. Cases whose fault did not bite (not counted): {len(idle)}: "
                   f"{', '.join(idle) or 'none'}. Cases where a repair crashed (counted as not "
                   f"healed): {len(crashed)}: {'; '.join(crashed) or 'none'}. 2 niced workers, "
-                  f"1 torch thread each; {minutes:.0f} min wall on a 2-core box shared with "
-                  "other work (load average 6-12)."))
+                  f"1 torch thread each; {seconds:.0f} s wall on a 2-core box shared with "
+                  f"other work (load average {os.getloadavg()[0]:.1f} at the end), {trained} "
+                  "repair runs trained, the rest read from the corpus cache (out/corpus)."))
+    whys: dict[str, int] = {}
+    for r in held:
+        if r.get("why"):
+            whys[r["why"]] = whys.get(r["why"], 0) + 1
+    record("P7 repair: why held-out cases did not heal (the doctor arm's last kept round)",
+           ["reason", "cases"], sorted(whys.items(), key=lambda kv: -kv[1]),
+           notes=f"The same run as the table above; {len(held)} biting held-out cases, "
+                 f"{sum(whys.values())} not healed.")
     frows = []
     for fam in fams:
         rs = [r for r in biting if r["family"] == fam]
