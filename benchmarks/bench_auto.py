@@ -50,6 +50,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _p2_families as pf
+import _p2_tuning as pt
 from _results import cpu, record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,8 +72,13 @@ def _hash(paths: list[Path], extra: str = "") -> str:
 
 
 TRAIN_CODE = _hash([Path(pf.__file__)])
-FINDER_CODE = _hash([Path(pf.__file__), *sorted((ROOT / "src/lrdoctor/finder").glob("_*.py")),
-                     ROOT / "src/lrdoctor/torch/_finder.py", ROOT / "src/lrdoctor/torch/_auto.py"])
+#: the added tuning families' runs are keyed by their own module too (held-out keys are not)
+TUNE_CODE = _hash([Path(pf.__file__), Path(pt.__file__)])
+#: the finder's answers are keyed by the finder's own sources and its sizing (num_steps, repeats
+#: are in the key), not by the recipe (_recipe.py) or auto_lr's defaults (_auto.py)
+FINDER_CODE = _hash([Path(pf.__file__), Path(pt.__file__), *sorted(
+    p for p in (ROOT / "src/lrdoctor/finder").glob("_*.py") if p.name != "_recipe.py"),
+    *(ROOT / "src/lrdoctor/torch" / f for f in ("_finder.py", "_state.py"))])
 _cache: dict[str, object] = json.loads(CACHE.read_text()) if CACHE.exists() else {}
 _counts = {"new": 0, "reused": 0}
 
@@ -94,7 +100,11 @@ def _save() -> None:
 
 
 def _family(which: str, name: str) -> pf.Family:
-    return pf.families(which)[name]
+    return pt.families()[name] if which == "tuning" else pf.families(which)[name]
+
+
+def _train_code(which: str, name: str) -> str:
+    return TUNE_CODE if which == "tuning" and name in pt.NEW_TUNING else TRAIN_CODE
 
 
 def _optimizer(arm: dict, total: int):
@@ -124,8 +134,28 @@ def job_train(which: str, name: str, seed: int, arm: dict) -> float:
                         schedule_free=arm["opt"] == "schedulefree")
 
 
-def job_finder(which: str, name: str, seed: int) -> dict:
-    """auto_lr on the run's own model (seed), AdamW: the finder's answer and its cost."""
+#: the range-test sizings ``tune`` compares: label -> (repeats, passes it is sized for); a
+#: ramp of ``n = cost * N / (passes * repeats)`` steps (cost 10%, at most 100, at least 30)
+VARIANTS = {"3 ramps, sized for 1.5 passes": (3, 1.5), "1 ramp, sized for 1.5 passes": (1, 1.5),
+            "1 ramp, sized for 2.5 passes": (1, 2.5), "2 ramps, sized for 2.5 passes": (2, 2.5)}
+
+
+def _sizing(total: int, variant: str | None) -> dict:
+    """``auto_lr``'s range-test size for a run of ``total`` steps: its own (``variant`` None:
+    ``finder_size``) or one of :data:`VARIANTS` (ramps up to 200 steps)."""
+    from lrdoctor.torch._auto import finder_size
+
+    if variant is None:
+        n, r = finder_size(total, 0.1)
+        return {"num_steps": n, "repeats": r}
+    repeats, passes = VARIANTS[variant]
+    return {"repeats": repeats,
+            "num_steps": max(30, min(100 * 2, int(0.1 * total / (passes * repeats))))}
+
+
+def job_finder(which: str, name: str, seed: int, sizing: dict) -> dict:
+    """auto_lr on the run's own model (seed), AdamW, with ``sizing`` (num_steps, repeats): the
+    finder's answer and its cost."""
     torch.set_num_threads(1)
     from lrdoctor.torch import auto_lr
 
@@ -133,9 +163,12 @@ def job_finder(which: str, name: str, seed: int) -> dict:
     model = fam.build(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     t0 = time.perf_counter()
-    res = auto_lr(model, opt, fam.loader(seed), fam.loss_fn(), total_steps=fam.total_steps())
+    res = auto_lr(model, opt, fam.loader(seed), fam.loss_fn(), total_steps=fam.total_steps(),
+                  **sizing)
     return {"suggestion": res.suggestion, "grade": res.grade, "reason": res.reason,
-            "min_loss_lr": res.min_loss_lr, "steps_run": res.settings["steps_run"],
+            "min_loss_lr": res.min_loss_lr, "divergence_lr": res.divergence_lr,
+            "interval": res.interval, "picks": res.picks,
+            "steps_run": res.settings["steps_run"], "num_steps": res.settings["num_steps"],
             "passes": [p["kind"] for p in res.settings["passes"]], "cost": res.cost,
             "seconds": time.perf_counter() - t0}
 
@@ -159,20 +192,24 @@ def run_jobs(jobs: dict[str, tuple]) -> None:
             _save()
 
 
-def finder_results(which: str, fams: dict[str, pf.Family]) -> dict[tuple[str, int], dict]:
-    keys = {(n, s): _key("finder", FINDER_CODE, which, n, f.epochs, s)
+def finder_results(which: str, fams: dict[str, pf.Family], variant: str | None = None
+                   ) -> dict[tuple[str, int], dict]:
+    sizing = {n: _sizing(f.total_steps(), variant) for n, f in fams.items()}
+    keys = {(n, s): _key("finder", FINDER_CODE, which, n, f.epochs, s,
+                         json.dumps(sizing[n], sort_keys=True))
             for n, f in fams.items() for s in SEEDS}
-    run_jobs({k: ("finder", which, n, s) for (n, s), k in keys.items()})
+    run_jobs({k: ("finder", which, n, s, sizing[n]) for (n, s), k in keys.items()})
     return {ns: _cache[k] for ns, k in keys.items()}  # type: ignore[misc]
 
 
 def scores(which: str, fam: pf.Family, arms: dict[str, dict[int, dict]]) -> dict[str, list]:
-    """``arms[label][seed]`` -> the arm's scores over SEEDS (trained where not cached)."""
-    keys = {(label, s): _key("train", TRAIN_CODE, which, fam.name, fam.epochs,
+    """``arms[label][seed]`` -> the arm's scores over its seeds (trained where not cached)."""
+    keys = {(label, s): _key("train", _train_code(which, fam.name), which, fam.name, fam.epochs,
                              json.dumps(arm, sort_keys=True), s)
             for label, per_seed in arms.items() for s, arm in per_seed.items()}
     run_jobs({k: ("train", which, fam.name, s, arms[label][s]) for (label, s), k in keys.items()})
-    return {label: [float(_cache[keys[(label, s)]]) for s in SEEDS] for label in arms}
+    return {label: [float(_cache[keys[(label, s)]]) for s in per_seed]
+            for label, per_seed in arms.items()}
 
 
 def regret(fam: pf.Family, value: float, best: float) -> float:
@@ -184,45 +221,168 @@ def regret(fam: pf.Family, value: float, best: float) -> float:
 
 # ---- tune: choose the recipe and the peak factor on the tuning families -------------------------
 
+#: the factors ``tune`` tries on the finder's suggestion, per grade (read off the grid), and
+#: those it tries for good/fair grades in exact runs on the example families
+TUNE_FACTORS = (0.03, 0.1, 0.25, 0.5, 1.0, 2.0)
+GOOD_FACTORS = (0.5, 1.0, 2.0)
+#: the goal's cap on the range test's cost (a share of the run)
+MAX_COST = 0.10
+#: the oracle grid on the added tuning families is trained on these seeds (seed 0: time)
+GRID_SEEDS = (0,)
+#: the recipe of the first choice (three example families): 3 ramps sized for 1.5 passes, WSD
+#: at 2x the suggestion (the fallback LR itself)
+FIRST_RECIPE = ("3 ramps, sized for 1.5 passes", {"good": 2.0, "fair": 2.0, "poor": 2.0,
+                                                  "fallback": 1.0})
+
+
+def _grid_curve(fam: pf.Family, kind: str = "wsd") -> np.ndarray:
+    """The GRID_SEEDS-mean score of each peak in GRID, recipe ``kind``, on a tuning family."""
+    from lrdoctor.finder._recipe import recipe_spec
+
+    total = fam.total_steps()
+    arms = {f"{lr:g}": {s: {"opt": "adamw", "lr": 1e-3, "spec": recipe_spec(kind, lr, total)}
+                        for s in GRID_SEEDS} for lr in GRID}
+    got = scores("tuning", fam, arms)
+    return np.array([np.mean(got[f"{lr:g}"]) for lr in GRID])
+
+
+def _interp(curve: np.ndarray, lr: float) -> float:
+    """The grid curve read at ``lr`` (linear in log LR; the end values beyond the grid)."""
+    return float(np.interp(np.log10(lr), np.log10(GRID), curve))
+
+
+def _peak(found: dict, factors: dict[str, float]) -> float:
+    return float(found["suggestion"]) * factors.get(found["grade"], 1.0)
+
 
 def tune() -> None:
+    """Choose the finder's sizing, the factor by grade and the schedule on the tuning families.
+
+    1. ``auto_lr``'s range test in each sizing of :data:`VARIANTS` on every tuning family and
+       seed (the finder's answers and costs);
+    2. a WSD grid oracle (the 7 peaks of GRID, GRID_SEEDS) on the added families (the kinds the
+       first recipe missed on: GRU, LSTM, BatchNorm, transformer); every (sizing, factor by
+       grade) in TUNE_FACTORS^3 (good and fair share one) is scored by reading its peaks off
+       that curve (regret to the curve's best, 3 finder seeds); the lowest mean picks;
+    3. exact runs, 3 seeds: the pick's good/fair factor among GOOD_FACTORS on the example
+       families (the added ones show no good/fair grade), then the pick and the first recipe
+       on all seven (regret to the grid oracle; the example families have no grid: to the
+       best row);
+    4. the other schedules (cosine, linear-to-zero, one-cycle) at the pick's peaks, seed 0, on
+       the added families, against WSD's.
+    """
+    import itertools
+
     from lrdoctor.finder._recipe import RECIPES, recipe_spec
 
     started = time.perf_counter()
-    fams = pf.families("tuning")
-    found = finder_results("tuning", fams)
-    table: dict[tuple[str, float], list[float]] = {}
-    per_family: dict[str, dict[tuple[str, float], float]] = {}
-    for name, fam in fams.items():
-        total = fam.total_steps()
-        arms = {f"{kind} x{factor:g}": {
-            s: {"opt": "adamw", "lr": 1e-3,
-                "spec": recipe_spec(kind, found[(name, s)]["suggestion"] * factor, total)}
-            for s in SEEDS} for kind in RECIPES for factor in FACTORS}
-        got = scores("tuning", fam, arms)
-        means = {label: float(np.mean(v)) for label, v in got.items()}
-        best = max(means.values()) if fam.higher_is_better else min(means.values())
-        per_family[name] = {}
-        for kind in RECIPES:
-            for factor in FACTORS:
-                r = regret(fam, means[f"{kind} x{factor:g}"], best)
-                table.setdefault((kind, factor), []).append(r)
-                per_family[name][(kind, factor)] = r
-        print(f"{name}: " + ", ".join(f"{k}: {v:.4g}" for k, v in means.items()), flush=True)
-    rows = [[kind, factor, float(np.mean(v)), float(np.max(v)),
-             *[per_family[n][(kind, factor)] for n in fams]]
-            for (kind, factor), v in table.items()]
-    rows.sort(key=lambda r: r[2])
-    costs = [v["cost"] for v in found.values()]
-    notes = (f"Tuning families only: {pf.TUNING}; ~2000-step runs; seeds {list(SEEDS)}. Peak = "
-             f"auto_lr's finder suggestion (sized to 10% of the run) x factor; 5% linear warm-up "
-             f"(one_cycle: its own 30%). Regret: pp below the best (recipe, factor) of the "
-             f"family, 3-seed means. Finder cost {np.mean(costs):.3f} of a run (max "
-             f"{np.max(costs):.3f}). Best: {rows[0][0]} x{rows[0][1]:g}. Training runs: "
-             f"{_counts['new']} new, {_counts['reused']} reused. 1 thread per run, "
-             f"{WORKERS} workers. Wall {time.perf_counter() - started:.0f}s.")
-    record("auto recipe choice (P2 tuning families)",
-           ["recipe", "peak factor", "mean regret pp", "worst pp", *fams], rows, notes)
+    fams = pt.families()
+    new = {n: f for n, f in fams.items() if n in pt.NEW_TUNING}
+    found = {v: finder_results("tuning", fams, v) for v in VARIANTS}
+    curves = {n: _grid_curve(f) for n, f in new.items()}
+
+    def read(variant: str, factors: dict[str, float]) -> dict[str, float]:
+        return {n: float(np.mean([curves[n].max() - _interp(curves[n], _peak(
+            found[variant][(n, s)], factors)) for s in SEEDS])) for n in new}
+
+    candidates = []
+    for v in VARIANTS:
+        costs = [r["cost"] for r in found[v].values()]
+        for fg, fp, ff in itertools.product(TUNE_FACTORS, repeat=3):
+            factors = {"good": fg, "fair": fg, "poor": fp, "fallback": ff}
+            per = read(v, factors)
+            candidates.append((float(np.mean(list(per.values()))), v, factors, per,
+                               float(np.mean(costs)), float(np.max(costs))))
+    candidates.sort(key=lambda c: (c[0], c[4]))
+    # the pick keeps every range test within the goal's 10% of the run (the max over runs)
+    best = next(c for c in candidates if c[5] <= MAX_COST)
+    # the table: the best of each sizing, the best uniform factor of each, the first recipe
+    shown: list = []
+    for v in VARIANTS:
+        mine = [c for c in candidates if c[1] == v]
+        shown.append(("best by grade", mine[0]))
+        shown.append(("best single factor", min(
+            (c for c in mine if len(set(c[2].values())) == 1), key=lambda c: c[0])))
+    first = next(c for c in candidates if c[1] == FIRST_RECIPE[0] and
+                 c[2] == dict(FIRST_RECIPE[1]))
+    shown.append(("first recipe", first))
+
+    def fmt(f: dict[str, float]) -> str:
+        return f"good/fair x{f['good']:g}, poor x{f['poor']:g}, fallback x{f['fallback']:g}"
+
+    rows = [[what, c[1], fmt(c[2]), c[0], max(c[3].values()), *[c[3][n] for n in new],
+             c[4], c[5]] for what, c in shown]
+    grades = {v: ", ".join(f"{g} {sum(r['grade'] == g for r in found[v].values())}"
+                           for g in ("good", "fair", "poor", "fallback")) for v in VARIANTS}
+    record("auto recipe choice, step 1 (P2 tuning families, read off the grid)",
+           ["row", "range test", "peak factor by grade", "mean regret pp", "worst pp", *new,
+            "finder cost mean", "max"], rows,
+           f"Tuning families only (no held-out family): the grid is on {', '.join(new)} "
+           f"({'; '.join(f.describe for f in new.values())}). WSD oracle over peaks "
+           f"{', '.join(f'{v:g}' for v in GRID)}, seed(s) {list(GRID_SEEDS)}; each candidate's "
+           f"peaks (finder seeds {list(SEEDS)}) read off that curve (log-linear interpolation), "
+           f"regret = curve's best - read value, pp. {len(candidates)} candidates "
+           f"({len(VARIANTS)} sizings x {len(TUNE_FACTORS)}^3 factors). Finder grades "
+           f"(all 7 tuning families x 3 seeds): "
+           + "; ".join(f"{v}: {g}" for v, g in grades.items())
+           + f". Pick (lowest mean among sizings whose finder cost stays <= {MAX_COST:g} on every "
+           f"run): {best[1]}, poor x{best[2]['poor']:g}, fallback x{best[2]['fallback']:g} "
+           f"(good/fair: step 2). Grid curves: "
+           + "; ".join(f"{n} " + " ".join(f"{x:.1f}" for x in c) for n, c in curves.items())
+           + f". Training runs so far: {_counts['new']} new, {_counts['reused']} reused.")
+
+    # step 3: exact runs. The added families show no good/fair grade in the pick's sizing, so
+    # its good/fair factor is chosen here, on the example families (where most grades are
+    # good/fair), among GOOD_FACTORS; then the pick and the first recipe on all seven.
+    def exact_runs(label: str, v: str, factors: dict[str, float], names: list[str]) -> None:
+        for n in names:
+            fam = fams[n]
+            arm = {s: {"opt": "adamw", "lr": 1e-3, "spec": recipe_spec(
+                "wsd", _peak(found[v][(n, s)], factors), fam.total_steps())} for s in SEEDS}
+            exact.setdefault(label, {})[n] = float(np.mean(scores("tuning", fam,
+                                                                  {label: arm})[label]))
+
+    exact: dict[str, dict[str, float]] = {}
+    examples = [n for n in fams if n not in new]
+    for g in GOOD_FACTORS:
+        exact_runs(f"pick, good/fair x{g:g}", best[1], {**best[2], "good": g, "fair": g},
+                   examples)
+    good = max(GOOD_FACTORS, key=lambda g: np.mean(list(exact[f"pick, good/fair x{g:g}"].values())))
+    pick = {**best[2], "good": good, "fair": good}
+    print(f"pick: {best[1]}, {fmt(pick)}", flush=True)
+    exact_runs(f"pick, good/fair x{good:g}", best[1], pick, list(new))
+    exact_runs("first recipe", *FIRST_RECIPE, list(fams))
+    rows = []
+    for label, got in exact.items():
+        full = len(got) == len(fams)
+        per = {n: (curves[n].max() if n in curves else
+                   max(e[n] for e in exact.values() if n in e)) - got[n] for n in got}
+        rows.append([label, float(np.mean([per[n] for n in new])) if full else "",
+                     float(np.mean(list(per.values()))), max(per.values()),
+                     *[per.get(n, "") for n in fams]])
+    # step 4: the other schedules at the pick's peaks (seed 0), added families
+    sched: dict[str, dict[str, float]] = {}
+    for kind in RECIPES:
+        sched[kind] = {}
+        for n, fam in new.items():
+            arm = {0: {"opt": "adamw", "lr": 1e-3, "spec": recipe_spec(
+                kind, _peak(found[best[1]][(n, 0)], pick), fam.total_steps())}}
+            sched[kind][n] = scores("tuning", fam, {kind: arm})[kind][0]
+    srows = [[kind, float(np.mean([curves[n].max() - sched[kind][n] for n in new])),
+              *[curves[n].max() - sched[kind][n] for n in new]] for kind in RECIPES]
+    record("auto recipe choice, step 2 (P2 tuning families, exact runs)",
+           ["recipe", "mean regret pp (added 4)", "mean (its families)", "worst", *fams], rows,
+           f"Pick: {best[1]}, {fmt(pick)} (good/fair factor: the best of {list(GOOD_FACTORS)} "
+           f"on the example families). "
+           f"Exact 3-seed runs at each recipe's peaks (WSD, AdamW wd 0.01, ~2000 steps). Regret: "
+           f"to the WSD grid oracle (seed(s) {list(GRID_SEEDS)}) on the added families, to the "
+           f"better of the two rows on the example families ({pf.TUNING}). Schedules at the "
+           f"pick's peaks, seed 0, regret to the same WSD oracle: "
+           + "; ".join(f"{r[0]} {r[1]:.2f} (" + ", ".join(f"{x:.1f}" for x in r[2:]) + ")"
+                       for r in srows)
+           + f". Training runs: {_counts['new']} new, {_counts['reused']} reused. 1 thread per "
+           f"run, {WORKERS} workers, a 2-core box shared with other jobs. "
+           f"Wall {time.perf_counter() - started:.0f}s.")
 
 
 # ---- main: held-out families ------------------------------------------------------------------
@@ -232,7 +392,8 @@ ARMS = ("auto", "adamw 1e-3", "adamw 1e-3 cosine", "schedule-free", "prodigy", "
 
 
 def main() -> None:
-    from lrdoctor.finder._recipe import AUTO_SCHEDULE, PEAK_FACTOR, recipe_spec
+    from lrdoctor.finder._recipe import AUTO_SCHEDULE, PEAK_FACTORS, peak_lr, recipe_spec
+    from lrdoctor.torch._auto import REPEATS, SIZED_PASSES
 
     started = time.perf_counter()
     every_family = pf.families("held-out")
@@ -256,9 +417,8 @@ def main() -> None:
 
         arms: dict[str, dict[int, dict]] = {
             "auto": {s: {"opt": "adamw", "lr": 1e-3, "spec": recipe_spec(
-                AUTO_SCHEDULE, found[(name, s)]["suggestion"] *
-                (1.0 if found[(name, s)]["grade"] == "fallback" else PEAK_FACTOR), total)}
-                for s in SEEDS},
+                AUTO_SCHEDULE, peak_lr(found[(name, s)]["suggestion"], found[(name, s)]["grade"]),
+                total)} for s in SEEDS},
             "adamw 1e-3": every({"opt": "adamw", "lr": 1e-3}),
             "adamw 1e-3 cosine": every({"opt": "adamw", "lr": 1e-3,
                                         "spec": f"warmup({w}) >> cosine(0.001, end=0, "
@@ -305,8 +465,10 @@ def main() -> None:
     notes = (
         f"Held-out families (no rule of auto was chosen on them): "
         f"{'; '.join(f'{n} ({fams[n].describe})' for n in names)}. Tuning families (the recipe "
-        f"and factor were chosen there, `make bench BENCH=auto-tune`): {pf.TUNING}. "
-        f"Recipe: {AUTO_SCHEDULE}, peak = suggestion x {PEAK_FACTOR:g}, 5% warm-up. "
+        f"and factor were chosen there, `make bench BENCH=auto-tune`): {pt.TUNING}. "
+        f"Recipe: {AUTO_SCHEDULE}, 5% warm-up, peak = suggestion x "
+        + ", ".join(f"{f:g} ({g})" for g, f in PEAK_FACTORS.items())
+        + f"; range test: {REPEATS} ramp(s) sized for {SIZED_PASSES:g} passes in 10% of the run. "
         f"~2000-step runs, seeds {list(SEEDS)}, AdamW wd 0.01 unless named. Oracle: best 3-seed "
         f"mean over peaks {', '.join(f'{v:g}' for v in GRID)} of the same recipe. Regret: "
         f"classification in accuracy pp, regression in % of val MSE above the oracle; 'mean' "

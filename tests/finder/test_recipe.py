@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from lrdoctor.errors import FinderError
-from lrdoctor.finder._recipe import AUTO_SCHEDULE, RECIPES, WARMUP_FRACTION, recipe_spec
+from lrdoctor.finder._recipe import (
+    AUTO_SCHEDULE,
+    PEAK_FACTORS,
+    RECIPES,
+    WARMUP_FRACTION,
+    peak_lr,
+    recipe_spec,
+)
 from lrdoctor.schedules import parse
 
 
@@ -35,3 +42,14 @@ def test_the_warmup_is_its_fraction_of_the_run():
 def test_bad_input_names_the_parameter(args, message):
     with pytest.raises(FinderError, match=message):
         recipe_spec(*args)
+
+
+def test_the_peak_factor_goes_by_the_finders_grade():
+    for grade in ("good", "fair", "poor", "fallback"):
+        assert peak_lr(0.01, grade) == pytest.approx(0.01 * PEAK_FACTORS[grade])
+    assert peak_lr(0.01, "poor", 3) == pytest.approx(0.03)
+    assert peak_lr(0.01, "poor", {"good": 2.0}) == pytest.approx(0.01)  # missing grade: 1
+    with pytest.raises(FinderError, match="peak_factor must be > 0"):
+        peak_lr(0.01, "good", {"good": 0})
+    with pytest.raises(FinderError, match="suggestion must be > 0"):
+        peak_lr(0.0, "good")

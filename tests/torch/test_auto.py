@@ -8,10 +8,10 @@ torch = pytest.importorskip("torch")
 from torch import nn
 
 from lrdoctor.errors import FinderError
-from lrdoctor.finder._recipe import RECIPES, recipe_spec
+from lrdoctor.finder._recipe import RECIPES, peak_lr, recipe_spec
 from lrdoctor.schedules import parse
 from lrdoctor.torch import AutoResult, ScheduledLR, auto_lr
-from lrdoctor.torch._auto import finder_size
+from lrdoctor.torch._auto import MAX_RAMP, MIN_RAMP, REPEATS, SIZED_PASSES, finder_size
 from tests.torch.test_finder import assert_restored, capture, make_problem, warm
 
 
@@ -29,13 +29,15 @@ def test_auto_lr_gives_a_spec_for_exactly_total_steps_and_restores_state(problem
     res = auto_lr(model, opt, loader, nn.CrossEntropyLoss(), total_steps=2000)
     assert_restored(before, model, opt)
     assert isinstance(res, AutoResult) and res.suggestion is not None
-    assert res.finder.settings["num_steps"] == 44 and res.finder.settings["repeats"] == 3
+    assert (res.finder.settings["num_steps"], res.finder.settings["repeats"]) == \
+        finder_size(2000, 0.1)
+    assert res.peak_lr == pytest.approx(peak_lr(res.suggestion, res.grade), rel=5e-3)
     schedule = parse(res.spec)
     assert schedule.duration == 2000
     values = schedule.values(2000)
     assert values.max() == pytest.approx(res.peak_lr, rel=1e-3)
     assert values[-1] < values.max() / 100 and schedule(2000) == 0.0  # decayed by the end
-    if len(res.settings["passes"]) == 2:  # first + zoom: the sized test stays within 10%
+    if len(res.settings["passes"]) <= 3:  # first (+ one adaptive pass) + zoom: within 10%
         assert res.cost <= 0.1
     data = res.to_dict()
     for key in ("suggestion", "interval", "rule", "reason", "spec", "schedule", "cost"):
@@ -66,8 +68,23 @@ def test_every_recipe_lasts_exactly_its_steps_and_peaks_at_the_peak(kind):
 
 def test_finder_size_keeps_the_test_within_its_cost():
     for total in (500, 2000, 5000, 100_000):
-        n, r = finder_size(total, 0.1)
-        assert n <= 100 and (1.5 * n * r <= 0.1 * total or (n == 30 and r == 1))
+        for repeats, passes in ((REPEATS, SIZED_PASSES), (3, 1.5), (2, 2.5)):
+            n, r = finder_size(total, 0.1, repeats, passes)
+            assert MIN_RAMP <= n <= MAX_RAMP and 1 <= r <= repeats
+            assert passes * n * r <= 0.1 * total or (n == MIN_RAMP and r == 1)
+
+
+def test_peak_factor_overrides_the_factor_by_grade(problem):
+    model, opt, loader = problem
+    one = auto_lr(model, opt, loader, nn.CrossEntropyLoss(), total_steps=1000, peak_factor=1)
+    assert one.peak_lr == pytest.approx(one.suggestion, rel=5e-3)
+    per = auto_lr(model, opt, loader, nn.CrossEntropyLoss(), total_steps=1000,
+                  peak_factor={one.grade: 3.0})
+    assert per.suggestion == one.suggestion  # the same test: the state was restored
+    assert per.peak_lr == pytest.approx(3 * one.suggestion, rel=5e-3)
+    with pytest.raises(FinderError, match="peak_factor must be > 0"):
+        auto_lr(model, opt, loader, nn.CrossEntropyLoss(), total_steps=1000,
+                peak_factor={"good": -1.0})
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

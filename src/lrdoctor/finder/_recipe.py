@@ -3,16 +3,16 @@
 ``auto`` answers "what LR and schedule do I run for N steps": a peak learning rate read off the
 range test, a linear warm-up, and a decay to zero at exactly step ``N``:
 
-- ``peak = suggestion * PEAK_FACTOR`` - a schedule that decays can start above the LR that is
-  best held constant for a whole run (the finder's suggestion: the loss minimum / 4), since it
-  spends most of the run below its peak;
+- ``peak = suggestion * PEAK_FACTORS[grade]`` - by how sure the finder is: a clear reading
+  (``good``/``fair``) gets x2, since a schedule that decays can start above the LR that is best
+  held constant (the suggestion: the loss minimum / 4); a ``poor`` one the suggestion itself;
+  a ``fallback`` (no descent seen) stays far below the divergence;
 - ``warmup = round(WARMUP_FRACTION * N)`` steps from 0 to the peak (at least 1);
 - then the decay :data:`AUTO_SCHEDULE` (one of :data:`RECIPES`).
 
-The factor and the schedule were chosen by benchmark P2's tuning part (``benchmarks/
-bench_auto.py tune``) on the tuning families only (the bundled examples, see docs/finder.md),
-and then measured on held-out families. A result graded ``fallback`` (no descent on any ramp)
-gets the fallback LR as its peak, without the factor.
+The factors and the schedule were chosen by benchmark P2's tuning part (``benchmarks/
+bench_auto.py tune``) on the tuning families only (the bundled examples and four added
+families, ``benchmarks/_p2_tuning.py``), and then measured on held-out families.
 
 >>> recipe_spec("cosine", 0.01, 1000)
 'warmup(50) >> cosine(0.01, end=0, steps=950)'
@@ -22,21 +22,56 @@ gets the fallback LR as its peak, without the factor.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from lrdoctor.errors import FinderError
 
-__all__ = ["AUTO_SCHEDULE", "PEAK_FACTOR", "RECIPES", "WARMUP_FRACTION", "WSD_DECAY_FRACTION",
-           "recipe_spec"]
+__all__ = ["AUTO_SCHEDULE", "PEAK_FACTOR", "PEAK_FACTORS", "RECIPES", "WARMUP_FRACTION",
+           "WSD_DECAY_FRACTION", "peak_lr", "recipe_spec"]
 
 #: the decays ``auto`` can write: warm-up + cosine to 0, Smith's one-cycle, warm-up + stable +
 #: a linear decay over the last ``WSD_DECAY_FRACTION`` (WSD), warm-up + linear to 0
 RECIPES = ("cosine", "one_cycle", "wsd", "linear")
-#: chosen by ``bench_auto.py tune`` on the tuning families (RESULTS.md 2026-12-07: WSD at 2x
-#: the suggestion had the lowest mean regret to the best candidate, 0.46 pp, worst 1.0; linear
-#: x2 0.90, cosine x2 1.31, one-cycle x2 1.35; every recipe at 1x was worse than at 2x)
+#: chosen by ``bench_auto.py tune`` on the first three tuning families (RESULTS.md 2026-12-07
+#: 14:37: WSD x2 had the lowest mean regret, 0.46 pp; linear 0.90, cosine 1.31, one-cycle 1.35)
+#: and compared again at the second choice's peaks on the four added families (RESULTS.md,
+#: "auto recipe choice, step 2")
 AUTO_SCHEDULE = "wsd"
+#: the peak's factor on the finder's suggestion, by the finder's ``grade`` (``bench_auto.py
+#: tune``, second choice, on seven tuning families: the examples plus a GRU, an LSTM, a CNN
+#: with BatchNorm and a transformer; RESULTS.md "auto recipe choice, step 1/2"):
+#:
+#: - ``good``/``fair`` x2 (the loss minimum / 2: a decaying schedule can start above the best
+#:   constant LR; the best of x0.5/x1/x2 in exact runs on the example families);
+#: - ``poor`` x1 (the interval spans more than a decade: the suggestion, min / 4, itself);
+#: - ``fallback`` x0.03 (no ramp descended; the fallback is the divergence D / 10, so the peak
+#:   is D / 333: the loss never showed where it learns, so stay 2.5 decades under where it
+#:   blows up - at x1 the LSTM tuning family lost 51 pp, at x0.1 5, at x0.03 2.4)
+PEAK_FACTORS: dict[str, float] = {"good": 2.0, "fair": 2.0, "poor": 1.0, "fallback": 0.03}
+#: the factor of the first recipe (2026-12-07, three tuning families), for every grade but
+#: ``fallback``; kept for comparison (``auto_lr(peak_factor=PEAK_FACTOR)``)
 PEAK_FACTOR = 2.0
 WARMUP_FRACTION = 0.05
 WSD_DECAY_FRACTION = 0.2
+
+
+def peak_lr(suggestion: float, grade: str, factor: float | Mapping[str, float] | None = None
+            ) -> float:
+    """``suggestion * factor``: the recipe's peak LR from the finder's suggestion.
+
+    ``factor`` is a number (every grade), a ``{grade: factor}`` mapping, or ``None`` for
+    :data:`PEAK_FACTORS`; a grade missing from the mapping gets 1.
+
+    >>> peak_lr(0.01, "good", {"good": 2.0})
+    0.02
+    """
+    if not suggestion > 0:
+        raise FinderError(f"the suggestion must be > 0, got {suggestion!r}")
+    factors = PEAK_FACTORS if factor is None else factor
+    f = factors.get(grade, 1.0) if isinstance(factors, Mapping) else factors
+    if not (isinstance(f, (int, float)) and f > 0):
+        raise FinderError(f"peak_factor must be > 0 (a number or one per grade), got {f!r}")
+    return float(suggestion) * float(f)
 
 
 def _fmt(lr: float) -> str:

@@ -2,22 +2,22 @@
 
 It runs :func:`~lrdoctor.torch.find_lr` sized to spend at most ``cost`` of the run (default
 10%) on the range test, then writes the recipe of :mod:`lrdoctor.finder._recipe`: a linear
-warm-up over 5% of the run to ``peak = suggestion * PEAK_FACTOR``, then the decay the benchmark
-picked (``AUTO_SCHEDULE``), ending at exactly ``total_steps``. State is restored exactly as
-``find_lr`` restores it.
+warm-up over 5% of the run to ``peak = suggestion * PEAK_FACTORS[grade]``, then the decay the
+benchmark picked (``AUTO_SCHEDULE``), ending at exactly ``total_steps``. State is restored
+exactly as ``find_lr`` restores it.
 
-Sizing: with ``repeats`` ramps of ``n`` steps and the zoomed pass of ``n // 2``, the test costs
-``1.5 * repeats * n`` steps, so ``n = cost * total_steps / (1.5 * repeats)``, at most 100 (the
-finder's default) and at least ``MIN_RAMP`` (30); below that, fewer repeats. A first ramp that
-shows no descent adds one more pass (``find_lr``'s adaptation); ``settings["steps_run"]`` and
-:attr:`AutoResult.cost` count every step. The budget probe is not run: it costs a quarter of a
+Sizing: ``REPEATS`` (1) ramp of ``n`` steps, sized for ``SIZED_PASSES`` (2.5) passes - the
+first, one adaptive pass when it shows no descent (``find_lr``'s adaptation) and the zoom of
+``n // 2`` - so ``n = cost * total_steps / (2.5 * repeats)``, at most ``MAX_RAMP`` (100) and at
+least ``MIN_RAMP`` (30). ``settings["steps_run"]`` and :attr:`AutoResult.cost` count every
+step (a ramp stops where the loss diverges, so most tests cost less than the sizing). The budget probe is not run: it costs a quarter of a
 run and tests a constant LR held for the whole run, which the recipe does not do.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,30 +25,40 @@ import torch
 
 from lrdoctor.errors import FinderError
 from lrdoctor.finder import FinderResult
-from lrdoctor.finder._recipe import AUTO_SCHEDULE, PEAK_FACTOR, RECIPES, recipe_spec
+from lrdoctor.finder._recipe import AUTO_SCHEDULE, RECIPES, peak_lr, recipe_spec
 from lrdoctor.torch._finder import find_lr
 
-__all__ = ["MIN_RAMP", "AutoResult", "auto_lr", "finder_size"]
+__all__ = ["MAX_RAMP", "MIN_RAMP", "REPEATS", "SIZED_PASSES", "AutoResult", "auto_lr",
+           "finder_size"]
 
-#: the shortest first ramp ``auto_lr`` sizes (steps)
-MIN_RAMP = 30
+#: the shortest and the longest first ramp ``auto_lr`` sizes (steps)
+MIN_RAMP, MAX_RAMP = 30, 100
+#: one ramp, sized so that 2.5 passes (first + one adaptive pass + zoom) fit in ``cost``:
+#: chosen by ``bench_auto.py tune`` on the tuning families (RESULTS.md "auto recipe choice,
+#: step 1"): against 3 ramps sized for 1.5 passes (44 steps at N=2000; fallback on 8 of 21
+#: tuning runs, cost up to 0.17) it fell back on 3 and never cost more than 0.089
+REPEATS, SIZED_PASSES = 1, 2.5
 
 
-def finder_size(total_steps: int, cost: float, repeats: int = 3) -> tuple[int, int]:
-    """``(num_steps, repeats)`` of a range test that costs at most ``cost * total_steps``.
+def finder_size(total_steps: int, cost: float, repeats: int = REPEATS,
+                passes: float = SIZED_PASSES) -> tuple[int, int]:
+    """``(num_steps, repeats)`` of a range test of ``passes`` passes that costs at most
+    ``cost * total_steps``: ``n = floor(cost * total_steps / (passes * repeats))``, at most
+    :data:`MAX_RAMP`, fewer repeats while ``n`` is under :data:`MIN_RAMP`, and never under it
+    (a run under ``MIN_RAMP * passes / cost`` steps pays more than ``cost``).
 
     >>> finder_size(2000, 0.1)
+    (80, 1)
+    >>> finder_size(2000, 0.1, repeats=3, passes=1.5)
     (44, 3)
-    >>> finder_size(20000, 0.1)
-    (100, 3)
     >>> finder_size(500, 0.1)
-    (33, 1)
+    (30, 1)
     """
     budget = cost * total_steps
-    n = min(100, math.floor(budget / (1.5 * repeats)))
+    n = min(MAX_RAMP, math.floor(budget / (passes * repeats)))
     while n < MIN_RAMP and repeats > 1:
         repeats -= 1
-        n = min(100, math.floor(budget / (1.5 * repeats)))
+        n = min(MAX_RAMP, math.floor(budget / (passes * repeats)))
     return max(MIN_RAMP, n), repeats
 
 
@@ -95,14 +105,17 @@ class AutoResult:
 
 def auto_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             train_loader: Iterable[Any], loss_fn: Callable[..., Any] | None = None, *,
-            total_steps: int, schedule: str = AUTO_SCHEDULE, peak_factor: float = PEAK_FACTOR,
-            cost: float = 0.1, repeats: int = 3, num_steps: int | None = None,
+            total_steps: int, schedule: str = AUTO_SCHEDULE,
+            peak_factor: float | Mapping[str, float] | None = None,
+            cost: float = 0.1, repeats: int = REPEATS, num_steps: int | None = None,
             **find_kwargs: Any) -> AutoResult:
     """The LR and schedule to train ``total_steps`` optimizer steps, from a sized range test.
 
     ``schedule`` (default :data:`~lrdoctor.finder._recipe.AUTO_SCHEDULE`) is one of
-    ``cosine``, ``one_cycle``, ``wsd``, ``linear``; the peak is ``suggestion * peak_factor``
-    (the fallback LR itself when the finder fell back). ``cost`` caps the range test's steps
+    ``cosine``, ``one_cycle``, ``wsd``, ``linear``; the peak is ``suggestion * factor`` with
+    the factor by the finder's grade (:data:`~lrdoctor.finder._recipe.PEAK_FACTORS`;
+    ``peak_factor`` a number or a ``{grade: factor}`` mapping overrides it; see
+    :func:`~lrdoctor.finder._recipe.peak_lr`). ``cost`` caps the range test's steps
     as a share of the run (see the module doc); ``num_steps``/``repeats`` override the sizing.
     Other keyword arguments go to :func:`~lrdoctor.torch.find_lr` (``step_fn``, ``start_lr``,
     ``end_lr``, ``amp``, ``accumulation_steps``, ...), except ``budget_steps``/``epochs``.
@@ -118,8 +131,11 @@ def auto_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     if not (isinstance(cost, (int, float)) and 0 < cost <= 1):
         raise FinderError(f"cost must be in (0, 1] (the share of the run the range test may "
                           f"take), got {cost!r}")
-    if not (isinstance(peak_factor, (int, float)) and peak_factor > 0):
-        raise FinderError(f"peak_factor must be > 0, got {peak_factor!r}")
+    if peak_factor is not None:
+        for f in (peak_factor.values() if isinstance(peak_factor, Mapping) else [peak_factor]):
+            if isinstance(f, bool) or not (isinstance(f, (int, float)) and f > 0):
+                raise FinderError(f"peak_factor must be > 0 (a number, or one per grade), got "
+                                  f"{peak_factor!r}")
     for name in ("budget_steps", "epochs"):
         if name in find_kwargs:
             raise FinderError(f"auto_lr takes no {name}=: total_steps is the run's length "
@@ -130,6 +146,7 @@ def auto_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                      repeats=repeats, **find_kwargs)
     if result.suggestion is None:
         raise FinderError("auto_lr found no learning rate: " + result.reason)
-    peak = result.suggestion * (1.0 if result.grade == "fallback" else float(peak_factor))
+    # the spec writes 3 significant digits: the peak is the LR the schedule actually reaches
+    peak = float(f"{peak_lr(result.suggestion, result.grade, peak_factor):.3g}")
     spec = recipe_spec(schedule, peak, total_steps)
     return AutoResult(result, spec, schedule, peak, total_steps)
