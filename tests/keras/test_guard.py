@@ -159,3 +159,26 @@ def test_bad_settings_and_an_uncompiled_model_are_named():
     guard.set_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
     with pytest.raises(LRDoctorError, match="compiled model"):
         guard.on_train_begin()
+
+
+def test_a_scheduled_lr_is_lowered_through_a_wrapper_and_put_back():
+    seen = []
+
+    class Watch(keras.callbacks.Callback):   # the LR a batch uses, and the schedule's own
+        def on_train_batch_begin(self, batch, logs=None):
+            opt = self.model.optimizer
+            seen.append([float(keras.ops.convert_to_numpy(v))
+                         for v in (opt.learning_rate, schedule(opt.iterations))])
+
+    schedule = keras.optimizers.schedules.CosineDecay(0.05, decay_steps=60)
+    model = _model()
+    model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data(n=30 * BATCH)
+    x[20 * BATCH:22 * BATCH] = np.nan
+    guard = Guard(patience=2, cooldown_steps=4, lr_factor=0.25)
+    _fit(model, x, y, [guard, Watch()], epochs=1)
+    assert [e.action for e in guard.events] == ["skip", "rewind"]
+    used, planned = np.array(seen).T
+    assert np.allclose(used[22:27] / planned[22:27], [0.25, 0.4375, 0.625, 0.8125, 1.0])
+    assert model.optimizer._learning_rate is schedule
