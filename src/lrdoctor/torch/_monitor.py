@@ -62,7 +62,6 @@ from typing_extensions import Self
 
 from lrdoctor.errors import LRDoctorError
 from lrdoctor.journal import Journal
-from lrdoctor.logs._names import canonical
 from lrdoctor.torch._monitor_cadence import Cadence, clock
 from lrdoctor.torch._monitor_checks import (
     check_init,
@@ -71,7 +70,7 @@ from lrdoctor.torch._monitor_checks import (
     lookup_tables,
     scheduler_settings,
 )
-from lrdoctor.torch._monitor_rows import drain
+from lrdoctor.torch._monitor_rows import canonical_name, drain, metric_value, send_rows
 from lrdoctor.torch._monitor_stats import (
     RELU_LIKE,
     SATURATING,
@@ -89,16 +88,7 @@ _NEVER = 1 << 62
 #: an epoch end flushes when the last flush is at least this old (a flush costs ~0.2 ms: short
 #: epochs would otherwise pay it many times a second)
 _EPOCH_FLUSH_S = 0.5
-
-
-def _metric(x: Any) -> Any:
-    """A float, or a 0-d tensor (the mean of a larger one) that the next flush reads."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.dim() == 0:
-            return x
-        return x.reshape(()) if x.numel() == 1 else x.float().mean()
-    return float(x)
+_monotonic = time.monotonic
 
 
 def _step_pre_hook(optimizer: Any, fn: Any) -> Any:
@@ -111,15 +101,6 @@ def _step_pre_hook(optimizer: Any, fn: Any) -> Any:
         return target.register_step_pre_hook(fn)
     except AttributeError:  # no hook registry: Monitor.step() reads the groups' lr instead
         return None
-
-
-def _send(lines: list[str], sink: Callable[[int, dict[str, float]], None]) -> None:
-    """Hand each ``scalars`` line to ``sink(step, values)`` (the Monitor's other lines are not
-    metrics)."""
-    for line in lines:
-        if line.startswith('{"type": "scalars"'):
-            row = json.loads(line)
-            sink(int(row["step"]), row["values"])
 
 
 class Monitor:
@@ -148,7 +129,7 @@ class Monitor:
         self.every, self.inspect_batches = every, inspect_batches
         self.noise_window = max(0, noise_window)
         self.loss_fn = loss_fn
-        self.flush_seconds = flush_seconds
+        self._flush_s = flush_seconds
         self.sink = sink
         self.budget = budget
         self._cadence = Cadence(budget, every)
@@ -162,7 +143,8 @@ class Monitor:
         # (step, epoch, loss, lrs, grad norm parts, extra values): see _monitor_rows
         self._rows: list[tuple[Any, ...]] = []
         self._buffer: list[str] = []
-        self._last_flush = time.monotonic()
+        self._last_flush = _monotonic()
+        self._flush_at = self._last_flush + flush_seconds
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._closed = False
         self._params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -208,37 +190,32 @@ class Monitor:
             lrs = self._group_lrs()
         else:
             self._used_lrs = None
-        cad = self._cadence
-        parts = None
-        if k >= cad.sample_at:  # a sampled step with nothing else to do: the gradient norm
-            t0 = clock() if cad.budget is not None else 0.0
-            grads = list(map(_grad_of, self._plist))
-            try:
-                parts = torch._foreach_norm(grads)
-            except (TypeError, RuntimeError):  # a parameter without a gradient, or none at all
-                parts = self._grad_norms()[1]
-            if cad.budget is None:
-                cad.sample_at = k + 1
-            else:
-                cad.started(k, t0)
-                t1 = clock()
-                cad.sampled(k, t1 - t0)
-                cad.ended(k, t1)
         if loss is not None and loss.__class__ is not float:
-            loss = _metric(loss)
-        self._rows.append((k, self.epoch_count, loss, lrs, parts, None))
+            loss = metric_value(loss)
+        self._rows.append((k, self.epoch_count, loss, lrs,
+                           self._sample(k) if k >= self._cadence.sample_at else None, None))
         self.global_step = k + 1
-        if time.monotonic() - self._last_flush > self.flush_seconds:
+        if _monotonic() > self._flush_at:
             self.flush()
+
+    @property
+    def flush_seconds(self) -> float:
+        """The longest the rows wait in memory before they are written (seconds)."""
+        return self._flush_s
+
+    @flush_seconds.setter
+    def flush_seconds(self, seconds: float) -> None:
+        self._flush_s = seconds
+        self._flush_at = self._last_flush + seconds
 
     def epoch(self, **metrics: Any) -> None:
         """Record evaluation results (``val_loss=…``, ``val_accuracy=…``, ``accuracy=…``)."""
         self.epoch_count += 1
         values = {}
         for key, value in metrics.items():
-            name = canonical(key)
+            name = canonical_name(key)
             if name is not None:
-                values[name] = _metric(value)
+                values[name] = metric_value(value)
         if "train/loss" in values:  # an epoch mean next to per-step losses
             values["train/loss_epoch"] = values.pop("train/loss")
         self._rows.append((max(self.global_step - 1, 0), self.epoch_count, None, None, None,
@@ -247,7 +224,7 @@ class Monitor:
             self._cadence.interrupt(self.global_step)
             self._due = min(self._due, self.global_step) if self._due >= 0 else self._due
         self._forward_decisions()
-        if time.monotonic() - self._last_flush >= min(self.flush_seconds, _EPOCH_FLUSH_S):
+        if _monotonic() - self._last_flush >= min(self._flush_s, _EPOCH_FLUSH_S):
             self.flush()
 
     def watch(self, scheduler: Any, *, metric: str | None = None) -> None:
@@ -290,11 +267,12 @@ class Monitor:
             self._drain()
         if self._buffer and not self._closed:
             if self.sink is not None:
-                _send(self._buffer, self.sink)
+                send_rows(self._buffer, self.sink)
             self._file.write("".join(self._buffer))
             self._file.flush()
             self._buffer.clear()
-        self._last_flush = time.monotonic()
+        self._last_flush = now = _monotonic()
+        self._flush_at = now + self._flush_s
 
     def close(self) -> None:
         """Flush, remove every hook and close the file (idempotent)."""
@@ -344,7 +322,7 @@ class Monitor:
         sample = heavy or window or k >= cad.sample_at or self.budget is None
         grads, parts = self._grad_norms() if sample else ([], None)
         if loss is not None and loss.__class__ is not float:
-            loss = _metric(loss)
+            loss = metric_value(loss)
         inspect = sample and k < self.inspect_batches
         extra = None
         if metrics or inspect or heavy or window:
@@ -378,8 +356,20 @@ class Monitor:
         else:  # step() does the plain sampled steps itself
             self._due = max(nxt, cad.heavy_at - 1)
         cad.ended(k, clock())
-        if time.monotonic() - self._last_flush > self.flush_seconds:
+        if _monotonic() > self._flush_at:
             self.flush()
+
+    def _sample(self, k: int) -> Any:
+        """A sampled step with nothing else to do: the per-tensor gradient norms (one fused
+        ``_foreach_norm``), its cost (bookkeeping included) reported to the cadence."""
+        cad = self._cadence
+        t0 = clock()
+        try:
+            parts = torch._foreach_norm(list(map(_grad_of, self._plist)))
+        except (TypeError, RuntimeError):  # a parameter without a gradient, or none at all
+            parts = self._grad_norms()[1]
+        cad.sampled_alone(k, t0, clock())
+        return parts
 
     def _grad_norms(self) -> tuple[list[torch.Tensor], Any]:
         """The gradients and their norms per tensor (one fused ``_foreach_norm``; combined into
@@ -396,7 +386,13 @@ class Monitor:
         return [float(g["lr"]) for g in self.optimizer.param_groups]
 
     def _remember_lrs(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
-        lrs = [float(g["lr"]) for g in optimizer.param_groups]
+        groups, last = optimizer.param_groups, self._last_lrs
+        if len(groups) == 1 == len(last):  # the usual case, without building a list
+            lr = groups[0]["lr"]
+            if lr.__class__ is float and lr == last[0]:
+                self._used_lrs = last
+                return
+        lrs = [float(g["lr"]) for g in groups]
         if lrs == self._last_lrs:  # rows share one list while the rates stay the same
             lrs = self._last_lrs
         self._used_lrs = self._last_lrs = lrs
@@ -406,9 +402,9 @@ class Monitor:
         """The values of a step beyond loss, lr and grad_norm (see _monitor_rows for types)."""
         extra: dict[str, Any] = {}
         for key, value in metrics.items():
-            name = canonical(key)
+            name = canonical_name(key)
             if name is not None:
-                extra[name] = _metric(value)
+                extra[name] = metric_value(value)
         if inspect:
             if k == 0:
                 out, self._first_output = self._first_output, None

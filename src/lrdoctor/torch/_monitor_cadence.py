@@ -89,6 +89,16 @@ class Cadence:
         self.sample_s = _ema(self.sample_s, cost)
         self.sample_at = k + self._interval(self.sample_s, 1, self.every)
 
+    def sampled_alone(self, k: int, t0: float, t1: float) -> None:
+        """A sampled step ``k`` whose only Monitor work ran from ``t0`` to ``t1``: one call for
+        :meth:`started`, :meth:`sampled` and :meth:`ended`."""
+        if self.budget is None:
+            self.sample_at = k + 1
+            return
+        self.started(k, t0)
+        self.sampled(k, t1 - t0)
+        self._ref = (k, t1)
+
     def heavy_done(self, k: int, cost: float, now: int) -> None:
         """The heavy step ``k`` (with its window, ending before step ``now``) cost ``cost``.
         Step 0's cost (first calls, cold caches: several times the usual) is not counted."""
