@@ -16,7 +16,7 @@ SEED = 31
 
 
 def _train(tmp, tag, *, weight_scale=1.0, epochs=4, zero_biases=False, batch=None,
-           train_noise=0.0):
+           train_noise=0.0, tanh=False):
     torch = pytest.importorskip("torch")
     from lrdoctor import examples
     from lrdoctor.torch import Monitor
@@ -25,6 +25,9 @@ def _train(tmp, tag, *, weight_scale=1.0, epochs=4, zero_biases=False, batch=Non
     task = examples.get("digits-mlp", seed=SEED, hidden=(256, 128, 64))
     torch.manual_seed(SEED)
     model = task.build_model(SEED)
+    if tanh:                                             # the same MLP with tanh units
+        model = torch.nn.Sequential(*[torch.nn.Tanh() if isinstance(m, torch.nn.ReLU) else m
+                                      for m in model])
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.Linear):
@@ -62,7 +65,9 @@ def runs(tmp_path_factory):
     return {"tiny": _train(tmp, "tiny", weight_scale=1e-3), "default": _train(tmp, "default"),
             "zeros": _train(tmp, "zeros", weight_scale=0.0, zero_biases=True, epochs=2),
             "full": _train(tmp, "full", batch=100_000, epochs=30),
-            "noised": _train(tmp, "noised", train_noise=2.0)}
+            "noised": _train(tmp, "noised", train_noise=2.0),
+            "tanh-large": _train(tmp, "tanh-large", tanh=True, weight_scale=4.0, epochs=2),
+            "tanh": _train(tmp, "tanh", tanh=True, epochs=2)}
 
 
 def test_a_shrunk_init_is_named_by_its_effect_vanishing_gradients(runs):
@@ -206,3 +211,23 @@ def test_a_real_run_with_noise_added_to_its_training_batches_only(runs):
 def test_no_noise_signature_or_a_training_split_that_is_the_easier_one_is_no_data_problem():
     for std, ratio in ((1.0, 0.97), (2.2, 1.6)):
         assert "data-problem" not in diagnose(_noised_log(std, ratio)).codes, (std, ratio)
+
+
+def test_tanh_units_that_start_saturated_are_named(runs):
+    d = diagnose(runs["tanh-large"])
+    assert "saturated-activations" in [f.code for f in d.problems], d.codes
+    f = {x.code: x for x in d.findings}["saturated-activations"]
+    assert f.data["share_first"] > 0.01 and "first measurement" in f.evidence
+    assert "saturated-activations" not in diagnose(runs["tanh"]).codes
+
+
+def test_saturation_that_grows_during_training_only_is_not_the_init():
+    steps = np.arange(0, 600, 100)
+    base = {"train/loss": Series(np.arange(600), np.linspace(2.3, 0.4, 600))}
+    late = TrainingLog({**base, "saturation/t": Series(steps, np.array([0.0, 0, 0.1, 0.2, 0.3,
+                                                                           0.3]))},
+                       format="lrdoctor-jsonl")
+    assert "saturated-activations" not in diagnose(late).codes
+    early = TrainingLog({**base, "saturation/t": Series(steps, np.full(6, 0.2))},
+                        format="lrdoctor-jsonl")
+    assert "saturated-activations" in [f.code for f in diagnose(early).problems]

@@ -182,14 +182,27 @@ def saturated_activations(ctx: Context) -> list[Finding]:
                            "activation statistics (saturation/<layer>)")
         return []
     worst = max(stats, key=stats.get)
+    fix = ("Normalize the inputs, scale the initialisation down, add normalization layers, or "
+           "switch sigmoid/tanh to ReLU-family activations.")
     if stats[worst] > T.SATURATED:
         s = ctx.log.get(f"saturation/{worst}")
         return [_f("saturated-activations", "warning",
                    f"{stats[worst]:.0%} of the outputs of {worst} sit within 1% of the "
-                   "activation's limits",
-                   "Normalize the inputs, scale the initialisation down, add normalization "
-                   "layers, or switch sigmoid/tanh to ReLU-family activations.",
-                   [float(s.steps[0])], 0.5 + 0.4 * stats[worst])]
+                   "activation's limits", fix, [float(s.steps[0])], 0.5 + 0.4 * stats[worst])]
+    # at a fan-in-scaled init almost no unit starts within 1% of its limits (sigmoid: |x| >
+    # 4.6, tanh: |x| > 2.6); a share of them there at the first measurement is the setup's
+    first = {n: (float(s.finite.steps[0]), float(s.finite.values[0]))
+             for n, s in ctx.log.group("saturation").items() if len(s.finite)}
+    if first:
+        name = max(first, key=lambda n: first[n][1])
+        step, share = first[name]
+        if share > T.SATURATED_INIT:
+            return [_f("saturated-activations", "warning",
+                       f"{share:.1%} of the outputs of {name} sat within 1% of the activation's "
+                       f"limits at the first measurement ({ctx.fmt_step(step)}; "
+                       f"{stats.get(name, share):.1%} over the second half): a fan-in-scaled "
+                       "init starts almost none there, so the weights or inputs are too large "
+                       "for it", fix, [step], 0.45 + 0.4 * share, share_first=share)]
     return []
 
 

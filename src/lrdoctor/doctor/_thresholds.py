@@ -193,6 +193,12 @@ _reg("DEAD_FRAC", 0.5, (0.3, 0.5, 0.7), "dead-relu",
      "share of a ReLU layer's units zero for whole batches above this")
 _reg("SATURATED", 0.5, (0.3, 0.5, 0.7), "saturated-activations",
      "share of a sigmoid/tanh layer's outputs within 1% of a limit above this")
+_reg("SATURATED_INIT", 0.01, (0.005, 0.01, 0.02), "saturated-activations",
+     "or the share of a sigmoid/tanh layer's outputs within 1% of a limit at the first "
+     "measurement above this (a fan-in-scaled init starts almost none there)",
+     "2026-12-07 on the corpus design families (cancer-mlp, mnist1d-cnn, friedman-reg, "
+     "digits-wide, charlm-tf): weights x4 with tanh or sigmoid 0.025-0.27, every other run "
+     "with sigmoid/tanh modules (deeper sigmoid nets, a sigmoid output) 0.0000")
 _reg("INPUT_ABSMAX", 20.0, (10.0, 20.0, 50.0), "unnormalized-input",
      "input magnitude that says 'not normalized'")
 _reg("INPUT_STD", 5.0, (3.0, 5.0, 10.0), "unnormalized-input", "input std above this")
