@@ -34,6 +34,7 @@ batch had z >= 17), after which the defaults became z 10 and ratio 3. The table 
     python benchmarks/bench_guard.py          # or: make bench BENCH=guard (~2 min on 2 cores)
     python benchmarks/bench_guard.py --quick  # one seed, one task
     python benchmarks/bench_guard.py --keras  # the Keras 3 Guard's table (digits-mlp's data)
+    python benchmarks/bench_guard.py --overhead  # the overhead table alone (three settings)
 """
 
 from __future__ import annotations
@@ -105,8 +106,11 @@ def train(task_name: str, seed: int, *, fault: str | None, guard: bool, optimize
             "messages": [] if g is None else [e.message for e in g.events]}
 
 
-def overhead(task_name: str, steps: int, repeats: int = 3, **guard_kwargs: Any) -> float:
-    """CPU time of guarded / plain steps, two copies in lockstep (see the module doc)."""
+def overhead(task_name: str, steps: int, repeats: int = 3, clip: bool = False,
+             **guard_kwargs: Any) -> float:
+    """CPU time of guarded / plain steps, two copies in lockstep (see the module doc). With
+    ``clip``, both copies clip the gradient norm to 1e3 (never binding) and the guarded one
+    hands that norm to ``check(loss, grad_norm=...)``."""
     import torch
 
     from lrdoctor import examples
@@ -130,7 +134,9 @@ def overhead(task_name: str, steps: int, repeats: int = 3, **guard_kwargs: Any) 
                     opt.zero_grad(set_to_none=True)
                     loss = task.loss_fn(model(xb), yb)
                     loss.backward()
-                    if g is None or g.check(loss):
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1e3) \
+                        if clip else None
+                    if g is None or g.check(loss, grad_norm=norm):
                         opt.step()
                     dt = time.thread_time() - t0
                     if g is None:
@@ -291,6 +297,26 @@ class _KerasLRSpike:
         return Spike()
 
 
+def overhead_main(quick: bool) -> None:
+    """``--overhead``: the lockstep overhead alone, at the defaults, with the loss test only,
+    and in a loop that clips (both copies) and hands its norm to the guard."""
+    from _results import record
+
+    steps = 100 if quick else 300
+    rows = []
+    for name in TASKS:
+        rows.append([name, round(overhead(name, steps), 4),
+                     round(overhead(name, steps, check_grads=False), 4),
+                     round(overhead(name, steps, clip=True), 4)])
+    record("Guard overhead: guarded / plain CPU time per step (lockstep, median of 3)",
+           ["task", "defaults", "loss test only", "clipping loop, norm handed over"], rows,
+           notes=("lrdoctor.torch.Guard at its defaults; 'loss test only' is check_grads="
+                  "False; in the last column both copies call clip_grad_norm_(params, 1e3) and "
+                  "the guarded one passes its result as check(loss, grad_norm=...), so the "
+                  "guard computes no norm of its own. 1 torch thread, seed 0, SGD at the "
+                  "task's reference lr. Goal 1.03."))
+
+
 def keras_main(quick: bool) -> None:
     """``--keras``: the fault table for lrdoctor.keras.Guard, and its overhead."""
     from _results import record
@@ -348,6 +374,9 @@ def main(argv: list[str]) -> None:
     quick = "--quick" in argv
     if "--keras" in argv:
         keras_main(quick)
+        return
+    if "--overhead" in argv:
+        overhead_main(quick)
         return
     tasks, seeds = (TASKS[:1], SEEDS[:1]) if quick else (TASKS, SEEDS)
     work = Path(tempfile.mkdtemp(prefix="bench-guard-"))

@@ -150,3 +150,24 @@ def test_bad_settings_name_the_parameter():
         Guard(model, opt, patience=0)
     with pytest.raises(LRDoctorError, match="lr_factor must be in"):
         Guard(model, opt, lr_factor=2.0)
+
+
+def test_a_given_gradient_norm_replaces_the_guards_own():
+    model, opt, sched, x, y = _setup()
+    guard = Guard(model, opt, sched, min_history=5)
+    for i in range(30):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x[i * 64:(i + 1) * 64]),
+                                                 y[i * 64:(i + 1) * 64])
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if i == 20:
+            norm = norm * 1000.0          # what a corrupt batch's gradient would show
+        if i == 25:
+            norm = torch.tensor(float("inf"))
+        if guard.check(loss, grad_norm=norm):
+            opt.step()
+            sched.step()
+    assert [(e.step, e.reason) for e in guard.events] == [(20, "grad-spike"),
+                                                          (25, "nonfinite-grad")]
+    assert guard.events[0].evidence["grad_norm_sum"] > 100

@@ -111,11 +111,18 @@ class Guard:
         raise AttributeError(name)
 
     # ---- the check -----------------------------------------------------------------------
-    def check(self, loss: Any) -> bool:
-        """Decide on this batch: True to step, False to skip it (see the class docstring)."""
+    def check(self, loss: Any, grad_norm: Any = None) -> bool:
+        """Decide on this batch: True to step, False to skip it (see the class docstring).
+
+        ``grad_norm``: a gradient norm the loop already has (what
+        ``torch.nn.utils.clip_grad_norm_`` returns, before clipping), tested in place of the
+        guard's own sum of per-tensor norms, which is then not computed (the test is against
+        the norm's own history, so any one norm, used every batch, will do).
+        """
         k = self.step
         self.step += 1
-        value, gnorm = self._measure(loss)
+        value, gnorm = self._measure(loss) if grad_norm is None else \
+            self._given(loss, grad_norm)
         core = self.core
         reason, stats = core.judge(value, gnorm)
         if reason is None:
@@ -131,6 +138,16 @@ class Guard:
                         + f"; batch skipped ({len(core.bad)} in a row, patience "
                         f"{self.settings.patience})", ev)
         return False
+
+    @staticmethod
+    def _given(loss: Any, grad_norm: Any) -> tuple[float, float]:
+        """The loss and a given norm, read back together when both are tensors."""
+        if isinstance(loss, torch.Tensor) and isinstance(grad_norm, torch.Tensor):
+            g = grad_norm.detach().reshape(()).float()
+            both = torch.stack([loss.detach().reshape(()).to(g.device, torch.float32), g])
+            a, b = both.tolist()
+            return a, b
+        return float(loss), float(grad_norm)
 
     def _measure(self, loss: Any) -> tuple[float, float | None]:
         """The loss and (if checked) the sum of the per-tensor gradient norms, read back
