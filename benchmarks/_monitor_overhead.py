@@ -68,10 +68,21 @@ def bare_grad_norm(model: Any, optimizer: Any, workdir: Path) -> Hooks:
             (lambda mean: kept.clear()), (lambda: None))
 
 
-def lockstep(task: Any, epochs: int, make: Callable[..., Hooks], workdir: Path) -> dict[str, Any]:
-    """Train a plain and an instrumented copy in alternation; CPU seconds of each."""
+def lockstep(task: Any, epochs: int, make: Callable[..., Hooks], workdir: Path, *,
+             alternate: str = "step") -> dict[str, Any]:
+    """Train a plain and an instrumented copy in alternation; CPU seconds of each.
+
+    ``alternate="step"``: the copies take turns every step (which goes first flips every step).
+    ``"epoch"``: they take turns every epoch on the same batches (which goes first flips every
+    epoch), so between two of its steps an instrumented copy only sees its own training - what
+    a Monitor measures as the step time (the wall time between its calls) is then its own step's,
+    not two steps' as in step alternation; the interval across the turn spans ``on_epoch``, which
+    the Monitor does not count as a step.
+    """
     import torch
 
+    if alternate not in ("step", "epoch"):
+        raise ValueError(f"alternate must be 'step' or 'epoch', got {alternate!r}")
     clock = time.thread_time
     models = [task.build_model(0), task.build_model(0)]
     opts = [_optimizer(m) for m in models]
@@ -84,28 +95,44 @@ def lockstep(task: Any, epochs: int, make: Callable[..., Hooks], workdir: Path) 
     calls = (None, on_step)
     sums = [0.0, 0.0]
     k = 0
-    for _ in range(epochs):
-        sums[:] = [0.0, 0.0]
-        for xb, yb in loader:
-            for i in ((0, 1) if k % 2 == 0 else (1, 0)):
-                model, opt, call = models[i], opts[i], calls[i]
-                t = clock()
-                x, y = xb.to(device), yb.to(device)      # the loop of examples.train
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x), y)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise RuntimeError(f"{task.name}: the benchmark run diverged")
-                loss.backward()
-                opt.step()
-                if call is not None:
-                    call(value, x, y)
-                sums[i] += value
-                spent[i] += clock() - t
-            k += 1
+
+    def train_step(i: int, xb: Any, yb: Any) -> None:
+        model, opt, call = models[i], opts[i], calls[i]
+        t = clock()
+        x, y = xb.to(device), yb.to(device)      # the loop of examples.train
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise RuntimeError(f"{task.name}: the benchmark run diverged")
+        loss.backward()
+        opt.step()
+        if call is not None:
+            call(value, x, y)
+        sums[i] += value
+        spent[i] += clock() - t
+
+    def end_epoch() -> None:
         t = clock()
         on_epoch(sums[1] / task.steps_per_epoch)
         spent[1] += clock() - t
+
+    for e in range(epochs):
+        sums[:] = [0.0, 0.0]
+        if alternate == "step":
+            for xb, yb in loader:
+                for i in ((0, 1) if k % 2 == 0 else (1, 0)):
+                    train_step(i, xb, yb)
+                k += 1
+            end_epoch()
+            continue
+        batches = list(loader)
+        for i in ((0, 1) if e % 2 == 0 else (1, 0)):
+            for xb, yb in batches:
+                train_step(i, xb, yb)
+            if i == 1:  # the monitored copy's evaluation point, as in a training loop
+                end_epoch()
+        k += len(batches)
     t = clock()
     close()
     spent[1] += clock() - t
