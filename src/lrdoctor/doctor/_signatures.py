@@ -46,8 +46,9 @@ def constant_output(ctx: Context) -> list[Finding]:
     <= 1.3), no blow-up (first epoch < 1.5x the level), median ``|loss - level|`` <= 0.1% of
     the level over the tail (PIN_REL), not creeping, not frozen. Why: a network whose units
     output zero passes nothing but the last bias, which settles on the label prior within an
-    epoch; the loss is then the prior's entropy to a few 1e-4. Weights decayed to zero and a
-    bottleneck whose units died give the same curve: the evidence says so.
+    epoch; the loss is then the prior's entropy to a few 1e-4. Weights initialized to zero or
+    decayed to zero and a bottleneck whose units died give the same curve: the evidence says so
+    (candidates: dead-relu, bad-initialization, over-regularization).
     """
     if measured(ctx, "dead_frac/", "grad_norm/"):
         return []
@@ -59,17 +60,19 @@ def constant_output(ctx: Context) -> list[Finding]:
                f"{t.deviation:.2%} of {t.level:.4g} (= ln {_exp(t.level):.3g}) with accuracy "
                f"at chance (accuracy x exp(loss) = {t.acc_ratio:.2f}): the output does not "
                "depend on the input, no signal reaches the last layer. Dead ReLUs (a negative "
-               "bias init, or units killed by an early spike) do this; so do weight decay so "
-               "strong the weights collapsed to zero and a layer too narrow. Per-epoch loss and "
-               "accuracy cannot tell these apart without activation statistics or the weight "
-               f"norm: check the weight decay (one minute), then {_MONITOR_RUN} (dead_frac per "
-               "layer)",
+               "bias init, or units killed by an early spike) do this; so do weights initialized "
+               "to zero (every unit computes the same nothing), weight decay so strong the "
+               "weights collapsed to zero and a layer too narrow. Per-epoch loss and accuracy "
+               "cannot tell these apart without activation statistics or the weights: print each "
+               "weight's std (one minute: exactly 0 is the init, near 0 after training the weight "
+               f"decay), else {_MONITOR_RUN} (dead_frac per layer)",
                "Initialise biases at zero with He init for the weights (or use LeakyReLU/GELU); "
                "if the weight decay is above ~1e-2, lower it.",
                [float(curves(ctx).steps[t.start])], 0.6, level=t.level,
-               candidates=["dead-relu", "over-regularization", "lr-too-high"],
-               check="print the weight decay, then run lrdoctor.torch.Monitor: dead_frac near 1 "
-                     "per layer means dead ReLUs, weight norms near 0 the weight decay")]
+               candidates=["dead-relu", "bad-initialization", "over-regularization"],
+               check="print each weight's std: exactly 0 means a zero init, near 0 after "
+                     "training the weight decay; else run lrdoctor.torch.Monitor: dead_frac "
+                     "near 1 per layer means dead ReLUs")]
 
 
 def creep_to_chance(ctx: Context) -> list[Finding]:
