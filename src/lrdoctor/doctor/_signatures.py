@@ -98,13 +98,15 @@ def creep_to_chance(ctx: Context) -> list[Finding]:
                "input but carries no information, so the early layers are not learning — "
                "vanishing gradients, typical of deep sigmoid/tanh stacks. Without per-layer "
                "gradient norms this cannot be told apart from dropout so strong it drowns the "
-               f"signal: check the activations and the dropout rate, or {_MONITOR_RUN}",
+               "signal, and a learning rate far too small creeps the same way: check the "
+               f"activations, the dropout rate and the lr, or {_MONITOR_RUN}",
                "Use ReLU-family activations with He/Xavier initialisation, add normalization "
                "layers or residual connections.",
-               [ctx.log.first_step], 0.55, candidates=["vanishing-gradients",
-                                                      "over-regularization"],
-               check="run lrdoctor.torch.Monitor to see per-layer gradient norms (first / "
-                     "last layer far below 1e-2: vanishing), and print the dropout rates")]
+               [ctx.log.first_step], 0.55,
+               candidates=["vanishing-gradients", "over-regularization", "lr-too-low"],
+               check="run lrdoctor.torch.Monitor: first / last layer gradient norm far below "
+                     "1e-2 means vanishing gradients, update/weight ratios below 1e-3 a "
+                     "learning rate too low; neither, print the dropout rates")]
 
 
 def scale_blowup(ctx: Context) -> list[Finding]:
@@ -304,9 +306,15 @@ def softmax_floor(ctx: Context) -> list[Finding]:
                f"(C = {q.classes:.3g}" + (", estimated from the stalled start" if q.estimated
                                           else "")
                + "). Very strong label smoothing or weight decay also make a model this "
-               "underconfident: check whether the model's last layer is a softmax (one minute)",
+               "underconfident, and a learning rate far too small leaves the loss this high "
+               "while the argmax already moves: check whether the model's last layer is a "
+               "softmax (one minute)",
                "Feed raw logits to CrossEntropyLoss (remove the final softmax), or use NLLLoss "
-               "on log_softmax outputs.", [q.step], 0.8, classes=q.classes, slope=q.slope)]
+               "on log_softmax outputs.", [q.step], 0.8, classes=q.classes, slope=q.slope,
+               candidates=["loss-activation-mismatch", "over-regularization", "lr-too-low"],
+               check="print the model's last layer and the optimizer: a softmax before "
+                     "CrossEntropyLoss means the activation, label smoothing or weight decay "
+                     "above ~1e-2 the regularization; neither, raise the lr 10x for one epoch")]
 
 
 def sorted_batches(ctx: Context) -> list[Finding]:
