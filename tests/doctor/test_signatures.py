@@ -237,7 +237,8 @@ def test_over_regularization_from_a_jittering_loss_at_chance():
     vloss, vacc = at_chance(10, jitter=2e-3)
     d = diagnose(epochs_log(loss, np.full(10, 0.105), vloss, vacc))
     assert d.problems[0].code == "over-regularization"
-    assert d.problems[0].data["candidates"] == ["over-regularization", "lr-too-high"]
+    assert d.problems[0].candidates == ("over-regularization", "lr-too-high", "dead-relu")
+    assert "eval mode" in d.problems[0].check
     assert "dead-relu" not in d.codes
 
 

@@ -278,13 +278,14 @@ def noisy_at_chance(ctx: Context) -> list[Finding]:
                "down: more than the constant output of a dead network (<= 0.1%), less than "
                "steps too large (> 1%). The output is random but uninformative in training "
                "mode: dropout far too strong does this; a learning rate a little too high on "
-               "dead units can look alike. Check the dropout rates and evaluate the training set "
+               "dead units, or dead units whose output bias still drifts, can look alike. Check the dropout rates and evaluate the training set "
                f"in eval mode (one minute), or {_MONITOR_RUN}",
                "Lower the dropout rate (0.1-0.5), and check that the training loss then falls.",
                [float(curves(ctx).steps[t.start])], 0.55, level=t.level,
-               candidates=["over-regularization", "lr-too-high"],
-               check="print the dropout rates and evaluate the training set in eval mode: "
-                     "near the validation accuracy means the dropout")]
+               candidates=["over-regularization", "lr-too-high", "dead-relu"],
+               check="evaluate the training set in eval mode: above chance means the dropout; "
+                     "still at chance, run lrdoctor.torch.Monitor: dead_frac near 1 means dead "
+                     "units, else the learning rate")]
 
 
 def softmax_floor(ctx: Context) -> list[Finding]:
