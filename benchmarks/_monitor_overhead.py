@@ -76,8 +76,8 @@ def lockstep(task: Any, epochs: int, make: Callable[..., Hooks], workdir: Path, 
     ``"epoch"``: they take turns every epoch on the same batches (which goes first flips every
     epoch), so between two of its steps an instrumented copy only sees its own training - what
     a Monitor measures as the step time (the wall time between its calls) is then its own step's,
-    not two steps' as in step alternation; the interval across the turn spans ``on_epoch``, which
-    the Monitor does not count as a step.
+    where in step alternation an interval also holds the other copy's steps; the interval across
+    the turn spans ``on_epoch``, which the Monitor does not count as a step.
     """
     import torch
 

@@ -7,11 +7,14 @@ model on the same batches, in alternation, each timed with this thread's CPU tim
 of a shared machine falls on both alike. The runs of the variants below are interleaved too.
 
 The goal's column alternates the copies every epoch (which goes first flips every epoch): the
-default Monitor's time budget is a share of the step time it measures, the wall time between
-two of its calls, and with copies alternating every step that interval holds two training
-steps (the plain copy's too), so its budget, and the sampling, doubles - not what a training
-loop sees. The step-alternated run of the default Monitor is kept as a column (the method of
-the earlier P4 entries), with the step time the Monitor measured in each mode.
+default Monitor's time budget is a share of the step time it measures (the least of its last 8
+wall-time intervals between its calls), and with copies alternating every step an interval
+holds the plain copy's steps too (none or two between two monitored steps, so the measured
+step time lands anywhere from its own step's to about twice that) - not what a training loop
+sees. The step-alternated run of the default Monitor is kept as a column (the method of the
+earlier P4 entries), with the step time the Monitor measured in each mode (wall time: on a
+loaded machine it also holds the waits for a core). Epoch alternation cancels the machine's
+load less well than step alternation: its range is wider, hence more repeats.
 Columns: the default ``Monitor`` (``budget=0.01``: gradient norm and heavy statistics on a time
 budget, loss and lr every step) and ``Monitor(budget=None)`` (the exact every-step gradient
 norm and every-50-step statistics: the Monitor before sampling). One torch thread.
@@ -37,7 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 #: (task, epochs, repeats): each lockstep run a few seconds (charlm: one epoch of 88 steps)
-RUNS = (("digits-mlp", 30, 9), ("mnist1d-conv", 4, 7), ("charlm", 1, 3))
+RUNS = (("digits-mlp", 30, 15), ("mnist1d-conv", 4, 11), ("charlm", 1, 3))
 
 
 def monitor_with(seen: list[Any] | None = None, **kwargs: Any) -> Any:
@@ -104,7 +107,8 @@ def main() -> None:
                        "included). The goal's column and budget=None alternate the copies every "
                        "epoch; 'step-alternated' alternates them every step, where the wall time "
                        "between two Monitor calls - the step time its budget is a share of - "
-                       "holds both copies' steps (compare the two measured step times). The "
+                       "also holds the plain copy's steps (compare the two measured step times, "
+                       "wall time: under load they also hold waits for a core). The "
                        "default Monitor samples the gradient norm and the per-layer statistics on "
                        "a time budget (budget=0.01 of the step time; loss, lr and the non-finite "
                        "checks of what is logged stay every step); budget=None is the exact "
