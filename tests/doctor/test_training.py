@@ -32,3 +32,11 @@ def test_a_test_split_that_lags_in_loss_and_accuracy_is_a_shift():
     rising = _split_log((2.1, 2.5, 2.5, 2.8, 2.9, 2.75), (0.31, 0.35, 0.38, 0.38, 0.37, 0.41))
     for log in (falling, rising):
         assert "distribution-shift" in [f.code for f in diagnose(log).problems]
+
+
+def test_a_test_split_with_no_finite_value_is_skipped_not_a_crash():
+    """A run that went non-finite logs test/loss = nan at every evaluation (seen on a corpus
+    run: diagnose raised IndexError on the empty finite series)."""
+    nan = (float("nan"),) * 6
+    log = _split_log(nan, nan)
+    assert "distribution-shift" not in diagnose(log).codes

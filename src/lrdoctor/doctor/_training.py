@@ -295,8 +295,8 @@ def distribution_shift(ctx: Context) -> list[Finding]:
         ctx.skip("distribution-shift", "no test split in the log")
         return []
     out = []
-    if log.has("test/loss") and ctx.val is not None:
-        tl = log.get("test/loss").finite.values
+    tl = log.get("test/loss").finite.values if log.has("test/loss") else np.array([])
+    if len(tl) and ctx.val is not None and len(ctx.val.values):
         t = float(tl[-1])
         v = float(ctx.val.values[-1])
         v0 = float(ctx.val.values[0])
@@ -309,8 +309,9 @@ def distribution_shift(ctx: Context) -> list[Finding]:
         if t > (1 + T.SHIFT_REL) * v and gave_back >= T.SHIFT_BACK and not calibration:
             out.append((t / max(v, 1e-12), f"test loss {t:.4g} vs validation loss {v:.4g}"))
     for name in ("test/accuracy",):
-        if log.has(name) and ctx.val_acc is not None:
-            t = float(log.get(name).finite.values[-1])
+        values = log.get(name).finite.values if log.has(name) else np.array([])
+        if len(values) and ctx.val_acc is not None and len(ctx.val_acc.values):
+            t = float(values[-1])
             t = t / 100 if t > 1 else t
             v = float(ctx.val_acc.values[-1])
             if v - t > 0.05:
