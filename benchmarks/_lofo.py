@@ -51,6 +51,7 @@ per code, the finding's candidates (the cache file's ``v2`` name: the format tha
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -68,7 +69,10 @@ __all__ = [
     "predicting_candidates", "score", "search", "top1_right",
 ]
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "lrdoctor"
+#: The sources of the lrdoctor that is imported (not the checkout next to this file: with
+#: PYTHONPATH or another install they differ, and the cache would file one doctor's diagnoses
+#: under the other's hash).
+SRC = Path(importlib.util.find_spec("lrdoctor").origin).parent  # type: ignore[arg-type]
 KINDS = ("jsonl", "csv")
 CRASH = "crash: "   # the code recorded when diagnose raised
 Found = tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]  # (codes, candidates per code)
