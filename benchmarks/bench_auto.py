@@ -1,13 +1,13 @@
 """Benchmark P2: ``auto_lr``'s LR + schedule against the LR-free optimizers and a grid oracle.
 
-Two parts, on different task families (``_p2_families.py``):
+Two parts, on different task families (``_p2_families.py``, ``_p2_tuning.py``):
 
 - ``tune`` (``make bench BENCH=auto-tune``): on the **tuning** families only (the bundled
-  examples digits-mlp, digits-cnn, mnist1d-conv with AdamW), train every recipe in
-  ``lrdoctor.finder._recipe.RECIPES`` (cosine, one-cycle, WSD, linear-to-zero) at peak =
-  the finder's suggestion x each factor in ``FACTORS``; the regret of each (recipe, factor) is
-  its 3-seed mean's gap to the best candidate of the family. The lowest mean regret picks
-  ``AUTO_SCHEDULE`` and ``PEAK_FACTOR`` (set by hand in ``_recipe.py`` from this table).
+  examples digits-mlp, digits-cnn, mnist1d-conv, and the GRU, LSTM, BatchNorm-CNN and
+  transformer families of ``_p2_tuning.py``), with AdamW: the range test's sizing
+  (:data:`VARIANTS`), the peak factor by the finder's grade and the schedule (see
+  :func:`tune`). Its tables pick ``REPEATS``/``SIZED_PASSES`` (``lrdoctor.torch._auto``),
+  ``PEAK_FACTORS`` and ``AUTO_SCHEDULE`` (``lrdoctor.finder._recipe``), set there by hand.
 - main (``make bench BENCH=auto``): on the **held-out** families, which played no part in any
   choice (a GRU, an LSTM, a small transformer, a CNN with BatchNorm, a tabular MLP, a residual
   MLP with LayerNorm, softmax regression, and two MSE regressions), at equal epochs and the
@@ -58,7 +58,6 @@ OUT = ROOT / "out"
 CACHE = OUT / "bench_auto_cache.json"
 SEEDS = (0, 1, 2)
 GRID = tuple(float(f"{v:.4g}") for v in 10 ** np.arange(-4.0, -0.99, 0.5))
-FACTORS = (1.0, 2.0)
 WORKERS = int(os.environ.get("LRDOCTOR_BENCH_WORKERS", "2"))
 PLOT = Path(__file__).with_name("p2_auto.png")
 
