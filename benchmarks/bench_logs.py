@@ -5,9 +5,10 @@ training loss with noise, a gradient norm, a constant lr, a validation loss ever
 steps), written as each writer would: a CSV (``step,loss,grad_norm,lr``), our Monitor's JSONL
 (a meta line, then one ``scalars`` line per step) and an HF ``trainer_state.json`` (one
 ``log_history`` entry per step). Each file is loaded twice in this process: with the ``fast``
-extra (pyarrow for CSV, orjson for JSON/JSONL) and without it (the standard library; the
-readers give identical logs either way, tests/logs/test_csv.py and test_json.py check that),
-then diagnosed. Seconds are wall time (``perf_counter``) and CPU time of this process
+extra (pyarrow for CSV; polars for big JSONL and trainer_state.json files, read a column at a
+time by ``lrdoctor.logs._columnar``, orjson for the rest) and without it (the standard library;
+the readers give identical logs either way: tests/logs/test_csv.py, test_json.py and
+test_columnar.py check that), then diagnosed. Seconds are wall time (``perf_counter``) and CPU time of this process
 (``process_time``, all threads); imports are done before the clock starts (importing pyarrow
 costs about 0.3 s once, at the first CSV). No training runs here (no torch threads to set).
 TensorBoard is not timed: its reader (``EventAccumulator``) decodes one protobuf event at a
@@ -66,17 +67,18 @@ def _timed(fn: Callable[[], object]) -> tuple[object, float, float]:
 
 def main() -> None:
     from lrdoctor.doctor import diagnose
-    from lrdoctor.logs import _csv, _json, load
+    from lrdoctor.logs import _columnar, _csv, _json, load
 
     logging.getLogger("lrdoctor").setLevel(logging.ERROR)
     _csv._pyarrow()  # the first CSV imports pyarrow: not what is timed
-    fast_extra = (_csv._pa, _csv._pa_csv, _json._orjson)
+    fast_extra = (_csv._pa, _csv._pa_csv, _json._orjson, _columnar.pl)
     rows, codes = [], set()
     load_before = os.getloadavg()[0]
     for what, path in _files(Path(tempfile.mkdtemp())).items():
         mb = path.stat().st_size / 1e6
         for fast in (True, False):
-            _csv._pa, _csv._pa_csv, _json._orjson = fast_extra if fast else (False, None, None)
+            _csv._pa, _csv._pa_csv, _json._orjson, _columnar.pl = (fast_extra if fast else
+                                                                   (False, None, None, None))
             log, load_wall, load_cpu = _timed(lambda p=path: load(p))
             if what in SKIP_DIAGNOSE:
                 rows.append([what, f"{mb:.0f} MB", "fast extra" if fast else "standard library",
@@ -89,7 +91,7 @@ def main() -> None:
             rows.append([what, f"{mb:.0f} MB", "fast extra" if fast else "standard library",
                          round(load_wall, 3), round(diag_wall, 3), round(total, 3),
                          round(load_cpu + diag_cpu, 3), "met" if total <= 1.0 else "not met"])
-        _csv._pa, _csv._pa_csv, _json._orjson = fast_extra
+        _csv._pa, _csv._pa_csv, _json._orjson, _columnar.pl = fast_extra
     record("P6 load + diagnose a 1M-step log, per format",
            ["format", "size", "parser", "load s", "diagnose s", "total s (wall)", "total s (CPU)",
             "goal <= 1 s"], rows,

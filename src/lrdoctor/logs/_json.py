@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from lrdoctor.errors import LogFormatError
+from lrdoctor.logs import _columnar
+from lrdoctor.logs._columnar import Columns
 from lrdoctor.logs._model import Event, LogBuilder, TrainingLog
 from lrdoctor.logs._names import canonical
 
@@ -84,9 +86,16 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def read_json(path: Path, text: str) -> TrainingLog:
-    """A whole-file JSON log: HF trainer state or Keras History."""
+def read_json(path: Path, text: str, *, raw: bytes | None = None) -> TrainingLog:
+    """A whole-file JSON log: HF trainer state or Keras History. ``raw``: the file's bytes, when
+    ``text`` is exactly their UTF-8 (a big ``trainer_state.json`` is then read a column at a
+    time, :func:`lrdoctor.logs._columnar.hf_history`)."""
     with _no_gc():
+        if raw is not None and len(raw) >= _columnar.FAST_FROM and b'"log_history"' in raw:
+            got = _columnar.hf_history(raw, _loads)
+            if got is not None:
+                rest, groups, count = got
+                return read_hf_state(path, rest, fast=(groups, count))
         return _read_json(path, text)
 
 
@@ -118,15 +127,29 @@ def _history_like(d: Any) -> bool:
 
 
 def read_hf_state(path: Path, data: dict | None, *, text: str = "",
-                  columnar: bool | None = None) -> TrainingLog:
+                  columnar: bool | None = None,
+                  fast: tuple[list[Columns], int] | None = None) -> TrainingLog:
     """Hugging Face ``trainer_state.json``: entries of ``log_history`` keyed by ``step`` (read
-    a column at a time from COLUMNAR_FROM entries on, or as ``columnar`` says)."""
+    a column at a time from COLUMNAR_FROM entries on, or as ``columnar`` says). ``fast``: the
+    entries already read into columns (their groups and count; ``data`` holds the rest)."""
     b = LogBuilder()
+    if fast is not None:
+        groups, count = fast
+        # as below: the training summary and step-less entries are not points
+        keep = [g for g in groups if not _HF_SUMMARY & set(g.keys) and "step" in g.keys]
+        index = np.zeros(count, dtype=bool)
+        for g in keep:
+            index[g.at] = True
+        position = np.cumsum(index) - 1  # an entry's number among the points
+        keep = [Columns(g.keys, g.vkeys, position[g.at], g.steps, g.has_step, g.epochs,
+                        g.has_epoch, g.columns) for g in keep]
+        _add_columns(b, [], [], {"step": None, "epoch": None}, nested=False, more=keep)
+        data = {**data, "log_history": []}
     if data is None:
         history = _salvage_log_history(text)
         b.warn(f"{path} is cut off; read the {len(history)} complete log_history entries")
         data = {"log_history": history}
-    history = data.get("log_history")
+    history = data.get("log_history") if fast is None else []
     if not isinstance(history, list):
         raise LogFormatError(f"{path}: log_history is not a list")
     # the end-of-training summary repeats an average loss: not a point; nor is a step-less entry
@@ -190,10 +213,53 @@ def read_keras_history(path: Path, data: dict) -> TrainingLog:
     return b.build(source=str(path), format="keras-history", step_unit="epoch")
 
 
-def read_jsonl(path: Path, text: str) -> TrainingLog:
-    """JSON Lines: our Monitor log, or generic ``{"step": ..., metric: value}`` lines."""
+def read_jsonl(path: Path, text: str, *, raw: bytes | None = None) -> TrainingLog:
+    """JSON Lines: our Monitor log, or generic ``{"step": ..., metric: value}`` lines. ``raw``:
+    the file's bytes, when ``text`` is exactly their UTF-8 (a big file's lines of numbers are
+    then read a column at a time, :func:`lrdoctor.logs._columnar.jsonl_records`)."""
     with _no_gc():
+        if raw is not None and len(raw) >= _columnar.FAST_FROM:
+            lines = _columnar.jsonl_records(raw)
+            log = _read_lines(path, lines) if lines is not None else None
+            if log is not None:
+                return log
         return _read_jsonl(path, text)
+
+
+def _read_lines(path: Path, lines: _columnar.Lines) -> TrainingLog | None:
+    """:func:`_read_jsonl` of a file split by :func:`~lrdoctor.logs._columnar.jsonl_records`:
+    the other lines parsed one by one, and merged with the columns in file order. None when
+    more than one of them does not parse: only then could the whole-file parse of
+    :func:`_read_jsonl` read them differently (a value spanning lines), so it reads the file."""
+    records, where, bad = [], [], []
+    is_record = np.zeros(lines.count, dtype=bool)
+    is_record[lines.fast] = True
+    for n, line in lines.slow:
+        if not line.strip():
+            continue
+        try:
+            obj = _loads(line)
+        except _BAD_JSON:
+            bad.append(n + 1)
+            continue
+        if isinstance(obj, dict):
+            records.append(obj)
+            where.append(n)
+            is_record[n] = True
+    if len(bad) > 1:
+        return None
+    position = np.cumsum(is_record) - 1  # a record's number, as _read_jsonl counts them
+    more = [Columns(g.keys, g.vkeys, position[g.at], g.steps, g.has_step, g.epochs, g.has_epoch,
+                    g.columns) for g in lines.groups]
+    log = _read_records(path, records, fmt="jsonl", at=position[np.array(where, dtype=np.int64)],
+                        more=more)
+    if bad:
+        where_bad = "the last line" if bad == [lines.count] else f"lines {bad[:5]}"
+        msg = f"{path}: {where_bad} could not be parsed (cut off while writing?); ignored"
+        log.warnings.append(msg)
+        import logging
+        logging.getLogger("lrdoctor.logs").warning(msg)
+    return log
 
 
 def _read_jsonl(path: Path, text: str) -> TrainingLog:
@@ -240,17 +306,18 @@ _STEP_KEYS = ("step", "global_step", "_step")
 COLUMNAR_FROM = 2000
 
 
-def _read_records(path: Path, records: list[dict], *, fmt: str,
-                  columnar: bool | None = None) -> TrainingLog:
+def _read_records(path: Path, records: list[dict], *, fmt: str, columnar: bool | None = None,
+                  at: np.ndarray | None = None, more: list[Columns] = ()) -> TrainingLog:
     """Records ``{"step", "epoch", <metric>: value}`` or the Monitor's (``type`` meta / event /
     scalars with ``values``): one point per numeric value, at the record's step (its epoch,
-    else its index, when it has none)."""
+    else its index, when it has none). ``more``: further records already read into columns,
+    numbered among these (``at[i]``: the number of ``records[i]``)."""
     b = LogBuilder()
     meta: dict[str, Any] = {}
     ours = False
     names: dict[Any, str | None] = {k: None for k in _BOOKKEEPING}  # raw key -> canonical
     if columnar is None:
-        columnar = len(records) >= COLUMNAR_FROM
+        columnar = bool(more) or len(records) >= COLUMNAR_FROM
     plain: list[int] = []
     for i, rec in enumerate(records):
         kind = rec.get("type")
@@ -283,8 +350,8 @@ def _read_records(path: Path, records: list[dict], *, fmt: str,
             v = value if value.__class__ is float else _number(value)
             if v is not None:
                 b.add(name, step, v, epoch)
-    if plain:
-        _add_columns(b, records, plain, names)
+    if plain or more:
+        _add_columns(b, records, plain, names, at=at, more=more)
     fmt = "lrdoctor-jsonl" if ours else fmt
     unit = meta.get("step_unit", "step")
     log = b.build(source=str(path), format=fmt, step_unit=unit if unit in ("step", "epoch") else
@@ -307,28 +374,38 @@ def _numbers(items: list) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _add_columns(b: LogBuilder, records: list[dict], plain: Iterable[int],
-                 names: dict[Any, str | None], *, nested: bool = True) -> None:
+                 names: dict[Any, str | None], *, nested: bool = True,
+                 at: np.ndarray | None = None, more: Iterable[Columns] = ()) -> None:
     """What the record-by-record loop of :func:`_read_records` adds, a column at a time: records
     with the same keys (and the same ``values`` keys) are one group, each key of a group one
-    numpy conversion. Points keep the records' order, so duplicated steps resolve alike."""
+    numpy conversion. Points keep the records' order, so duplicated steps resolve alike.
+    ``at[i]``: the number of ``records[i]`` (default ``i``); ``more``: groups read already."""
     groups: dict[tuple, list[int]] = {}
     for i in plain:
         rec = records[i]
         vals = rec.get("values") if nested else None
         key = (tuple(rec), tuple(vals) if isinstance(vals, dict) else None)
         groups.setdefault(key, []).append(i)
-    parts: dict[str, list[tuple[np.ndarray, ...]]] = {}
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[Any, Any]]]] = []
     for (keys, vkeys), idx in groups.items():
         recs = [records[i] for i in idx]
-        at = np.array(idx, dtype=np.float64)
+        pos = np.array(idx if at is None else at[idx], dtype=np.float64)
         step_key = next((k for k in _STEP_KEYS if k in keys), None)
         steps, has_step = (_numbers([r[step_key] for r in recs]) if step_key else
                            (np.full(len(recs), np.nan), np.zeros(len(recs), dtype=bool)))
         epochs, has_epoch = (_numbers([r["epoch"] for r in recs]) if "epoch" in keys else
                              (np.full(len(recs), np.nan), np.zeros(len(recs), dtype=bool)))
-        steps = np.where(has_step, steps, np.where(has_epoch, epochs, at))
+        steps = np.where(has_step, steps, np.where(has_epoch, epochs, pos))
         columns = [(k, [r["values"][k] for r in recs]) for k in vkeys] if vkeys is not None \
             else [(k, [r[k] for r in recs]) for k in keys]
+        found.append((pos, steps, epochs, columns))
+    for g in more:  # every value a number: nothing to leave out
+        pos = g.at.astype(np.float64)
+        found.append((pos, np.where(g.has_step, g.steps, np.where(g.has_epoch, g.epochs, pos)),
+                      g.epochs, g.columns))
+    found.sort(key=lambda f: f[0][0])  # groups in the order of their first record
+    parts: dict[str, list[tuple[np.ndarray, ...]]] = {}
+    for pos, steps, epochs, columns in found:
         for key, items in columns:
             try:
                 name = names[key]
@@ -336,8 +413,11 @@ def _add_columns(b: LogBuilder, records: list[dict], plain: Iterable[int],
                 name = names[key] = canonical(str(key))
             if name is None:
                 continue
+            if isinstance(items, np.ndarray):
+                parts.setdefault(name, []).append((pos, steps, items, epochs))
+                continue
             values, ok = _numbers(items)
-            parts.setdefault(name, []).append((at[ok], steps[ok], values[ok], epochs[ok]))
+            parts.setdefault(name, []).append((pos[ok], steps[ok], values[ok], epochs[ok]))
     for name, got in parts.items():
         at, s, v, e = (np.concatenate(cols) for cols in zip(*got)) if len(got) > 1 else got[0]
         if len(got) > 1:

@@ -60,13 +60,13 @@ def load(path: str | os.PathLike[str], *, format: str = "auto",
 def _load_file(p: Path, format: str) -> TrainingLog:
     """One text (or TensorBoard) file: decoded, then read by the reader its content calls for."""
     raw = p.read_bytes()
-    text, note = _decode(raw)
+    text, note, exact = _decode(raw)
     if text is None:
         if format == "auto" and _looks_like_tfrecord(raw):
             return read_tensorboard(p)
         raise LogFormatError(f"{p} is a binary file, not a training log (expected CSV, JSON, "
                              "JSONL or TensorBoard events)")
-    log = _read_text(p, text, format)
+    log = _read_text(p, text, format, raw=exact)
     if note:
         message = f"{p}: {note}"
         logger.warning(message)
@@ -79,44 +79,50 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
          (codecs.BOM_UTF16_BE, "utf-16"))
 
 
-def _decode(raw: bytes) -> tuple[str | None, str | None]:
-    """The text of a log file and a note on how it was decoded, or (None, None) when the bytes
-    are binary. A byte-order mark decides (UTF-8, UTF-16, UTF-32); else UTF-8, where a
-    multi-byte character cut at the very end is replaced; else Latin-1, with a note."""
+def _decode(raw: bytes) -> tuple[str | None, str | None, bytes | None]:
+    """The text of a log file, a note on how it was decoded and the bytes whose UTF-8 the text
+    is exactly (for the columnar readers; else None), or (None, None, None) when the bytes are
+    binary. A byte-order mark decides (UTF-8, UTF-16, UTF-32); else UTF-8, where a multi-byte
+    character cut at the very end is replaced; else Latin-1, with a note."""
     for bom, codec in _BOMS:  # a NUL-padded tail (power loss): the file is cut there
         if raw.startswith(bom):
-            return raw.decode(codec, errors="replace").rstrip("\x00"), None
+            return raw.decode(codec, errors="replace").rstrip("\x00"), None, None
     raw = raw.rstrip(b"\x00")
     if _looks_binary(raw):
-        return None, None
+        return None, None, None
     try:
-        return raw.decode("utf-8"), None
+        return raw.decode("utf-8"), None, raw
     except UnicodeDecodeError as err:
         if err.start >= len(raw) - 3:  # only a character cut off by the end of the file
-            return raw.decode("utf-8", errors="replace"), None
+            return raw.decode("utf-8", errors="replace"), None, None
         where = raw.count(b"\n", 0, err.start) + 1
         return raw.decode("latin-1"), (f"not UTF-8 (byte {raw[err.start]:#04x} on line {where}); "
-                                       "read it as Latin-1")
+                                       "read it as Latin-1"), None
 
 
-def _read_text(p: Path, text: str, format: str) -> TrainingLog:
-    if not text.strip():
+def _read_text(p: Path, text: str, format: str, *, raw: bytes | None = None) -> TrainingLog:
+    if not text or text.isspace():
         raise LogFormatError(f"{p} is empty: nothing was logged yet, or the wrong file was given")
     if format in ("csv", "keras-csv", "lightning-csv"):
         return read_csv(p, text=text)
     if format in ("jsonl", "lrdoctor-jsonl"):
-        return read_jsonl(p, text)
+        return read_jsonl(p, text, raw=raw)
     if format in ("hf-trainer-state", "keras-history"):
-        return read_json(p, text)
-    stripped = text.lstrip()
-    if stripped.startswith("{"):
-        end = stripped.find("\n")
-        first = (stripped if end < 0 else stripped[:end]).strip()
-        rest = stripped.rstrip("\r\n")  # more than one line: a line end before the last
-        if first.endswith("}") and ("\n" in rest or "\r" in rest) and _one_object(first):
-            return read_jsonl(p, text)
-        return read_json(p, text)
-    if stripped.startswith("["):
+        return read_json(p, text, raw=raw)
+    head = text[:4096]  # where the content starts, without copying a big text
+    i = len(head) - len(head.lstrip()) if not head.isspace() else len(text) - len(text.lstrip())
+    if text.startswith("{", i):
+        end = text.find("\n", i)
+        first = (text[i:] if end < 0 else text[i:end]).strip()
+        k = len(text)
+        while k > i and text[k - 1] in "\r\n":
+            k -= 1
+        # more than one line: a line end before the last
+        if first.endswith("}") and (text.find("\n", i, k) >= 0 or text.find("\r", i, k) >= 0) \
+                and _one_object(first):
+            return read_jsonl(p, text, raw=raw)
+        return read_json(p, text, raw=raw)
+    if text.startswith("[", i):
         return read_json(p, text)
     return read_csv(p, text=text)
 
