@@ -32,8 +32,9 @@ from itertools import pairwise
 from typing import Any, Generic, TypeVar
 
 from lrdoctor.errors import GuardError, LRDoctorError
+from lrdoctor.journal import Entry
 
-__all__ = ["GuardCore", "GuardEvent", "GuardSettings", "SpikeTest"]
+__all__ = ["GuardCore", "GuardEvent", "GuardReport", "GuardSettings", "SpikeTest"]
 
 MIN_SCALE = 0.05  # floor of the robust scale of log(x): a 5% wobble is never a spike
 MARGIN = 2        # a snapshot restored is from >= 2 batches before the first bad one
@@ -299,3 +300,36 @@ class GuardCore(Generic[P]):
                         {key: v for key, v in evidence.items() if v is not None})
         self.events.append(ev)
         return ev
+
+
+class GuardReport:
+    """What every framework's Guard reports in the same way: its ``events``, the counts, and one
+    journal entry of cause ``guard`` per action. A Guard sets ``events`` and ``journal`` and
+    defines ``_current_lrs()`` (the learning rates now, for an action that changes none)."""
+
+    events: list[GuardEvent]
+    journal: Any
+
+    def _current_lrs(self) -> list[float]:
+        raise NotImplementedError
+
+    def _journal(self, event: GuardEvent, old: list[float] | None,
+                 new: list[float] | None) -> None:
+        if self.journal is None:
+            return
+        lrs = old or self._current_lrs()
+        self.journal.append(Entry("guard", step=event.step, old_lrs=tuple(lrs),
+                                  new_lrs=tuple(new or lrs),
+                                  evidence={"action": event.action, "reason": event.reason,
+                                            **event.evidence},
+                                  message=event.message))
+
+    @property
+    def skipped(self) -> int:
+        """Batches skipped or undone so far (rewinds included)."""
+        return sum(e.action in ("skip", "rewind") for e in self.events)
+
+    @property
+    def rewinds(self) -> int:
+        """Rewinds to an earlier snapshot so far."""
+        return sum(e.action == "rewind" for e in self.events)

@@ -39,9 +39,9 @@ from typing import Any
 
 import keras
 
-from lrdoctor._guard_core import GuardCore, GuardEvent, GuardSettings
+from lrdoctor._guard_core import GuardCore, GuardEvent, GuardReport, GuardSettings
 from lrdoctor.errors import LRDoctorError
-from lrdoctor.journal import Entry, Journal
+from lrdoctor.journal import Journal
 
 __all__ = ["Guard"]
 
@@ -70,7 +70,7 @@ class GuardLoweredSchedule(_Schedule):
         return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["scale"])
 
 
-class Guard(keras.callbacks.Callback):
+class Guard(GuardReport, keras.callbacks.Callback):
     """Undo bad batches and rewind damaged training in ``model.fit`` (see the module doc).
 
     The keywords are the torch Guard's, with its defaults except ``snapshot_every`` (10, not
@@ -212,22 +212,5 @@ class Guard(keras.callbacks.Callback):
                               {**self.core.evidence(value, None, stats), **(extra or {})})
         self._journal(ev, old, new)
 
-    def _journal(self, event: GuardEvent, old: list[float] | None,
-                 new: list[float] | None) -> None:
-        if self.journal is None:
-            return
-        lrs = old or [self._lr()]
-        self.journal.append(Entry("guard", step=event.step, old_lrs=tuple(lrs),
-                                  new_lrs=tuple(new or lrs),
-                                  evidence={"action": event.action, "reason": event.reason,
-                                            **event.evidence},
-                                  message=event.message))
-
-    @property
-    def skipped(self) -> int:
-        """Batches undone so far (rewinds included)."""
-        return sum(e.action in ("skip", "rewind") for e in self.events)
-
-    @property
-    def rewinds(self) -> int:
-        return sum(e.action == "rewind" for e in self.events)
+    def _current_lrs(self) -> list[float]:
+        return [self._lr()]

@@ -43,8 +43,8 @@ from typing import Any
 
 import torch
 
-from lrdoctor._guard_core import GuardCore, GuardEvent, GuardSettings
-from lrdoctor.journal import Entry, Journal
+from lrdoctor._guard_core import GuardCore, GuardEvent, GuardReport, GuardSettings
+from lrdoctor.journal import Journal
 from lrdoctor.torch._state import capture_rng, restore_rng
 
 __all__ = ["Guard", "GuardEvent"]
@@ -73,7 +73,7 @@ class _Snapshot:
     rng: dict[str, Any]
 
 
-class Guard:
+class Guard(GuardReport):
     """Protect a PyTorch training loop from bad batches and loss spikes (see the module doc).
 
     ``guard.check(loss) -> bool`` after ``loss.backward()``: True means step, False means skip
@@ -236,25 +236,8 @@ class Guard:
                old: list[float] | None = None, new: list[float] | None = None) -> None:
         self._journal(self.core.record(k, action, reason, message, evidence), old, new)
 
-    def _journal(self, event: GuardEvent, old: list[float] | None,
-                 new: list[float] | None) -> None:
-        if self.journal is None:
-            return
-        lrs = old or [float(g["lr"]) for g in self.optimizer.param_groups]
-        self.journal.append(Entry("guard", step=event.step, old_lrs=tuple(lrs),
-                                  new_lrs=tuple(new or lrs),
-                                  evidence={"action": event.action, "reason": event.reason,
-                                            **event.evidence},
-                                  message=event.message))
-
-    @property
-    def skipped(self) -> int:
-        """Batches skipped so far (rewinds included)."""
-        return sum(e.action in ("skip", "rewind") for e in self.events)
-
-    @property
-    def rewinds(self) -> int:
-        return sum(e.action == "rewind" for e in self.events)
+    def _current_lrs(self) -> list[float]:
+        return [float(g["lr"]) for g in self.optimizer.param_groups]
 
     def close(self) -> None:
         """Remove the optimizer hooks (the LR is left unscaled)."""
