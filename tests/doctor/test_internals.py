@@ -183,6 +183,19 @@ def test_one_step_per_epoch_is_no_problem_once_validation_stopped_improving():
     assert "batch-size" not in [f.code for f in diagnose(_epoch_steps_log(turned)).problems]
 
 
+def test_fractional_epochs_are_no_sign_of_one_step_per_epoch():
+    """Hugging Face logs ``epoch`` = step / steps per epoch, a new value at every step: a run
+    of minibatches, still improving, must not read as one batch per epoch."""
+    n = 400
+    steps = np.arange(n)
+    loss = 2.0 * np.exp(-steps / (2.0 * n)) + 0.1
+    val = 2.0 * np.exp(-steps / 120.0) + 0.2
+    frac = steps / 100.0                                   # 100 steps per epoch
+    log = TrainingLog({"train/loss": Series(steps, loss, frac),
+                       "val/loss": Series(steps, val, frac)}, format="hf-trainer-state")
+    assert "batch-size" not in [f.code for f in diagnose(log).problems]
+
+
 def _noised_log(std: float, val_over_train: float) -> TrainingLog:
     steps = np.arange(0, 300, 15)
     ev = np.arange(50, 301, 50)

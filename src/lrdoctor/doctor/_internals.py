@@ -352,12 +352,14 @@ def setup_events(ctx: Context) -> list[Finding]:
 
 def _one_step_epochs(ctx: Context) -> int | None:
     """The number of epochs when a per-step log took exactly one optimizer step per epoch
-    (the batch is the whole training set), else None."""
+    (the batch is the whole training set), else None. Epochs must be whole numbers: a log
+    with fractional epochs (Hugging Face's ``epoch`` is steps / steps per epoch) has a new
+    value at every step whatever the batch."""
     s = ctx.train
     if ctx.unit != "step" or s is None or s.epochs is None:
         return None
     ep = s.epochs[np.isfinite(s.epochs)]
-    if len(ep) < 8:
+    if len(ep) < 8 or not np.all(ep == np.round(ep)):
         return None
     counts = np.unique(ep, return_counts=True)[1]
     return len(counts) if len(counts) >= 8 and int(np.max(counts)) == 1 else None
