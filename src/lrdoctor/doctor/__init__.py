@@ -3,7 +3,8 @@
 ``diagnose(log)`` (re-exported as ``lrdoctor.diagnose``) runs every rule
 and returns a :class:`Diagnosis` whose ``findings`` are ranked worst first. Each rule is one
 small function ``(Context) -> list[Finding]`` in ``_curves`` (what any log shows: loss, accuracy,
-learning rate), ``_validation`` (the validation curve against its own noise), ``_training`` (how
+learning rate), ``_underfitting`` (a loss that stays high, and the look-alike causes the curves
+alone fit), ``_validation`` (the validation curve against its own noise), ``_training`` (how
 training was set up, seen in the curves), ``_internals`` (what
 only the live Monitor records: gradients per layer, activations, inputs, setup) or
 ``_signatures`` (setup faults read from per-epoch loss and accuracy alone, via the chance-level
@@ -34,8 +35,15 @@ __all__ = ["CODES", "Diagnosis", "Finding", "RULES", "SEVERITIES", "diagnose"]
 
 
 def _rules() -> tuple:
-    from lrdoctor.doctor import _curves, _internals, _signatures, _training, _validation
-    return (_curves.RULES + _validation.RULES + _training.RULES + _internals.RULES
+    from lrdoctor.doctor import (
+        _curves,
+        _internals,
+        _signatures,
+        _training,
+        _underfitting,
+        _validation,
+    )
+    return (_curves.RULES + _underfitting.RULES + _validation.RULES + _training.RULES + _internals.RULES
             + _signatures.RULES)
 
 
