@@ -58,8 +58,9 @@ class UnsupportedChange(LRDoctorError):
 
 
 class GuardError(RuntimeError):
-    """:class:`lrdoctor.torch.Guard` stopped training: too many rewinds in a window. The
-    message says what it saw; ``events`` holds every action it took."""
+    """A Guard (:class:`lrdoctor.torch.Guard`, :class:`lrdoctor.keras.Guard`, or the Lightning
+    and Hugging Face callbacks on the torch one) stopped training: too many rewinds in a window.
+    The message says what it saw; ``events`` holds every action it took."""
 
     def __init__(self, message: str, events: tuple = ()):
         self.events = tuple(events)
