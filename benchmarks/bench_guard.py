@@ -335,17 +335,7 @@ def keras_main(quick: bool) -> None:
         guarded = [train_keras(s, fault=fault, guard=True, journal=work / f"{fault}-{s}.jsonl")
                    for s in seeds]
         unnamed += sum(r["journal"] != len(r["actions"]) for r in guarded)
-        rows.append(["digits-mlp (keras)", fault,
-                     f"{sum(r['finite'] for r in plain)}/{len(seeds)}",
-                     round(_gap(plain, clean, seeds), 2),
-                     f"{sum(r['finite'] for r in guarded)}/{len(seeds)}",
-                     round(_gap(guarded, clean, seeds), 2),
-                     sum(a == "skip" for r in guarded for a in r["actions"]),
-                     sum(a == "rewind" for r in guarded for a in r["actions"]),
-                     (f"{sum(r['journal'] for r in guarded)}/"
-                      f"{sum(len(r['actions']) for r in guarded)}")])
-        print(f"keras {fault}: " + " | ".join(
-            (r["messages"] or ["no action"])[-1][:140] for r in guarded), flush=True)
+        rows.append(_fault_row("digits-mlp (keras)", fault, plain, guarded, clean, seeds))
     ratio = keras_overhead(150 if not quick else 60)
     record("Guard (Keras 3): injected faults with and without lrdoctor.keras.Guard (defaults)",
            ["task", "fault", "finite w/o", "max |Δacc| w/o (pp)", "finite with",
@@ -366,6 +356,21 @@ def _gap(runs: list[dict[str, Any]], clean: dict[int, dict[str, Any]], seeds: An
     """The largest |final val accuracy - clean| in points (inf when a run ended non-finite)."""
     return max(abs(r["acc"] - clean[s]["acc"]) * 100 if r["finite"] else math.inf
                for r, s in zip(runs, seeds))
+
+
+def _fault_row(task: str, fault: str, plain: list[dict[str, Any]], guarded: list[dict[str, Any]],
+               clean: dict[int, dict[str, Any]], seeds: Any) -> list[Any]:
+    """One fault-table row (finite runs and accuracy gap without and with the Guard, its skips,
+    rewinds and journaled actions), after printing the Guard's last message per run."""
+    print(f"{task} {fault}: " + " | ".join(
+        (r["messages"] or ["no action"])[-1][:140] for r in guarded), flush=True)
+    actions = [a for r in guarded for a in r["actions"]]
+    return [task, fault, f"{sum(r['finite'] for r in plain)}/{len(seeds)}",
+            round(_gap(plain, clean, seeds), 2),
+            f"{sum(r['finite'] for r in guarded)}/{len(seeds)}",
+            round(_gap(guarded, clean, seeds), 2),
+            actions.count("skip"), actions.count("rewind"),
+            f"{sum(r['journal'] for r in guarded)}/{len(actions)}"]
 
 
 def main(argv: list[str]) -> None:
@@ -397,17 +402,7 @@ def main(argv: list[str]) -> None:
             unnamed += sum(r["journal"] != len(r["actions"]) for r in guarded)
 
 
-            rows.append([task_name, fault,
-                         f"{sum(r['finite'] for r in plain)}/{len(seeds)}",
-                         round(_gap(plain, clean, seeds), 2),
-                         f"{sum(r['finite'] for r in guarded)}/{len(seeds)}",
-                         round(_gap(guarded, clean, seeds), 2),
-                         sum(a == "skip" for r in guarded for a in r["actions"]),
-                         sum(a == "rewind" for r in guarded for a in r["actions"]),
-                         (f"{sum(r['journal'] for r in guarded)}/"
-                          f"{sum(len(r['actions']) for r in guarded)}")])
-            print(f"{task_name} {fault}: " + " | ".join(
-                (r["messages"] or ["no action"])[-1][:140] for r in guarded), flush=True)
+            rows.append(_fault_row(task_name, fault, plain, guarded, clean, seeds))
     over = [[name, round(overhead(name, 300 if not quick else 100), 4)] for name in tasks]
     if not quick:  # a longer step (a small transformer, ~30 ms): the check's share falls
         over.append(["charlm", round(overhead("charlm", 60), 4)])
