@@ -51,3 +51,26 @@ def test_bad_input_exits_2_with_one_line_and_no_traceback(argv, phrase):
     assert phrase in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_every_writes_a_strided_csv_and_json(tmp_path):
+    csv_path, js = tmp_path / "lr.csv", tmp_path / "lr.json"
+    assert main(["schedule", SPEC, "--csv", str(csv_path), "--json", str(js), "--every", "100"]) == 0
+    rows = list(csv.DictReader(csv_path.open()))
+    s = parse(SPEC)
+    assert [int(r["step"]) for r in rows] == list(range(0, 1050, 100))
+    assert float(rows[3]["lr"]) == s(300)
+    data = json.loads(js.read_text())
+    assert data["every"] == 100 and data["lrs"][5] == s(500) and len(data["lrs"]) == 11
+
+
+def test_a_billion_step_csv_is_refused_at_once_unless_strided(tmp_path):
+    spec = "constant(0.1, steps=1000000000)"
+    path = tmp_path / "lr.csv"
+    proc = subprocess.run([sys.executable, "-m", "lrdoctor", "schedule", spec, "--csv", str(path)],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 2 and "--every" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not path.exists()
+    assert main(["schedule", spec, "--csv", str(path), "--every", "10000000"]) == 0
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 105 and int(rows[-1]["step"]) == 1_040_000_000
