@@ -79,3 +79,14 @@ def test_a_growing_sgdr_stays_finite_in_float32():
     eager = float(keras.ops.convert_to_numpy(sch(80)))
     table = keras.ops.convert_to_numpy(sch._lookup(keras.ops.convert_to_tensor(np.arange(100), dtype="int32")))
     assert np.isfinite(eager) and np.all(np.isfinite(table)) and eager == table[80] == np.finfo(np.float32).max
+
+
+def test_a_traced_lookup_of_a_huge_duration_names_horizon_instead_of_filling_memory():
+    steps = keras.ops.convert_to_tensor(np.arange(5), dtype="int32")
+    huge = schedule("cosine(0.1, steps=1000000000)")
+    assert float(huge(keras.ops.convert_to_tensor(10))) == pytest.approx(huge.schedule(10))  # eager: exact
+    with pytest.raises(ScheduleError, match="horizon=N"):
+        huge._lookup(steps)
+    bounded = schedule("cosine(0.1, steps=1000000000)", horizon=1000)
+    got = keras.ops.convert_to_numpy(bounded._lookup(steps))
+    assert np.allclose(got, [bounded.schedule(k) for k in range(5)], rtol=1e-6)

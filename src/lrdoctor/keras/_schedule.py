@@ -21,6 +21,9 @@ __all__ = ["SpecSchedule", "schedule"]
 #: Keras holds the lr in float32: a larger one (only a growing ``sgdr(decay>1)`` reaches it)
 #: is held at float32's largest value rather than becoming inf.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: the longest lookup table a traced step builds (float32: 16 MiB); past it ``horizon`` must say
+#: how many steps will be traced instead of the schedule's duration
+MAX_TABLE = 1 << 22
 
 
 @keras.saving.register_keras_serializable(package="lrdoctor")
@@ -28,7 +31,9 @@ class SpecSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """A Keras learning-rate schedule defined by an lrdoctor spec; ``get_config`` is the spec.
 
     ``horizon`` bounds the lookup table used for symbolic steps (default: the schedule's
-    duration, or 100,000 steps for open-ended schedules).
+    duration, or 100,000 steps for open-ended schedules). A table of more than ``MAX_TABLE``
+    (4,194,304) steps is refused with a :class:`ScheduleError` at the first traced call, which
+    names ``horizon``: eager calls evaluate the closed form at any step and need no table.
     """
 
     def __init__(self, spec: str | Schedule, horizon: int | None = None) -> None:
@@ -50,6 +55,11 @@ class SpecSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def _lookup(self, step: Any) -> Any:
         if self._table is None:
             n = self.horizon or self.schedule.duration or 100_000
+            if n + 1 > MAX_TABLE:
+                raise ScheduleError(
+                    f"a traced step looks the lr up in a table of {n + 1:,} steps ({'horizon' if self.horizon else 'the schedule duration'}), "
+                    f"more than {MAX_TABLE:,}: pass horizon=N, the number of steps you will train "
+                    f"(at most {MAX_TABLE - 1:,}), or run the training step eagerly")
             table = np.minimum(self.schedule.values(n + 1), _FLOAT32_MAX)
             self._table = keras.ops.convert_to_tensor(table, dtype="float32")
         last = int(self._table.shape[0]) - 1
