@@ -105,3 +105,63 @@ def test_a_finding_names_at_most_three_candidates():
     with pytest.raises(ValueError, match="at most 3"):
         Finding("underfitting", "t", "warning", "e", "x",
                 data={"candidates": ["a", "b", "c", "d"]})
+
+
+def monitor_log(step_loss, train_acc, val_loss, val_acc, *, ratio=None, events=(),
+                optimizer="SGD", lr=1e-5) -> TrainingLog:
+    """A Monitor-like log: per-step loss, per-epoch means and accuracies, the Monitor's
+    ``n_outputs`` (it inspected the first outputs) and, if given, every layer's update ratio."""
+    from lrdoctor.logs import Event
+
+    loss = np.asarray(step_loss, dtype=float)
+    n_ep = len(train_acc)
+    per = len(loss) // n_ep
+    steps = np.arange(len(loss), dtype=float)
+    ep_of = steps // per
+    ends = np.arange(1, n_ep + 1, dtype=float) * per - 1
+    ep = np.arange(n_ep, dtype=float)
+    epoch_mean = loss[: per * n_ep].reshape(n_ep, per).mean(axis=1)
+    series = {"train/loss": Series(steps, loss, ep_of),
+              "train/loss_epoch": Series(ends, epoch_mean, ep),
+              "train/accuracy": Series(ends, np.asarray(train_acc, dtype=float), ep),
+              "val/loss": Series(ends, np.asarray(val_loss, dtype=float), ep),
+              "val/accuracy": Series(ends, np.asarray(val_acc, dtype=float), ep),
+              "lr": Series(steps, np.full(len(loss), lr), ep_of)}
+    if ratio is not None:
+        heavy = np.arange(0, len(loss), 50, dtype=float)
+        for layer in ("0", "2"):
+            series[f"update_ratio/{layer}"] = Series(heavy, np.full(len(heavy), ratio))
+    return TrainingLog(series, format="lrdoctor-jsonl", step_unit="step",
+                       meta={"optimizer": optimizer, "n_outputs": 10},
+                       events=[Event(**e) for e in events])
+
+
+def test_measured_tiny_updates_are_lr_too_low_even_at_a_jittering_chance_level():
+    """lr 1000x too small (the corpus' x0.001 shape): the loss sits at ln 10 and jitters from
+    batch to batch, which alone reads as weights that move (the chance-level rules decide);
+    the Monitor's update/weight ratios of 1e-5 per step say they do not."""
+    rng = np.random.default_rng(3)
+    n = 400
+    loss = math.log(10) + 0.004 - 1e-6 * np.arange(n) + 0.01 * rng.standard_normal(n)
+    acc = 0.1 + 0.01 * rng.standard_normal(8)
+    vacc = 0.1 + 0.01 * rng.standard_normal(8)
+    vloss = math.log(10) + 0.003 + 0.002 * rng.standard_normal(8)
+    measured = monitor_log(loss, acc, vloss, vacc, ratio=1e-5)
+    assert problems(measured)[0] == "lr-too-low"
+    assert "lr-too-low" not in problems(monitor_log(loss, acc, vloss, vacc))
+
+
+def test_a_squashed_looking_loss_with_tiny_updates_and_raw_logits_is_lr_too_low():
+    """lr 100x too small on a classifier: accuracy climbs while the loss falls only ~10%,
+    which from the columns alone is a softmax-squashed loss (loss-activation-mismatch). The
+    Monitor saw raw logits (no mismatch event) and update ratios of 3e-4: the step is small."""
+    rng = np.random.default_rng(4)
+    n, x = 400, np.arange(400)
+    loss = 2.30 - 0.23 * x / n + 0.01 * rng.standard_normal(n)
+    acc = np.linspace(0.3, 0.85, 8)
+    vloss, vacc = 2.28 - 0.23 * np.arange(8) / 8, np.linspace(0.32, 0.86, 8)
+    assert problems(monitor_log(loss, acc, vloss, vacc, ratio=3e-4))[0] == "lr-too-low"
+    squashed = monitor_log(loss, acc, vloss, vacc, ratio=3e-4, events=[
+        {"step": 0, "code": "loss-activation-mismatch", "message": "outputs in [0, 1]",
+         "data": {"min": 0.01, "max": 0.4, "n_outputs": 10}}])
+    assert "lr-too-low" not in problems(squashed)

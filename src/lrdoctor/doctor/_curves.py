@@ -264,18 +264,21 @@ def lr_too_low(ctx: Context) -> list[Finding]:
             if len(s.finite)]
     if dead and max(dead) > 0.5:
         return []  # dead units explain small updates; dead-relu says so
+    ratios = [float(np.median(s.finite.values)) for s in ctx.log.group("update_ratio").values()
+              if len(s.finite)]
+    ratio = max(ratios) if ratios else None
+    # the Monitor measured every layer's steps tiny: the weights barely move, whatever the
+    # loss's jitter at chance level or its squashed look says
+    measured_tiny = ratio is not None and ratio < T.LOW_UPDATE_RATIO
     stuck = chance_tail(ctx)
-    if stuck is not None and not stuck.frozen:
+    if stuck is not None and not stuck.frozen and not measured_tiny:
         return []  # at chance with a jittering loss: the weights move, something else is wrong
-    if squashed_loss(ctx) is not None:
+    if squashed_loss(ctx) is not None and not (measured_tiny and _outputs_checked(ctx)):
         return []  # a softmax-squashed loss falls slowly whatever the lr: loss-activation-mismatch
     if (ctx.train_acc is not None and ctx.val_acc is not None and len(ctx.val_acc) >= 3
             and float(np.median(tail(ctx.val_acc, 0.3))) - float(np.median(tail(ctx.train_acc, 0.3)))
             > T.NOISE_ACC_GAP):
         return []  # validation beats training: the model learns, the training loss cannot fall
-    ratios = [float(np.median(s.finite.values)) for s in ctx.log.group("update_ratio").values()
-              if len(s.finite)]
-    ratio = max(ratios) if ratios else None
     drop = (l0 - lend) / max(abs(l0), 1e-12)
     sm = blocks(ctx.train.values)
     late = _rel_change(sm[len(sm) // 2:])
@@ -301,6 +304,13 @@ def lr_too_low(ctx: Context) -> list[Finding]:
                "Raise the learning rate (try 10x, or run `lrdoctor find`).",
                [ctx.start + 0.3 * (ctx.end - ctx.start)], 0.6 + 0.3 * tiny_updates, drop=drop,
                pace=pace if math.isfinite(pace) else None)]
+
+
+def _outputs_checked(ctx: Context) -> bool:
+    """The Monitor inspected the model's first outputs (``n_outputs`` in the log's metadata)
+    and raised no loss-activation-mismatch: the outputs are raw logits, not squashed."""
+    return bool(ctx.meta.get("n_outputs")) and not any(
+        e.code == "loss-activation-mismatch" for e in ctx.log.events)
 
 
 def trend(ctx: Context) -> list[Finding]:
