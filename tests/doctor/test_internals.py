@@ -67,7 +67,8 @@ def runs(tmp_path_factory):
             "full": _train(tmp, "full", batch=100_000, epochs=30),
             "noised": _train(tmp, "noised", train_noise=2.0),
             "tanh-large": _train(tmp, "tanh-large", tanh=True, weight_scale=4.0, epochs=2),
-            "tanh": _train(tmp, "tanh", tanh=True, epochs=2)}
+            "tanh": _train(tmp, "tanh", tanh=True, epochs=2),
+            "large": _train(tmp, "large", weight_scale=4.0, epochs=2)}
 
 
 def test_a_shrunk_init_is_named_by_its_effect_vanishing_gradients(runs):
@@ -85,6 +86,37 @@ def test_a_shrunk_init_is_named_by_its_effect_vanishing_gradients(runs):
 def test_the_same_model_at_its_default_init_has_no_fading_gradient(runs):
     d = diagnose(runs["default"])
     assert "vanishing-gradients" not in d.codes and "bad-initialization" not in d.codes, d.codes
+
+
+def test_weights_scaled_up_are_exploding_gradients_from_the_first_step(runs):
+    d = diagnose(runs["large"])
+    f = {x.code: x for x in d.findings}["exploding-gradients"]
+    assert f.severity == "warning" and f.data["growth"] > 1.4 and f.data["grad_fall"] > 3
+    assert "per layer" in f.evidence
+    assert "exploding-gradients" not in diagnose(runs["default"]).codes
+
+
+def _growth_log(stds: list[float], grad_start: float) -> TrainingLog:
+    """act_std at the first step per activation layer, and a gradient norm that starts at
+    grad_start and settles at 1."""
+    steps = np.arange(400)
+    grad = np.where(steps < 20, grad_start, 1.0)
+    series = {"train/loss": Series(steps, np.linspace(2.3, 0.5, 400)),
+              "grad_norm": Series(steps, grad)}
+    for i, s in enumerate(stds):
+        series[f"act_std/r{i}"] = Series(np.array([0, 200]), np.array([s, s]))
+    return TrainingLog(series, meta={"activations": [f"r{i}" for i in range(len(stds))]},
+                       format="lrdoctor-jsonl")
+
+
+def test_forward_growth_needs_both_growing_activations_and_a_falling_gradient():
+    assert "exploding-gradients" in diagnose(_growth_log([1.0, 1.7, 2.9], 10.0)).codes
+    # a fan-in-scaled (Kaiming) net keeps the std: no growth, whatever the gradient does
+    assert "exploding-gradients" not in diagnose(_growth_log([1.0, 1.1, 1.15], 10.0)).codes
+    # growing activations whose gradient never was larger than later: not an explosion
+    assert "exploding-gradients" not in diagnose(_growth_log([1.0, 1.7, 2.9], 1.5)).codes
+    # one activation layer cannot show a growth
+    assert "exploding-gradients" not in diagnose(_growth_log([3.0], 10.0)).codes
 
 
 def _layers_log(first: list[float], last: list[float], events=()) -> TrainingLog:

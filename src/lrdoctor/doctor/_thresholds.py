@@ -177,6 +177,18 @@ _reg("AUTOCORR", 0.6, (0.5, 0.6, 0.7), "unshuffled-data",
 # -- live measurements (_internals) --------------------------------------------------------
 _reg("EXPLODE_FACTOR", 100.0, (30.0, 100.0, 300.0), "exploding-gradients",
      "grad norm above this many times its early median")
+_reg("EXPLODE_GROWTH", 1.4, (1.3, 1.4, 1.6), "exploding-gradients",
+     "or the activation std at the first step grows more than this per activation layer "
+     "(last / first, to the 1 / (layers - 1))",
+     "2026-12-07 on the corpus design families (cancer-mlp, mnist1d-cnn, friedman-reg, "
+     "digits-wide, charlm-tf), seeds 0-2: healthy runs 0.10-0.48 (torch's default init), "
+     "weights x4 1.28-1.78 (charlm-tf's LayerNorm blocks 0.89-1.09: missed); Kaiming-scaled "
+     "random ReLU MLPs of width 16-256 0.6-1.45 (1,200 draws, narrow 2-layer ones widest)")
+_reg("EXPLODE_EARLY", 3.0, (2.0, 3.0, 5.0), "exploding-gradients",
+     "... and the largest grad norm of the first 10% of the rows above this many times the "
+     "median of the second half",
+     "2026-12-07 on the same runs: weights x4 7-37,000, healthy 0.08-5.5 (30 for digits-wide "
+     "one-cycle, whose activations shrink)")
 _reg("VANISH_RATIO", 1e-2, (3e-3, 1e-2, 3e-2), "vanishing-gradients",
      "first-layer / last-layer gradient norm below this")
 _reg("VANISH_EARLY", 1e-2, (3e-3, 1e-2), "vanishing-gradients",
