@@ -8,8 +8,12 @@ validation curve flattens; at 4x it has flattened at the reference LRs (measured
 docs/finder.md), which is the run a user would tune an LR for. ``LRDOCTOR_BENCH_BUDGET_X=1``
 gives the short-budget table. ``LRDOCTOR_BENCH_TASKS=held-out`` runs the same on cells the
 default rule was not chosen on (``HELD_OUT``: other activations, BatchNorm, a one-layer
-charlm, and three sequence classifiers of ``_p1_cells.py``: a GRU, an LSTM and a one-layer
-transformer; ``LRDOCTOR_BENCH_TASKS=sequence`` runs those three alone). Each rule's suggestion (from a range test run with seed s) is trained with seed s under
+charlm, and the held-out sequence classifiers of ``_p1_cells.py``: GRU, LSTM and one-layer
+transformer cells; ``=sequence`` runs those alone, ``=fresh`` the ones added last).
+``=tuning-sequence`` runs ``_p1_cells``'s tuning cells and adds the sweep of the budget probe's
+convergence gate (``GATES``) the gate's constant was chosen from; ``=tuning`` the same with the
+examples' cells. ``LRDOCTOR_BENCH_PROBE_ONLY=1`` only runs find_lr and tabulates what the probe
+saw (no training run). Each rule's suggestion (from a range test run with seed s) is trained with seed s under
 the same budget; regret = oracle - mean metric (accuracy in percentage points; charlm:
 validation loss in nats, lower is better, so regret = mean loss - oracle loss).
 
@@ -57,7 +61,8 @@ import _p1_cells as P1
 from _results import cpu, record
 
 from lrdoctor import examples
-from lrdoctor.finder import DEFAULT_RULE, RULES, analyze, ema
+from lrdoctor.finder import DEFAULT_RULE, NEAR_MARGIN, RULES, analyze, ema
+from lrdoctor.finder._probe import PROBE_CONVERGED
 from lrdoctor.finder._rules import fastai_valley, lightning
 from lrdoctor.torch import find_lr
 
@@ -73,15 +78,24 @@ HELD_OUT: dict[str, tuple[str, dict]] = {
     "mnist1d-conv+bn": ("mnist1d-conv", {"batchnorm": True}),
     "digits-cnn+gelu": ("digits-cnn", {"activation": "gelu"}),
     "charlm+1layer": ("charlm", {"n_layers": 1}),
-    # added 2026-12-07: a recurrent and a transformer model (issue 19), on data and tasks of
-    # their own that no finder rule was chosen on (see _p1_cells.py)
-    **{name: (name, {}) for name in P1.CELLS},
+    # added 2026-12-07: recurrent and transformer models (issue 19), on data and tasks of
+    # their own that no finder rule was chosen on (see _p1_cells.py); gru-recall left this set
+    # the same day (the probe's convergence gate was diagnosed on it), and gru-max and
+    # transformer-pairsum (P1.FRESH) joined it, first run after the gate was chosen
+    **{name: (name, {}) for name in P1.HELD_OUT},
 }
-SEQUENCE = {n: HELD_OUT[n] for n in P1.CELLS}
-if os.environ.get("LRDOCTOR_BENCH_TASKS") == "held-out":
-    TASKS = HELD_OUT
-elif os.environ.get("LRDOCTOR_BENCH_TASKS") == "sequence":
-    TASKS = SEQUENCE
+#: the sequence cells a finder rule was chosen on (the probe's convergence gate, 2026-12-07)
+SEQ_TUNING: dict[str, tuple[str, dict]] = {name: (name, {}) for name in P1.TUNING}
+SEQUENCE = {n: HELD_OUT[n] for n in P1.HELD_OUT}
+FRESH = {n: HELD_OUT[n] for n in P1.FRESH}
+_SETS = {"held-out": HELD_OUT, "sequence": SEQUENCE, "fresh": FRESH,
+         "tuning-sequence": SEQ_TUNING,
+         "tuning": {**{n: (n, {}) for n in examples.names()}, **SEQ_TUNING}}
+if os.environ.get("LRDOCTOR_BENCH_TASKS", "") in _SETS:
+    TASKS = _SETS[os.environ["LRDOCTOR_BENCH_TASKS"]]
+elif os.environ.get("LRDOCTOR_BENCH_TASKS"):
+    raise SystemExit(f"LRDOCTOR_BENCH_TASKS must be one of {', '.join(_SETS)} (or unset), got "
+                     f"{os.environ['LRDOCTOR_BENCH_TASKS']!r}")
 OPTS = ("sgd", "adam")
 SEEDS = (0,) if QUICK else (0, 1, 2)
 GRID = {"sgd": 10 ** np.arange(-3.0, 0.01, 0.5), "adam": 10 ** np.arange(-4.5, -1.49, 0.5)}
@@ -90,8 +104,7 @@ OUT = Path(__file__).resolve().parent.parent / "out"  # ignored by git
 BUDGET_X = int(os.environ.get("LRDOCTOR_BENCH_BUDGET_X", "4"))
 WORKERS = int(os.environ.get("LRDOCTOR_BENCH_WORKERS", "2"))
 _WHICH = os.environ.get("LRDOCTOR_BENCH_TASKS", "")
-RAW = f"bench_finder_x{BUDGET_X}" + {"held-out": "_held_out", "sequence": "_sequence"}.get(
-    _WHICH, "") + ".json"
+RAW = f"bench_finder_x{BUDGET_X}" + (f"_{_WHICH.replace('-', '_')}" if _WHICH else "") + ".json"
 
 torch.set_num_threads(int(os.environ.get("LRDOCTOR_BENCH_THREADS", "1")))
 CACHE = OUT / "bench_finder_cache.json"
@@ -110,15 +123,21 @@ def _code_hash() -> str:
 
 
 CODE = _code_hash()
-#: the same for the sequence cells: _p1_cells's sources, the CPU model and torch's version
-SEQ_CODE = "seq" + __import__("hashlib").sha256(
-    f"{P1.source_hash()}|{cpu()}|{torch.__version__}".encode()).hexdigest()[:12]
+
+
+def seq_code(name: str) -> str:
+    """The same for sequence cell ``name``: its sources (``_p1_cells.source_hash``), the CPU
+    model and torch's version."""
+    return "seq" + __import__("hashlib").sha256(
+        f"{P1.source_hash(name)}|{cpu()}|{torch.__version__}".encode()).hexdigest()[:12]
+
+
 _cache: dict[str, float] = json.loads(CACHE.read_text()) if CACHE.exists() else {}
 _counts = {"new": 0, "reused": 0}
 
 
 def _key(task, opt: str, lr: float, seed: int) -> str:
-    code = SEQ_CODE if isinstance(task, P1.SeqTask) else CODE
+    code = seq_code(task.name) if isinstance(task, P1.SeqTask) else CODE
     return f"{code}|{_label(task)}|{task.epochs}|{opt}|{float(f'{lr:.4g}')!r}|{seed}"
 
 
@@ -234,7 +253,107 @@ def tlf_suggestion(task, opt: str, seed: int) -> tuple[float | None, int]:
     return (float(lr) if lr is not None else None), steps
 
 
+#: the convergence gate's constants tried on the tuning cells (0: no gate, the old probe)
+GATES = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+
+
+def would_move(probe: dict | None) -> bool:
+    """Whether the probe's ramp alone (no convergence gate) moves the suggestion up."""
+    return bool(probe and probe["edge_lr"] is not None and probe["edge_lr"] >= probe[
+        "min_loss_lr"] and probe["min_loss_lr"] / NEAR_MARGIN > probe["warm_lr"])
+
+
+def warm_ratio(probe: dict | None) -> float:
+    """The warm phase's last losses over its first (``reference / warm_start``); NaN if none."""
+    if not probe or not probe.get("warm_start"):
+        return math.nan
+    return probe["reference"] / probe["warm_start"]
+
+
+def gate_pick(probe: dict | None, kept: float, gate: float) -> float:
+    """The probe's answer with convergence gate ``gate``: the moved LR (min-loss LR /
+    NEAR_MARGIN) where the ramp moves it and the warm ratio is not below ``gate``, else
+    ``kept`` (the answer without the probe)."""
+    if would_move(probe) and not warm_ratio(probe) < gate:
+        return probe["min_loss_lr"] / NEAR_MARGIN
+    return kept
+
+
+def gate_sweep(raw: dict[str, dict], base_of: dict[str, object]) -> None:
+    """Regret of the default rule under each convergence gate of ``GATES`` on these cells
+    (a tuning run: the gate's constant is chosen from this table), recorded to RESULTS.md."""
+    rows = []
+    for gate in GATES:
+        acc, lm, suppressed = [], [], 0
+        for cell, entry in raw.items():
+            base, opt = base_of[cell], cell.rsplit("/", 1)[1]
+            kept = entry["picks"][f"lrdoctor {DEFAULT_RULE} (no probe)"]
+            picks = [gate_pick(pr, k, gate) for pr, k in zip(entry["probes"], kept)]
+            suppressed += sum(would_move(pr) and warm_ratio(pr) < gate for pr in entry["probes"])
+            train_all(base, {(opt, lr, s) for s, lr in zip(SEEDS, picks)})
+            got = float(np.mean([score(base, opt, lr, s) for s, lr in zip(SEEDS, picks)]))
+            if entry["metric"] == "accuracy":
+                acc.append(entry["oracle"] - got)
+            else:
+                lm.append(got - entry["oracle"])
+        rows.append([f"{gate:g}" + (" (current)" if gate == PROBE_CONVERGED else ""),
+                     float(np.mean(acc)) if acc else "-", float(np.max(acc)) if acc else "-",
+                     float(np.mean(lm)) if lm else "-", float(np.max(lm)) if lm else "-",
+                     suppressed])
+    moves = [(cell, s, warm_ratio(pr)) for cell, e in raw.items()
+             for s, pr in zip(SEEDS, e["probes"]) if would_move(pr)]
+    record(f"Budget probe convergence gate sweep (P1 tuning cells, {BUDGET_X}x epochs)",
+           ["gate (warm ratio below it: no move)", "mean regret pp", "worst pp",
+            "charlm mean nats", "charlm worst nats", "moves suppressed"], rows,
+           f"Tuning cells (the gate's constant is chosen here): {', '.join(TASKS)}; seeds "
+           f"{list(SEEDS)}; optimizers {', '.join(OPTS)}. The default rule's answer with the "
+           "probe, where the probe moves only if its ramp holds to the min-loss LR and the warm "
+           "phase's ratio (mean of its last 10 losses / median of its first 5) is not below the "
+           "gate; 0 = the probe before the gate. Regret as in the P1 table. Ramp moves seen "
+           "(cell, seed, warm ratio): " + "; ".join(f"{c} s{s} {r:.3g}" for c, s, r in moves)
+           + ".")
+
+
+def probe_only() -> None:
+    """``LRDOCTOR_BENCH_PROBE_ONLY=1``: what the budget probe sees on ``TASKS`` (no training
+    runs, no regret): each seed's warm ratio, the edge over the min-loss LR and whether the
+    ramp alone / the gated probe moves the suggestion; recorded to RESULTS.md."""
+    rows, started = [], time.perf_counter()
+    for label, (name, options) in TASKS.items():
+        base = _get(name, **options)
+        base = base.replace(epochs=base.epochs * BUDGET_X)
+        run_steps = base.epochs * base.steps_per_epoch
+        for opt in OPTS:
+            seen = []
+            for s in SEEDS:
+                t = base.replace(seed=s)
+                model = t.build_model()
+                res = find_lr(model, examples.make_optimizer(opt, model, 1e-3), t.train_loader,
+                              t.loss_fn, **FINDER, budget_steps=run_steps)
+                seen.append(res.probe.to_dict() if res.probe else None)
+            probed = [pr for pr in seen if pr]
+            edges = [pr["edge_lr"] / pr["min_loss_lr"] for pr in probed if pr["edge_lr"]]
+            ratios = [warm_ratio(pr) for pr in probed]
+            rows.append([f"{label}/{opt}", len(probed),
+                         f"{min(ratios):.3g}..{max(ratios):.3g}" if ratios else "-",
+                         f"{min(edges):.2f}..{max(edges):.2f}" if edges else "-",
+                         sum(map(would_move, seen)), sum(bool(pr["moved"]) for pr in probed)])
+            print(rows[-1], flush=True)
+    record(f"Budget probe on P1 cells, probe only ({BUDGET_X}x epochs"
+           + (f", {_WHICH}" if _WHICH else "") + ")",
+           ["task/opt", "probes run", "warm ratio (min..max)", "edge / min-loss lr",
+            "ramp moves (no gate)", f"moves (gate {PROBE_CONVERGED:g})"], rows,
+           f"Cells: {', '.join(TASKS)}; seeds {list(SEEDS)}. find_lr as in P1 with budget_steps "
+           "= the run's steps. Warm ratio = mean of the warm phase's last 10 losses / median of "
+           "its first 5. No training run, no regret: this says where the probe's ramp moves the "
+           f"suggestion and where the convergence gate stops it. Wall time "
+           f"{time.perf_counter() - started:.0f}s.")
+
+
 def main() -> None:
+    if os.environ.get("LRDOCTOR_BENCH_PROBE_ONLY") == "1":
+        probe_only()
+        return
     OUT.mkdir(exist_ok=True)
     raw: dict[str, dict] = {}
     started = time.perf_counter()
@@ -245,15 +364,18 @@ def main() -> None:
                   "torch-lr-finder", "fastai valley", "lightning"]
     regrets: dict[str, dict[str, float]] = {r: {} for r in rule_names}
     nones = dict.fromkeys(rule_names, 0)  # suggestions that came back None
+    cell_nones: dict[str, dict[str, int]] = {r: {} for r in rule_names}
     costs: dict[str, list[float]] = {"lrdoctor": [], "no probe": [], "no zoom": [],
                                      "torch-lr-finder": [],
                                      "peers (1 repeat)": []}
+    base_of: dict[str, object] = {}
     for label, (name, options) in TASKS.items():
         base = _get(name, **options)
         base = base.replace(epochs=base.epochs * BUDGET_X)
         run_steps = base.epochs * base.steps_per_epoch
         for opt in OPTS:
             cell = f"{label}/{opt}"
+            base_of[cell] = base
             t0 = time.perf_counter()
             picks: dict[str, list[float | None]] = {r: [] for r in rule_names}
             curves_out = []
@@ -298,6 +420,7 @@ def main() -> None:
             habitual = 0.01 if opt == "sgd" else 1e-3  # no suggestion: the user keeps this LR
             for r in rule_names:
                 nones[r] += sum(lr is None for lr in picks[r])
+                cell_nones[r][cell] = sum(lr is None for lr in picks[r])
                 picks[r] = [habitual if lr is None else lr for lr in picks[r]]
             jobs = {(opt, float(lr), s) for lr in GRID[opt] for s in SEEDS}
             jobs |= {(opt, lr, s) for r in rule_names for s, lr in zip(SEEDS, picks[r])}
@@ -341,9 +464,20 @@ def main() -> None:
         rows.append([r, float(np.mean(acc)), float(np.max(acc)),
                      float(np.mean(lm)) if lm else "-", float(np.max(lm)) if lm else "-",
                      float(np.mean(cost)), nones[r]])
-    ours = [row for row in rows if row[0].startswith("lrdoctor") and "1 repeat" not in row[0]]
+    fresh_cells = [c for c in acc_cells if c.split("/")[0] in P1.FRESH]
+    if fresh_cells and len(fresh_cells) < len(acc_cells):  # the fresh cells as rows of their own
+        for r in (f"lrdoctor {DEFAULT_RULE}", no_probe, "torch-lr-finder", "fastai valley",
+                  "lightning"):
+            acc = [regrets[r][c] for c in fresh_cells]
+            rows.append([f"{r} [fresh cells only]", float(np.mean(acc)), float(np.max(acc)),
+                         "-", "-", float(np.mean(cost_of(r))),
+                         sum(cell_nones[r][c] for c in fresh_cells)])
+    rows = [row for row in rows if "[fresh" not in row[0]] + \
+        [row for row in rows if "[fresh" in row[0]]
+    ours = [row for row in rows if row[0].startswith("lrdoctor") and "1 repeat" not in row[0]
+            and "[fresh" not in row[0]]
     best = min(ours, key=lambda row: row[1] + (row[3] * 25 if isinstance(row[3], float) else 0))
-    peers = [row for row in rows if not row[0].startswith("lrdoctor")]
+    peers = [row for row in rows if not row[0].startswith("lrdoctor") and "[fresh" not in row[0]]
     default = next(row for row in rows if row[0] == f"lrdoctor {DEFAULT_RULE}")
     seq_cells = [c for c in acc_cells if c.split("/")[0] in P1.CELLS]
     seq_note = ""
@@ -354,18 +488,28 @@ def main() -> None:
             for r in (f"lrdoctor {DEFAULT_RULE}", "torch-lr-finder", "fastai valley",
                       "lightning")) + ". "
     held = [n for n in TASKS if n in HELD_OUT]
+    tuning = [n for n in TASKS if n not in HELD_OUT]
+    roles = {"tuning": [n for n in tuning if n in P1.CELLS],
+             "held out": [n for n in held if n in P1.CELLS and n not in P1.FRESH],
+             "fresh": [n for n in held if n in P1.FRESH]}
     provenance = (
-        f"Held out (no finder rule was chosen on them): {', '.join(held)}"
-        + ("; the sequence cells (_p1_cells.py: " + "; ".join(
-            f"{n}: {P1.get(n).describe}" for n in P1.CELLS if n in TASKS)
-           + ") were added 2026-12-07 and first run here, their sizes set from a few "
-           "constant-LR runs before any finder ran on them; charlm+1layer was first run "
-           "2026-12-03, before the adaptive ramp and fallback (designed on the test suite's "
-           "GRU naming the first of 12 tokens)" if any(n in P1.CELLS for n in TASKS) else "")
-        + ". The default rule (smoothing, MARGIN, zoom, budget probe) was chosen on the "
-        "examples' default cells (digits-mlp, digits-cnn, mnist1d-conv, charlm). "
-        if held else
-        "These are the cells the default rule was chosen on (in-sample). ")
+        (f"Held out (no finder rule was chosen on them): {', '.join(held)}. " if held else "")
+        + (f"Tuning cells (a finder rule was chosen on them, in-sample): {', '.join(tuning)}. "
+           if tuning else "")
+        + ("Sequence cells (_p1_cells.py), by role: " + "; ".join(
+            f"{role}: " + ", ".join(f"{n} ({P1.get(n).describe})" for n in names)
+            for role, names in roles.items() if names)
+           + ". gru-recall was held out until 2026-12-07, when the budget probe's convergence "
+           "gate was diagnosed on it (it is tuning since); the gate's constant was chosen on "
+           "the tuning cells (gru-recall, gru-last, lstm-recall and the examples' default "
+           "cells); the fresh cells were added after that and first run in the held-out "
+           "benchmark; every sequence cell's size was set from a few constant-LR runs before "
+           "any finder ran on it. charlm+1layer was first run 2026-12-03, before the adaptive "
+           "ramp and fallback (designed on the test suite's GRU naming the first of 12 "
+           "tokens). " if any(roles.values()) else "")
+        + "The default rule (smoothing, MARGIN, zoom, budget probe) was chosen on the "
+        "examples' default cells (digits-mlp, digits-cnn, mnist1d-conv, charlm), the probe's "
+        f"convergence gate ({PROBE_CONVERGED:g}) on those and the sequence tuning cells. ")
     met = (default[1] <= 0.5 and default[2] <= 2.0 and default[6] == 0
            and (not lm_cells or default[3] <= 0.02))
     beats = all(default[1] < p[1] for p in peers) and (
@@ -381,7 +525,9 @@ def main() -> None:
         f"{FINDER['num_steps'] // 2} steps over the first pass's min-loss LR /30 .. x10, then "
         "the budget probe (find_lr's budget_steps = the run's steps: a quarter of the run at the "
         "suggestion, then a 60-step ramp to 8x the min-loss LR; where the loss holds up to that "
-        "LR, the suggestion moves to it / sqrt 2); the other lrdoctor rules and the 'no probe' "
+        "LR and the warm phase has not converged - its last losses not below "
+        f"{PROBE_CONVERGED:g} x its first - the suggestion moves to it / sqrt 2); the other "
+        "lrdoctor rules and the 'no probe' "
         "row read the zoomed pass without the probe (the 'no probe' row is find_lr's own "
         "answer where no probe ran, as after a fallback; the other rules' rows have no "
         "fallback), 'no zoom' rows the first pass alone. "
@@ -400,7 +546,10 @@ def main() -> None:
         f"Wall time {time.perf_counter() - started:.0f}s."
     )
     budget = f"{BUDGET_X}x epochs" + {"held-out": ", held-out cells",
-                                      "sequence": ", held-out sequence cells"}.get(_WHICH, "")
+                                      "sequence": ", held-out sequence cells",
+                                      "fresh": ", fresh held-out cells",
+                                      "tuning-sequence": ", tuning sequence cells",
+                                      "tuning": ", tuning cells"}.get(_WHICH, "")
     record(f"LR finder regret vs grid oracle (P1, {budget})",
            ["rule", "mean regret pp", "worst pp", "charlm mean nats", "charlm worst nats",
             "finder cost / run", "None answers"], rows, notes)
@@ -408,6 +557,8 @@ def main() -> None:
     record(f"LR finder regret per task (P1 detail, {budget})", ["task/opt", *rule_names], per_cell,
            "pp of accuracy (charlm: nats); oracle LRs and raw picks in "
            f"out/{RAW}")
+    if _WHICH.startswith("tuning"):
+        gate_sweep(raw, base_of)
 
 
 if __name__ == "__main__":

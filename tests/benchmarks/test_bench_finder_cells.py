@@ -63,14 +63,63 @@ def test_bench_finder_holds_the_sequence_cells_out_and_keys_them_apart():
     import bench_finder as B  # sets 1 thread for its training, put back below
 
     torch.set_num_threads(threads)
-    assert set(P1.CELLS) <= set(B.HELD_OUT) and set(B.SEQUENCE) == set(P1.CELLS)
+    assert set(P1.HELD_OUT) <= set(B.HELD_OUT) and set(B.SEQUENCE) == set(P1.HELD_OUT)
+    assert not set(P1.TUNING) & set(B.HELD_OUT) and set(B.SEQ_TUNING) == set(P1.TUNING)
     assert not set(P1.CELLS) & set(B.examples.names())
     seq = B._get("gru-recall").replace(epochs=12)
     ex = B._get("digits-mlp")
     assert B._label(seq) == "gru-recall" and B._label(ex) == "digits-mlp"
-    assert B._key(seq, "adam", 1e-3, 0).startswith(B.SEQ_CODE)
-    assert B._key(ex, "adam", 1e-3, 0).startswith(B.CODE) and B.SEQ_CODE != B.CODE
+    assert B._key(seq, "adam", 1e-3, 0).startswith(B.seq_code("gru-recall"))
+    assert B._key(ex, "adam", 1e-3, 0).startswith(B.CODE) and B.seq_code("gru-recall") != B.CODE
     # the benchmark's worker scores a sequence cell with _p1_cells's loop, bit for bit
     got = B._train_score("lstm-count", {}, 1, "adam", 3e-3, 1)
     torch.set_num_threads(threads)
     assert got == P1.train_score(P1.get("lstm-count", seed=1, epochs=1), "adam", 3e-3)
+
+
+def test_cells_have_roles_and_the_held_out_switch_selects_exactly_that_set(monkeypatch):
+    assert "gru-recall" in P1.TUNING  # the convergence gate was diagnosed on it
+    assert set(P1.FRESH) <= set(P1.HELD_OUT) and len(P1.FRESH) >= 2
+    assert set(P1.TUNING) | set(P1.HELD_OUT) == set(P1.CELLS)
+    assert not set(P1.TUNING) & set(P1.HELD_OUT)
+    import importlib
+
+    import bench_finder as B
+
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("LRDOCTOR_BENCH_TASKS", "held-out")
+        held = importlib.reload(B)
+        assert set(held.TASKS) == {"digits-mlp+tanh", "mnist1d-conv+bn", "digits-cnn+gelu",
+                                   "charlm+1layer", "lstm-count", "transformer-majority",
+                                   *P1.FRESH}
+        assert held.RAW == "bench_finder_x4_held_out.json"
+        monkeypatch.setenv("LRDOCTOR_BENCH_TASKS", "fresh")
+        assert set(importlib.reload(B).TASKS) == set(P1.FRESH)
+        monkeypatch.setenv("LRDOCTOR_BENCH_TASKS", "tuning-sequence")
+        assert set(importlib.reload(B).TASKS) == set(P1.TUNING)
+        monkeypatch.setenv("LRDOCTOR_BENCH_TASKS", "nope")
+        with pytest.raises(SystemExit, match="LRDOCTOR_BENCH_TASKS must be one of"):
+            importlib.reload(B)
+    finally:
+        monkeypatch.delenv("LRDOCTOR_BENCH_TASKS")
+        importlib.reload(B)
+        torch.set_num_threads(threads)
+
+
+def test_each_cell_hashes_its_own_sources():
+    hashes = {name: P1.source_hash(name) for name in P1.CELLS}
+    assert len(set(hashes.values())) == len(P1.CELLS)  # one per cell
+    assert hashes == {name: P1.source_hash(name) for name in P1.CELLS}  # stable
+
+
+def test_the_gate_sweep_picks_the_moved_lr_only_above_the_gate():
+    import bench_finder as B
+
+    probe = {"edge_lr": 0.8, "min_loss_lr": 0.2, "warm_lr": 0.05, "reference": 0.002,
+             "warm_start": 2.0}
+    assert B.would_move(probe) and B.warm_ratio(probe) == pytest.approx(0.001)
+    assert B.gate_pick(probe, 0.05, 0.0) == pytest.approx(0.2 / B.NEAR_MARGIN)
+    assert B.gate_pick(probe, 0.05, 0.01) == 0.05
+    assert B.gate_pick({**probe, "edge_lr": 0.1}, 0.05, 0.0) == 0.05  # the ramp rose early
+    assert B.gate_pick(None, 0.05, 0.0) == 0.05

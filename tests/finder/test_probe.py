@@ -9,7 +9,13 @@ import pytest
 
 from lrdoctor.errors import FinderError
 from lrdoctor.finder import NEAR_MARGIN, BudgetProbe, Curve, analyze, probe_edge
-from lrdoctor.finder._probe import PROBE_RISE, PROBE_STEPS, PROBE_TOP, PROBE_WINDOW
+from lrdoctor.finder._probe import (
+    PROBE_CONVERGED,
+    PROBE_RISE,
+    PROBE_STEPS,
+    PROBE_TOP,
+    PROBE_WINDOW,
+)
 
 
 def test_edge_is_where_the_median_rises_above_its_minimum_and_the_reference():
@@ -150,3 +156,43 @@ def test_plot_marks_the_moved_suggestion_and_the_probe_edge(tmp_path):
     suggested = [t for t in labels if "(suggestion)" in t]
     assert len(suggested) == 1 and suggested[0].startswith("after the budget probe")
     assert any(t.startswith("budget probe's edge") for t in labels)
+
+
+def _run_probe(warm_losses, ramp_loss, warm_lr=0.01, min_loss_lr=0.1):
+    """A probe whose warm phase records ``warm_losses`` and whose ramp holds at ``ramp_loss``
+    up to 4x the min-loss LR (past the minimum), then rises."""
+    p = BudgetProbe(warm_lr, min_loss_lr, warm_steps=len(warm_losses))
+    for loss in warm_losses:
+        p.record(loss)
+    while p.running:
+        p.record(ramp_loss if p.lr() < 4 * min_loss_lr else 10 * ramp_loss)
+    return p.report()
+
+
+def test_a_converged_warm_phase_keeps_the_margin_although_the_ramp_holds():
+    # the GRU of P1's gru-recall + Adam: the loss fell from 1.8 to about 0.001 in the warm
+    # phase, and then a near-zero loss "held" past the min-loss LR
+    warm = np.geomspace(1.8, 0.001, 40)
+    r = _run_probe(warm, ramp_loss=0.001)
+    assert r.edge_lr >= r.min_loss_lr  # the ramp alone would move it
+    assert r.converged and not r.moved
+    assert r.warm_start == pytest.approx(np.median(warm[:PROBE_WINDOW]))
+    assert "converged" in r.sentence() and "keeps its margin" in r.sentence()
+    assert r.to_dict()["converged"] is True
+    res = _result()
+    assert res.with_probe(r).suggestion == res.suggestion
+
+
+def test_a_language_model_still_learning_still_moves():
+    # charlm's warm phase: 4.7 nats down to about 2.3 (ratio ~0.5), the ramp holds past m
+    r = _run_probe(np.linspace(4.7, 2.3, 40), ramp_loss=2.3)
+    assert not r.converged and r.moved
+    assert "moves up" in r.sentence()
+
+
+def test_the_convergence_gate_is_the_documented_fraction_of_the_warm_start():
+    start = np.ones(PROBE_WINDOW)
+    above = _run_probe(np.r_[start, np.full(10, PROBE_CONVERGED * 1.05)], PROBE_CONVERGED)
+    below = _run_probe(np.r_[start, np.full(10, PROBE_CONVERGED * 0.95)], PROBE_CONVERGED)
+    assert above.moved and not above.converged
+    assert below.converged and not below.moved

@@ -17,7 +17,14 @@ If ``edge >= m`` - raising the LR toward the range test's minimum after a quarte
 does not yet hurt - the loss is still limited by progress, not by the step's noise and
 overshoot, and the suggestion moves up to ``m / NEAR_MARGIN``. Otherwise (the usual case for a
 classifier whose loss has fallen near its floor: a higher LR lifts it at once) the suggestion
-stays. Chosen on benchmark P1's eight main cells (``docs/finder.md``, 2026-12-03): the edge was
+stays. It stays too when the warm phase has **converged**: ``reference < PROBE_CONVERGED *
+start``, ``start`` the median of the first ``PROBE_WINDOW`` warm losses (the loss fell by more
+than 99%). Then a loss near zero "holds" under LRs that a run from the start could not stand
+(a gradient near zero moves nothing), so the edge says nothing about the run; and a run that
+converges in a quarter of its steps is not limited by progress, which is what a move is for.
+That gate was added 2026-12-07 after a GRU (benchmarks/_p1_cells.py ``gru-recall`` + Adam,
+warm loss 0.0013 of a start of 1.8) moved 2.8x up to an LR that fails from the start; its
+constant was chosen on P1's tuning cells (docs/finder.md). Chosen on benchmark P1's eight main cells (``docs/finder.md``, 2026-12-03): the edge was
 at 0.32-0.72 ``m`` on every classification cell and 2.3-5.6 ``m`` on both charlm cells; on the
 held-out cells, 0.32-0.74 ``m`` on the classifiers and 3.5-6.7 ``m`` on a one-layer charlm.
 """
@@ -32,8 +39,8 @@ import numpy as np
 
 from lrdoctor.errors import FinderError
 
-__all__ = ["NEAR_MARGIN", "PROBE_FRACTION", "PROBE_STEPS", "BudgetProbe", "ProbeReport",
-           "probe_edge"]
+__all__ = ["NEAR_MARGIN", "PROBE_CONVERGED", "PROBE_FRACTION", "PROBE_STEPS", "BudgetProbe",
+           "ProbeReport", "probe_edge"]
 
 #: the warm phase is this fraction of the run's optimizer steps
 PROBE_FRACTION = 0.25
@@ -47,6 +54,8 @@ PROBE_WINDOW = 5
 PROBE_BLOWUP = 4.0
 #: the suggestion when the edge holds: the min-loss LR divided by this
 NEAR_MARGIN = math.sqrt(2.0)
+#: converged: the warm phase's last losses (``reference``) below this fraction of its first
+PROBE_CONVERGED = 0.01
 
 
 def probe_edge(lrs: np.ndarray, losses: np.ndarray, reference: float) -> float | None:
@@ -88,12 +97,20 @@ class ProbeReport:
     edge_lr: float | None
     moved: bool
     stop: str
+    #: the median of the first ``PROBE_WINDOW`` warm losses (NaN when none was recorded)
+    warm_start: float = math.nan
+
+    @property
+    def converged(self) -> bool:
+        """The warm phase's loss fell below ``PROBE_CONVERGED`` times where it started."""
+        return bool(math.isfinite(self.reference) and math.isfinite(self.warm_start)
+                    and self.reference < PROBE_CONVERGED * self.warm_start)
 
     def to_dict(self) -> dict[str, Any]:
         return {"warm_lr": self.warm_lr, "warm_steps": self.warm_steps,
                 "reference": self.reference, "lrs": list(self.lrs), "losses": list(self.losses),
                 "min_loss_lr": self.min_loss_lr, "edge_lr": self.edge_lr, "moved": self.moved,
-                "stop": self.stop}
+                "stop": self.stop, "warm_start": self.warm_start, "converged": self.converged}
 
     def sentence(self) -> str:
         """One sentence for the result's notes."""
@@ -106,6 +123,11 @@ class ProbeReport:
         head = (f"budget probe: after {self.warm_steps} steps at lr {self.warm_lr:.3g}, a ramp "
                 f"toward {PROBE_TOP:g} x the min-loss lr {self.min_loss_lr:.3g}: the loss held "
                 f"until lr {self.edge_lr:.3g}")
+        if self.converged and self.edge_lr >= self.min_loss_lr:
+            return (head + f", but the warm loss had fallen to {self.reference:.3g} from "
+                    f"{self.warm_start:.3g} (below {PROBE_CONVERGED:g} of it: converged, so the "
+                    "ramp's tolerance says nothing about the run), so the suggestion keeps "
+                    "its margin")
         if self.moved:
             return (head + f", at or past the minimum, so the loss is still limited by progress "
                     f"and the suggestion moves up to min-loss lr / {NEAR_MARGIN:.2f}")
@@ -189,15 +211,18 @@ class BudgetProbe:
             self.stop = "data"
 
     def report(self) -> ProbeReport:
-        """The edge and the verdict: ``moved`` when the ramp held up to the min-loss LR."""
+        """The edge and the verdict: ``moved`` when the ramp held up to the min-loss LR and the
+        warm phase had not converged (``reference >= PROBE_CONVERGED * warm_start``)."""
         warm = np.asarray(self._warm, float)
         reference = float(np.mean(warm[-10:])) if len(warm) else math.nan
         complete = len(warm) == self.warm_steps and math.isfinite(reference) and \
             len(self._losses) >= PROBE_WINDOW
         edge = probe_edge(np.asarray(self._lrs), np.asarray(self._losses), reference) \
             if complete else None
+        start = float(np.median(warm[:PROBE_WINDOW])) if len(warm) else math.nan
+        converged = math.isfinite(start) and reference < PROBE_CONVERGED * start
         moved = bool(complete and edge is not None and edge >= self.min_loss_lr
-                     and self.min_loss_lr / NEAR_MARGIN > self.warm_lr)
+                     and self.min_loss_lr / NEAR_MARGIN > self.warm_lr and not converged)
         return ProbeReport(float(self.warm_lr), len(warm), reference, tuple(self._lrs),
                            tuple(self._losses), float(self.min_loss_lr), edge, moved,
-                           self.stop or "interrupted")
+                           self.stop or "interrupted", start)
