@@ -51,6 +51,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import _p2_families as pf
 import _p2_tuning as pt
+import _p2_tuning_mse as pm
 from _results import cpu, record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +79,10 @@ TUNE_CODE = _hash([Path(pf.__file__), Path(pt.__file__)])
 FINDER_CODE = _hash([Path(pf.__file__), Path(pt.__file__), *sorted(
     p for p in (ROOT / "src/lrdoctor/finder").glob("_*.py") if p.name != "_recipe.py"),
     *(ROOT / "src/lrdoctor/torch" / f for f in ("_finder.py", "_state.py"))])
+#: the MSE tuning families (``_p2_tuning_mse.py``) are keyed by their own module too, so that
+#: adding them left every other family's cached runs valid
+MSE_CODE = _hash([Path(pf.__file__), Path(pm.__file__)])
+FINDER_MSE_CODE = _hash([Path(pm.__file__)], FINDER_CODE)
 _cache: dict[str, object] = json.loads(CACHE.read_text()) if CACHE.exists() else {}
 _counts = {"new": 0, "reused": 0}
 
@@ -99,11 +104,19 @@ def _save() -> None:
 
 
 def _family(which: str, name: str) -> pf.Family:
-    return pt.families()[name] if which == "tuning" else pf.families(which)[name]
+    if which == "tuning":
+        return {**pt.families(), **pm.MSE_TUNING}[name]
+    return pf.families(which)[name]
 
 
 def _train_code(which: str, name: str) -> str:
+    if which == "tuning" and name in pm.MSE_TUNING:
+        return MSE_CODE
     return TUNE_CODE if which == "tuning" and name in pt.NEW_TUNING else TRAIN_CODE
+
+
+def _finder_code(which: str, name: str) -> str:
+    return FINDER_MSE_CODE if which == "tuning" and name in pm.MSE_TUNING else FINDER_CODE
 
 
 def _optimizer(arm: dict, total: int):
@@ -194,7 +207,7 @@ def run_jobs(jobs: dict[str, tuple]) -> None:
 def finder_results(which: str, fams: dict[str, pf.Family], variant: str | None = None
                    ) -> dict[tuple[str, int], dict]:
     sizing = {n: _sizing(f.total_steps(), variant) for n, f in fams.items()}
-    keys = {(n, s): _key("finder", FINDER_CODE, which, n, f.epochs, s,
+    keys = {(n, s): _key("finder", _finder_code(which, n), which, n, f.epochs, s,
                          json.dumps(sizing[n], sort_keys=True))
             for n, f in fams.items() for s in SEEDS}
     run_jobs({k: ("finder", which, n, s, sizing[n]) for (n, s), k in keys.items()})
@@ -384,6 +397,147 @@ def tune() -> None:
            f"Wall {time.perf_counter() - started:.0f}s.")
 
 
+# ---- rule: the divergence floor / cap and the fallback factor, on every tuning family -------------
+
+#: the candidates ``rule`` reads off the grid: good/fair factor, poor factor, fallback factor (on
+#: the fallback suggestion D / 10), the floor divisor (peak >= D / floor) and the cap divisor
+#: (peak <= D / cap) for graded answers with a divergence D; None: no floor / no cap
+RULE_GOOD = (1.0, 2.0)
+RULE_POOR = (0.5, 1.0, 2.0)
+RULE_FALLBACK = (0.01, 0.03, 0.1, 0.3, 0.5, 1.0)
+RULE_FLOOR = (None, 10.0, 20.0, 30.0, 50.0, 100.0)
+RULE_CAP = (None, 3.0, 5.0, 10.0)
+#: a regression's regret (% of the oracle's val MSE) counts 1/10 in the mean: 10% = 1 pp
+MSE_WEIGHT = 0.1
+
+
+def _rule_peak(found: dict, rule: dict) -> float:
+    from lrdoctor.finder._recipe import auto_peak
+
+    return auto_peak(found["suggestion"], found["grade"], found["divergence_lr"],
+                     factor={"good": rule["good"], "fair": rule["good"], "poor": rule["poor"],
+                             "fallback": rule["fallback"]},
+                     floor=rule["floor"], cap=rule["cap"])
+
+
+def _units(fam: pf.Family, r: float) -> float:
+    return r if fam.kind == "classification" else MSE_WEIGHT * r
+
+
+def rule() -> None:
+    """Choose the divergence floor / cap and the fallback factor on all 9 tuning families.
+
+    The held-out P2 (17:21) lost most where the peak came out a decade under the oracle
+    (the regressions, a fallback grade or a minimum / 4 far below a clear divergence) or above
+    it (an LSTM). This step gives the recipe the divergence point too (loss-scale free) and
+    searches, on the tuning families only (the examples, ``_p2_tuning.py`` and the MSE
+    regressions of ``_p2_tuning_mse.py``), every rule of RULE_* read off a WSD grid (GRID,
+    GRID_SEEDS) at the finder's answers (the shipped sizing, seeds SEEDS): the lowest mean regret
+    (classification pp; regression % x MSE_WEIGHT) picks. Then exact 3-seed runs of the pick and
+    of the shipped recipe on every tuning family.
+    """
+    import itertools
+
+    from lrdoctor.finder._recipe import DIVERGENCE_CAP, DIVERGENCE_FLOOR, PEAK_FACTORS
+
+    started = time.perf_counter()
+    fams = {**pt.families(), **pm.MSE_TUNING}
+    found = finder_results("tuning", fams)
+    curves = {n: _grid_curve(f) for n, f in fams.items()}
+
+    def best_of(n: str) -> float:
+        c = curves[n]
+        return float(c.max() if fams[n].higher_is_better else c.min())
+
+    def read(r: dict) -> dict[str, float]:
+        return {n: float(np.mean([regret(fams[n], _interp(curves[n], _rule_peak(
+            found[(n, s)], r)), best_of(n)) for s in SEEDS])) for n in fams}
+
+    shipped = {"good": PEAK_FACTORS["good"], "poor": PEAK_FACTORS["poor"],
+               "fallback": PEAK_FACTORS["fallback"], "floor": DIVERGENCE_FLOOR,
+               "cap": DIVERGENCE_CAP}
+    before = {"good": 2.0, "poor": 1.0, "fallback": 0.03, "floor": None, "cap": None}
+    cands = []
+    for g, p_, fb, fl, cp in itertools.product(RULE_GOOD, RULE_POOR, RULE_FALLBACK, RULE_FLOOR,
+                                                RULE_CAP):
+        r = {"good": g, "poor": p_, "fallback": fb, "floor": fl, "cap": cp}
+        per = read(r)
+        units = [_units(fams[n], v) for n, v in per.items()]
+        cands.append((float(np.mean(units)), float(np.max(units)), r, per))
+    cands.sort(key=lambda c: (c[0], c[1]))
+    pick = cands[0]
+
+    def div(v: float | None) -> str:
+        return f"D/{v:g}" if v else "-"
+
+    def fmt(r: dict) -> str:
+        return (f"good/fair x{r['good']:g}, poor x{r['poor']:g}, fallback x{r['fallback']:g}, "
+                f"floor {div(r['floor'])}, cap {div(r['cap'])}")
+
+    def row(label: str, c: tuple) -> list:
+        return [label, fmt(c[2]), c[0], c[1], *[c[3][n] for n in fams]]
+
+    def cand(r: dict) -> tuple:
+        return next(c for c in cands if c[2] == r)
+
+    shown = [row("pick (lowest mean)", pick), row("before this step (17:21 held-out run)",
+                                                  cand(before))]
+    if shipped != before and shipped != pick[2]:
+        shown.append(row("shipped", cand(shipped)))
+    for key, values in (("floor", RULE_FLOOR), ("cap", RULE_CAP), ("fallback", RULE_FALLBACK)):
+        for v in values:
+            if v == pick[2][key]:
+                continue
+            shown.append(row(f"pick, {key} {v if v is not None else '-'}",
+                             cand({**pick[2], key: v})))
+    grades = ", ".join(f"{g} {sum(r['grade'] == g for r in found.values())}"
+                       for g in ("good", "fair", "poor", "fallback"))
+    record("auto recipe choice, step 3 (divergence floor/cap and fallback, all tuning families, "
+           "read off the grid)",
+           ["row", "rule", "mean (pp; MSE % x0.1)", "worst", *fams], shown,
+           f"Tuning families only (no held-out family): {', '.join(fams)} (the MSE ones: "
+           f"{'; '.join(f.describe for f in pm.MSE_TUNING.values())}, benchmarks/"
+           f"_p2_tuning_mse.py). WSD grid over peaks {', '.join(f'{v:g}' for v in GRID)}, seed(s) "
+           f"{list(GRID_SEEDS)}; each rule's peaks at the finder's answers (shipped sizing, seeds "
+           f"{list(SEEDS)}) read off it (log-linear; the end values beyond the grid), regret to "
+           f"the curve's best: pp, or % of val MSE for regressions (counted x{MSE_WEIGHT:g} in "
+           f"the mean). D = the range test's divergence lr; floor/cap apply to graded answers "
+           f"that have one; the fallback suggestion is D / 10. {len(cands)} rules. Grades: "
+           f"{grades}. Grid curves: "
+           + "; ".join(f"{n} " + " ".join(f"{x:.3g}" for x in c) for n, c in curves.items())
+           + f". Training runs so far: {_counts['new']} new, {_counts['reused']} reused.")
+
+    # exact runs: the pick, the best rule with another floor (the floor moves the most), before
+    other = next(c for c in cands if c[2]["floor"] != pick[2]["floor"])[2]
+    tried = {"pick": pick[2], "best with another floor": other, "before": before}
+    exact: dict[str, dict[str, float]] = {}
+    for label, r in tried.items():
+        for n, fam in fams.items():
+            arm = {s: {"opt": "adamw", "lr": 1e-3, "spec": recipe_spec_wsd(
+                _rule_peak(found[(n, s)], r), fam.total_steps())} for s in SEEDS}
+            exact.setdefault(label, {})[n] = float(np.mean(scores("tuning", fam,
+                                                                  {label: arm})[label]))
+    rows = []
+    for label, got in exact.items():
+        per = {n: regret(fams[n], got[n], best_of(n)) for n in fams}
+        units = [_units(fams[n], v) for n, v in per.items()]
+        rows.append([label, fmt(tried[label]), float(np.mean(units)),
+                     float(np.max(units)), *[per[n] for n in fams]])
+    record("auto recipe choice, step 3 (exact runs)",
+           ["recipe", "rule", "mean (pp; MSE % x0.1)", "worst", *fams], rows,
+           f"Exact 3-seed runs (seeds {list(SEEDS)}, WSD, AdamW wd 0.01, ~2000 steps) at each "
+           f"rule's peaks on the tuning families; regret to the best of the seed-{GRID_SEEDS[0]} "
+           f"WSD grid (a 3-seed mean can beat it: negative). Training runs: {_counts['new']} new, "
+           f"{_counts['reused']} reused. 1 thread per run, {WORKERS} workers, a 2-core box "
+           f"shared with other jobs. Wall {time.perf_counter() - started:.0f}s.")
+
+
+def recipe_spec_wsd(peak: float, total: int) -> str:
+    from lrdoctor.finder._recipe import recipe_spec
+
+    return recipe_spec("wsd", peak, total)
+
+
 # ---- main: held-out families ------------------------------------------------------------------
 
 
@@ -391,7 +545,14 @@ ARMS = ("auto", "adamw 1e-3", "adamw 1e-3 cosine", "schedule-free", "prodigy", "
 
 
 def main() -> None:
-    from lrdoctor.finder._recipe import AUTO_SCHEDULE, PEAK_FACTORS, peak_lr, recipe_spec
+    from lrdoctor.finder._recipe import (
+        AUTO_SCHEDULE,
+        DIVERGENCE_CAP,
+        DIVERGENCE_FLOOR,
+        PEAK_FACTORS,
+        auto_peak,
+        recipe_spec,
+    )
     from lrdoctor.torch._auto import REPEATS, SIZED_PASSES
 
     started = time.perf_counter()
@@ -416,7 +577,8 @@ def main() -> None:
 
         arms: dict[str, dict[int, dict]] = {
             "auto": {s: {"opt": "adamw", "lr": 1e-3, "spec": recipe_spec(
-                AUTO_SCHEDULE, peak_lr(found[(name, s)]["suggestion"], found[(name, s)]["grade"]),
+                AUTO_SCHEDULE, auto_peak(found[(name, s)]["suggestion"], found[(name, s)]["grade"],
+                                         found[(name, s)]["divergence_lr"]),
                 total)} for s in SEEDS},
             "adamw 1e-3": every({"opt": "adamw", "lr": 1e-3}),
             "adamw 1e-3 cosine": every({"opt": "adamw", "lr": 1e-3,
@@ -467,6 +629,9 @@ def main() -> None:
         f"and factor were chosen there, `make bench BENCH=auto-tune`): {pt.TUNING}. "
         f"Recipe: {AUTO_SCHEDULE}, 5% warm-up, peak = suggestion x "
         + ", ".join(f"{f:g} ({g})" for g, f in PEAK_FACTORS.items())
+        + f", kept within D/{DIVERGENCE_FLOOR:g} .. D/{DIVERGENCE_CAP:g} of the divergence D for "
+        f"graded answers (chosen on 9 tuning families incl. 2 MSE regressions, "
+        f"`make bench BENCH=auto-rule`)"
         + f"; range test: {REPEATS} ramp(s) sized for {SIZED_PASSES:g} passes in 10% of the run. "
         f"~2000-step runs, seeds {list(SEEDS)}, AdamW wd 0.01 unless named. Oracle: best 3-seed "
         f"mean over peaks {', '.join(f'{v:g}' for v in GRID)} of the same recipe. Regret: "
@@ -519,5 +684,7 @@ def plot(names: list[str], regrets: dict[str, dict[str, float]]) -> None:
 if __name__ == "__main__":
     if "tune" in sys.argv[1:]:
         tune()
+    elif "rule" in sys.argv[1:]:
+        rule()
     else:
         main()

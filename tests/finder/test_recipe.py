@@ -7,9 +7,12 @@ import pytest
 from lrdoctor.errors import FinderError
 from lrdoctor.finder._recipe import (
     AUTO_SCHEDULE,
+    DIVERGENCE_CAP,
+    DIVERGENCE_FLOOR,
     PEAK_FACTORS,
     RECIPES,
     WARMUP_FRACTION,
+    auto_peak,
     peak_lr,
     recipe_spec,
 )
@@ -53,3 +56,29 @@ def test_the_peak_factor_goes_by_the_finders_grade():
         peak_lr(0.01, "good", {"good": 0})
     with pytest.raises(FinderError, match="suggestion must be > 0"):
         peak_lr(0.0, "good")
+
+
+def test_auto_peak_keeps_a_graded_peak_within_the_divergence_bounds():
+    d = 0.4
+    assert DIVERGENCE_FLOOR >= DIVERGENCE_CAP
+    # a suggestion far under the divergence (a shallow minimum) is raised to D / floor
+    assert auto_peak(1e-4, "poor", d) == pytest.approx(d / DIVERGENCE_FLOOR)
+    # one close to it is lowered to D / cap
+    assert auto_peak(0.2, "good", d) == pytest.approx(d / DIVERGENCE_CAP)
+    # in between, or with no divergence seen, the factor by grade alone
+    mid = d / (DIVERGENCE_FLOOR * DIVERGENCE_CAP) ** 0.5 / PEAK_FACTORS["good"]
+    assert auto_peak(mid, "good", d) == pytest.approx(peak_lr(mid, "good"))
+    assert auto_peak(1e-4, "poor", None) == pytest.approx(peak_lr(1e-4, "poor"))
+    # the fallback is read from the divergence already: no bounds
+    assert auto_peak(d / 10, "fallback", d) == pytest.approx(peak_lr(d / 10, "fallback"))
+    assert auto_peak(1e-4, "poor", d, floor=None, cap=None) == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"floor": 0}, "floor must be > 0"),
+    ({"cap": -1.0}, "cap must be > 0"),
+    ({"floor": 5.0, "cap": 10.0}, "floor's divisor must be >= the cap's"),
+])
+def test_auto_peak_bad_bounds_name_the_parameter(kwargs, message):
+    with pytest.raises(FinderError, match=message):
+        auto_peak(0.01, "good", 0.3, **kwargs)

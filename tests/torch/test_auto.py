@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 from torch import nn
 
 from lrdoctor.errors import FinderError
-from lrdoctor.finder._recipe import RECIPES, peak_lr, recipe_spec
+from lrdoctor.finder._recipe import RECIPES, auto_peak, recipe_spec
 from lrdoctor.schedules import parse
 from lrdoctor.torch import AutoResult, ScheduledLR, auto_lr
 from lrdoctor.torch._auto import MAX_RAMP, MIN_RAMP, REPEATS, SIZED_PASSES, finder_size
@@ -31,7 +31,8 @@ def test_auto_lr_gives_a_spec_for_exactly_total_steps_and_restores_state(problem
     assert isinstance(res, AutoResult) and res.suggestion is not None
     assert (res.finder.settings["num_steps"], res.finder.settings["repeats"]) == \
         finder_size(2000, 0.1)
-    assert res.peak_lr == pytest.approx(peak_lr(res.suggestion, res.grade), rel=5e-3)
+    assert res.peak_lr == pytest.approx(
+        auto_peak(res.suggestion, res.grade, res.divergence_lr), rel=5e-3)
     schedule = parse(res.spec)
     assert schedule.duration == 2000
     values = schedule.values(2000)

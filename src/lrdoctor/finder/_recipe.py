@@ -26,8 +26,9 @@ from collections.abc import Mapping
 
 from lrdoctor.errors import FinderError
 
-__all__ = ["AUTO_SCHEDULE", "PEAK_FACTOR", "PEAK_FACTORS", "RECIPES", "WARMUP_FRACTION",
-           "WSD_DECAY_FRACTION", "peak_lr", "recipe_spec"]
+__all__ = ["AUTO_SCHEDULE", "DIVERGENCE_CAP", "DIVERGENCE_FLOOR", "PEAK_FACTOR", "PEAK_FACTORS",
+           "RECIPES", "WARMUP_FRACTION", "WSD_DECAY_FRACTION", "auto_peak", "peak_lr",
+           "recipe_spec"]
 
 #: the decays ``auto`` can write: warm-up + cosine to 0, Smith's one-cycle, warm-up + stable +
 #: a linear decay over the last ``WSD_DECAY_FRACTION`` (WSD), warm-up + linear to 0
@@ -51,6 +52,16 @@ PEAK_FACTORS: dict[str, float] = {"good": 2.0, "fair": 2.0, "poor": 1.0, "fallba
 #: the factor of the first recipe (2026-12-07, three tuning families), for every grade but
 #: ``fallback``; kept for comparison (``auto_lr(peak_factor=PEAK_FACTOR)``)
 PEAK_FACTOR = 2.0
+#: the peak of a graded answer (not ``fallback``) whose range test diverged at ``D`` stays within
+#: ``D / DIVERGENCE_FLOOR .. D / DIVERGENCE_CAP`` (``None``: no bound on that side); chosen by
+#: ``bench_auto.py rule`` on 9 tuning families (the 7 above and two MSE regressions,
+#: ``benchmarks/_p2_tuning_mse.py``; RESULTS.md "auto recipe choice, step 3", 21:04): exact
+#: 3-seed runs, mean regret 2.23 (pp; MSE % x0.1) against 11.1 without bounds (the tanh
+#: regression's suggestion sat a decade under its best LR: 868% of the oracle's MSE, 23% with
+#: the floor) and 3.61 with a D/30 floor. No factor of the fallback suited both of its tuning
+#: cases (an LSTM wants x0.01-0.03, a ReLU regression x0.3): it stays x0.03
+DIVERGENCE_FLOOR: float | None = 20.0
+DIVERGENCE_CAP: float | None = 10.0
 WARMUP_FRACTION = 0.05
 WSD_DECAY_FRACTION = 0.2
 
@@ -72,6 +83,46 @@ def peak_lr(suggestion: float, grade: str, factor: float | Mapping[str, float] |
     if not (isinstance(f, (int, float)) and f > 0):
         raise FinderError(f"peak_factor must be > 0 (a number or one per grade), got {f!r}")
     return float(suggestion) * float(f)
+
+
+def _bound(value: float | None, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0):
+        raise FinderError(f"{name} must be > 0 (a divisor of the divergence lr) or None, got "
+                          f"{value!r}")
+    return float(value)
+
+
+def auto_peak(suggestion: float, grade: str, divergence_lr: float | None = None, *,
+              factor: float | Mapping[str, float] | None = None,
+              floor: float | None = DIVERGENCE_FLOOR, cap: float | None = DIVERGENCE_CAP
+              ) -> float:
+    """``auto``'s peak LR: ``peak = suggestion * factor[grade]`` (:func:`peak_lr`), then, for a
+    graded answer (not ``fallback``) whose range test diverged at ``D = divergence_lr``,
+    clipped to ``D / floor <= peak <= D / cap`` (each bound only where it is not ``None``).
+
+    The divergence is where the loss blew up, whatever its scale; the suggestion (the loss
+    minimum / 4) can sit a decade or more below it when the minimum is shallow (an MSE
+    regression that keeps descending at every LR the ramp tried).
+
+    >>> auto_peak(0.001, "poor", 0.3, factor={"poor": 1.0}, floor=30, cap=None)
+    0.01
+    >>> auto_peak(0.001, "poor", None, factor={"poor": 1.0}, floor=30, cap=None)
+    0.001
+    """
+    peak = peak_lr(suggestion, grade, factor)
+    lo, hi = _bound(floor, "floor"), _bound(cap, "cap")
+    if lo is not None and hi is not None and hi > lo:
+        raise FinderError(f"the floor's divisor must be >= the cap's (D / floor <= D / cap), got "
+                          f"floor={floor!r}, cap={cap!r}")
+    if grade == "fallback" or divergence_lr is None or not divergence_lr > 0:
+        return peak
+    if lo is not None:
+        peak = max(peak, divergence_lr / lo)
+    if hi is not None:
+        peak = min(peak, divergence_lr / hi)
+    return peak
 
 
 def _fmt(lr: float) -> str:

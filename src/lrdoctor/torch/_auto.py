@@ -2,9 +2,11 @@
 
 It runs :func:`~lrdoctor.torch.find_lr` sized to spend at most ``cost`` of the run (default
 10%) on the range test, then writes the recipe of :mod:`lrdoctor.finder._recipe`: a linear
-warm-up over 5% of the run to ``peak = suggestion * PEAK_FACTORS[grade]``, then the decay the
-benchmark picked (``AUTO_SCHEDULE``), ending at exactly ``total_steps``. State is restored
-exactly as ``find_lr`` restores it.
+warm-up over 5% of the run to ``peak = suggestion * PEAK_FACTORS[grade]``, kept within
+``D / DIVERGENCE_FLOOR .. D / DIVERGENCE_CAP`` when the range test diverged at ``D``
+(:func:`~lrdoctor.finder._recipe.auto_peak`), then the decay the benchmark picked
+(``AUTO_SCHEDULE``), ending at exactly ``total_steps``. State is restored exactly as
+``find_lr`` restores it.
 
 Sizing: ``REPEATS`` (1) ramp of ``n`` steps, sized for ``SIZED_PASSES`` (2.5) passes - the
 first, one adaptive pass when it shows no descent (``find_lr``'s adaptation) and the zoom of
@@ -25,7 +27,7 @@ import torch
 
 from lrdoctor.errors import FinderError
 from lrdoctor.finder import FinderResult
-from lrdoctor.finder._recipe import AUTO_SCHEDULE, RECIPES, peak_lr, recipe_spec
+from lrdoctor.finder._recipe import AUTO_SCHEDULE, RECIPES, auto_peak, recipe_spec
 from lrdoctor.torch._finder import find_lr
 
 __all__ = ["MAX_RAMP", "MIN_RAMP", "REPEATS", "SIZED_PASSES", "AutoResult", "auto_lr",
@@ -113,9 +115,11 @@ def auto_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 
     ``schedule`` (default :data:`~lrdoctor.finder._recipe.AUTO_SCHEDULE`) is one of
     ``cosine``, ``one_cycle``, ``wsd``, ``linear``; the peak is ``suggestion * factor`` with
-    the factor by the finder's grade (:data:`~lrdoctor.finder._recipe.PEAK_FACTORS`;
-    ``peak_factor`` a number or a ``{grade: factor}`` mapping overrides it; see
-    :func:`~lrdoctor.finder._recipe.peak_lr`). ``cost`` caps the range test's steps
+    the factor by the finder's grade (:data:`~lrdoctor.finder._recipe.PEAK_FACTORS`), kept
+    within ``D / DIVERGENCE_FLOOR .. D / DIVERGENCE_CAP`` of the divergence ``D`` where the
+    answer is graded and the loss diverged (:func:`~lrdoctor.finder._recipe.auto_peak`).
+    ``peak_factor`` (a number or a ``{grade: factor}`` mapping) overrides the factor and then
+    the peak is exactly ``suggestion * factor`` (no divergence bounds). ``cost`` caps the range test's steps
     as a share of the run (see the module doc); ``num_steps``/``repeats`` override the sizing.
     Other keyword arguments go to :func:`~lrdoctor.torch.find_lr` (``step_fn``, ``start_lr``,
     ``end_lr``, ``amp``, ``accumulation_steps``, ...), except ``budget_steps``/``epochs``.
@@ -147,6 +151,7 @@ def auto_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     if result.suggestion is None:
         raise FinderError("auto_lr found no learning rate: " + result.reason)
     # the spec writes 3 significant digits: the peak is the LR the schedule actually reaches
-    peak = float(f"{peak_lr(result.suggestion, result.grade, peak_factor):.3g}")
+    bounds = {} if peak_factor is None else {"floor": None, "cap": None}
+    peak = float(f"{auto_peak(result.suggestion, result.grade, result.divergence_lr, factor=peak_factor, **bounds):.3g}")
     spec = recipe_spec(schedule, peak, total_steps)
     return AutoResult(result, spec, schedule, peak, total_steps)
