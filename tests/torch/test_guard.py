@@ -171,3 +171,41 @@ def test_a_given_gradient_norm_replaces_the_guards_own():
     assert [(e.step, e.reason) for e in guard.events] == [(20, "grad-spike"),
                                                           (25, "nonfinite-grad")]
     assert guard.events[0].evidence["grad_norm_sum"] > 100
+
+
+def test_the_gradient_test_runs_on_a_time_budget_and_every_batch_with_none():
+    model, opt, sched, x, y = _setup()
+    sampled = Guard(model, opt, sched)
+    every = Guard(model, opt, sched, grad_budget=None)
+    for guard in (sampled, every):
+        calls = []
+        measure = guard._measure
+        guard._measure = lambda loss, m=measure, c=calls: c.append(1) or m(loss)
+        for i in range(5):
+            assert _step(model, opt, sched, guard, x[i * 64:(i + 1) * 64], y[i * 64:(i + 1) * 64])
+        assert len(calls) == 5          # the first batches always get the gradient test
+        guard.close()
+    with pytest.raises(LRDoctorError, match="grad_budget must be in"):
+        Guard(model, opt, grad_budget=0.0)
+
+
+def test_a_nonfinite_gradient_on_an_unchecked_batch_is_undone_by_the_rewind():
+    model, opt, sched, x, y = _setup()
+    guard = Guard(model, opt, sched, patience=3, snapshot_every=5)
+    for i in range(30):
+        _step(model, opt, sched, guard, x[i * 64:(i + 1) * 64], y[i * 64:(i + 1) * 64])
+    guard._grad_at = 10 ** 9             # this batch's gradient is not tested
+    opt.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(x[:64]), y[:64])
+    loss.backward()
+    next(model.parameters()).grad[0, 0] = float("nan")
+    assert guard.check(loss)             # the loss is finite: the update goes through
+    opt.step()
+    assert not all(torch.isfinite(p).all() for p in model.parameters())
+    i = 31
+    while guard.rewinds == 0:           # every later loss is NaN until the rewind
+        assert not _step(model, opt, sched, guard, x[i * 64:(i + 1) * 64],
+                         y[i * 64:(i + 1) * 64])
+        i += 1
+    assert [e.reason for e in guard.events] == ["nonfinite-loss"] * 3
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -20,7 +20,10 @@ In the loop, after ``loss.backward()`` and before ``optimizer.step()``::
   history (a corrupt batch whose loss looks ordinary can still carry a gradient 1000x too
   large, and its update is the damage).
 
-An ordinary batch costs one fused norm over the gradients, one read-back of the loss and the
+The gradient norm runs on a time budget (``grad_budget``, 0.01 of the step time; the first 5
+batches and at most 16 apart; ``None``: every batch); a non-finite gradient on an untested
+batch shows as a non-finite loss on the next and is undone by the rewind. A tested batch costs
+one fused norm over the gradients, one read-back of the loss and the
 norms together (one device sync) and two comparisons against cached limits.
 
 When ``patience`` batches in a row are skipped, the damage is already done (the loss stays up):
@@ -38,16 +41,25 @@ in ``events`` and, with ``journal``, an entry of cause ``guard``.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from lrdoctor._guard_core import GuardCore, GuardEvent, GuardReport, GuardSettings
+from lrdoctor._guard_core import KEEP, GuardCore, GuardEvent, GuardReport, GuardSettings
+from lrdoctor.errors import LRDoctorError
 from lrdoctor.journal import Journal
 from lrdoctor.torch._state import capture_rng, restore_rng
 
 __all__ = ["Guard", "GuardEvent"]
+
+_clock = time.perf_counter
+_FIRST = 5      # the first batches always get the gradient test
+_MAX_GAP = 16   # batches between two gradient tests at most
+_WINDOW = 8     # the step time is the least of this many recent intervals (load only adds)
+_ALPHA = 0.3    # weight of a new measurement in the moving average of the test's cost
 
 
 def _clone(obj: Any) -> Any:
@@ -61,6 +73,38 @@ def _clone(obj: Any) -> Any:
         return [_clone(v) for v in obj]
     if isinstance(obj, tuple):
         return tuple(_clone(v) for v in obj)
+    return obj
+
+
+#: values a state dict holds that are copied by reference (immutable)
+_ATOMS = frozenset({int, float, bool, str, type(None)})
+
+
+def _refill(obj: Any, old: Any, dst: list[torch.Tensor], src: list[torch.Tensor]) -> Any:
+    """:func:`_clone` of ``obj`` that reuses the tensors of ``old`` (an earlier copy, dropped
+    now) where they fit: the copies into them are collected in ``dst``/``src`` for one fused
+    ``_foreach_copy_``; a tensor without a fitting one is cloned."""
+    if isinstance(obj, torch.Tensor):
+        if (isinstance(old, torch.Tensor) and old.shape == obj.shape and old.dtype == obj.dtype
+                and old.device == obj.device and not old.is_sparse and not obj.is_sparse
+                and old.is_contiguous()):
+            dst.append(old)
+            src.append(obj.detach())
+            return old
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        if not isinstance(old, dict):
+            return _clone(obj)
+        get = old.get
+        return {k: v if v.__class__ in _ATOMS else _refill(v, get(k), dst, src)
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        if all(v.__class__ in _ATOMS for v in obj):  # e.g. a group's parameter indices
+            return list(obj) if isinstance(obj, list) else obj
+        if not isinstance(old, (list, tuple)) or len(old) != len(obj):
+            return _clone(obj)
+        items = [_refill(v, o, dst, src) for v, o in zip(obj, old)]
+        return items if isinstance(obj, list) else tuple(items)
     return obj
 
 
@@ -85,7 +129,13 @@ class Guard(GuardReport):
                  scaler: Any = None, snapshot_every: int = 25, window: int = 100,
                  min_history: int = 20, z: float = 10.0, ratio: float = 3.0, patience: int = 5,
                  lr_factor: float = 0.5, cooldown_steps: int = 50, max_rewinds: int = 3,
-                 rewind_window: int = 1000, check_grads: bool = True):
+                 rewind_window: int = 1000, check_grads: bool = True,
+                 grad_budget: float | None = 0.01):
+        if grad_budget is not None and not (isinstance(grad_budget, (int, float))
+                                            and 0 < grad_budget <= 1):
+            raise LRDoctorError(f"Guard grad_budget must be in (0, 1] (a share of the step "
+                                f"time) or None (the gradient test every batch), got "
+                                f"{grad_budget!r}")
         self.settings = GuardSettings(
             snapshot_every=snapshot_every, window=window, min_history=min_history, z=float(z),
             ratio=float(ratio), patience=patience, lr_factor=float(lr_factor),
@@ -94,6 +144,11 @@ class Guard(GuardReport):
         self.journal = Journal(journal) if isinstance(journal, (str, bytes)) or (
             journal is not None and not isinstance(journal, Journal)) else journal
         self.check_grads = check_grads and scaler is None
+        self.grad_budget = grad_budget
+        self._grad_at = 0                  # the next batch whose gradient norm is computed
+        self._grad_s: float | None = None  # measured seconds of one gradient test (EMA)
+        self._intervals: list[float] = []  # recent step times without the guard's own work
+        self._ended: float | None = None   # when the last check ended
         self.core: GuardCore[_Snapshot] = GuardCore(self.settings)
         self.events: list[GuardEvent] = self.core.events
         self.step = 0                      # batches checked
@@ -121,14 +176,22 @@ class Guard(GuardReport):
         """
         k = self.step
         self.step += 1
-        value, gnorm = self._measure(loss) if grad_norm is None else \
-            self._given(loss, grad_norm)
+        if grad_norm is not None:
+            value, gnorm = self._given(loss, grad_norm)
+        elif self.check_grads and k >= self._grad_at:
+            value, gnorm = self._measure_timed(k, loss)
+        else:
+            value, gnorm = (float(loss.detach()) if isinstance(loss, torch.Tensor)
+                            else float(loss)), None
         core = self.core
         reason, stats = core.judge(value, gnorm)
         if reason is None:
             if core.accept(k, value, gnorm):
                 core.keep(k, self._copy())
+            if self.grad_budget is not None:
+                self._ended = _clock()
             return True
+        self._ended = None   # the next interval holds a rewind or an unusual step
         action = core.reject(k, reason, value)
         ev = core.evidence(value, gnorm, stats)
         if action == "rewind":
@@ -148,6 +211,27 @@ class Guard(GuardReport):
             a, b = both.tolist()
             return a, b
         return float(loss), float(grad_norm)
+
+    def _measure_timed(self, k: int, loss: Any) -> tuple[float, float | None]:
+        """:meth:`_measure`, and when the next gradient test is due (the time budget)."""
+        if self.grad_budget is None:
+            return self._measure(loss)
+        t0 = _clock()
+        if self._ended is not None:   # the step since the last check, without the guard
+            recent = self._intervals
+            recent.append(t0 - self._ended)
+            if len(recent) > _WINDOW:
+                del recent[0]
+        out = self._measure(loss)
+        cost = _clock() - t0
+        self._grad_s = cost if self._grad_s is None else self._grad_s + _ALPHA * (
+            cost - self._grad_s)
+        n = 1
+        step_s = min(self._intervals) if self._intervals else 0.0
+        if k + 1 >= _FIRST and step_s > 0:
+            n = min(_MAX_GAP, max(1, math.ceil(self._grad_s / (self.grad_budget * step_s))))
+        self._grad_at = k + n
+        return out
 
     def _measure(self, loss: Any) -> tuple[float, float | None]:
         """The loss and (if checked) the sum of the per-tensor gradient norms, read back
@@ -172,10 +256,30 @@ class Guard(GuardReport):
 
     # ---- snapshots and rewinds -------------------------------------------------------------
     def _copy(self) -> _Snapshot:
-        return _Snapshot(
-            _clone(self.model.state_dict()), _clone(self.optimizer.state_dict()),
-            None if self.scheduler is None else _clone(self.scheduler.state_dict()),
-            None if self.scaler is None else _clone(self.scaler.state_dict()), capture_rng())
+        """A snapshot of now. When the oldest kept one is about to be dropped for it, its
+        tensors are refilled (one fused copy) instead of new ones allocated."""
+        snaps = self.core.snapshots
+        old = snaps[0][1] if len(snaps) >= KEEP else None
+        if old is None:
+            return _Snapshot(
+                _clone(self.model.state_dict()), _clone(self.optimizer.state_dict()),
+                None if self.scheduler is None else _clone(self.scheduler.state_dict()),
+                None if self.scaler is None else _clone(self.scaler.state_dict()),
+                capture_rng())
+        dst: list[torch.Tensor] = []
+        src: list[torch.Tensor] = []
+        snap = _Snapshot(
+            _refill(self.model.state_dict(), old.model, dst, src),
+            _refill(self.optimizer.state_dict(), old.optimizer, dst, src),
+            None if self.scheduler is None else _refill(self.scheduler.state_dict(),
+                                                        old.scheduler, dst, src),
+            None if self.scaler is None else _refill(self.scaler.state_dict(), old.scaler,
+                                                     dst, src),
+            capture_rng())
+        if dst:
+            with torch.no_grad():
+                torch._foreach_copy_(dst, src)
+        return snap
 
     def snapshot(self) -> None:
         """Take a snapshot now (of the state before this batch's update)."""
