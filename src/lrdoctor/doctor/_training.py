@@ -296,6 +296,11 @@ def distribution_shift(ctx: Context) -> list[Finding]:
         return []
     out = []
     tl = log.get("test/loss").finite.values if log.has("test/loss") else np.array([])
+    # with both losses logged, an accuracy gap is a shift only if the test loss is worse too:
+    # a model near chance (a tiny one, dead units) scores test and validation a few points
+    # apart by sampling alone, at the same loss
+    loss_agrees = not (len(tl) and ctx.val is not None and len(ctx.val.values)) or (
+        float(tl[-1]) > (1 + T.SHIFT_REL) * float(ctx.val.values[-1]))
     if len(tl) and ctx.val is not None and len(ctx.val.values):
         t = float(tl[-1])
         v = float(ctx.val.values[-1])
@@ -314,7 +319,7 @@ def distribution_shift(ctx: Context) -> list[Finding]:
             t = float(values[-1])
             t = t / 100 if t > 1 else t
             v = float(ctx.val_acc.values[-1])
-            if v - t > 0.05:
+            if v - t > 0.05 and loss_agrees:
                 out.append((1 + v - t, f"test accuracy {t:.1%} vs validation accuracy {v:.1%}"))
     if not out:
         return []
