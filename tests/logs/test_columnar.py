@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lrdoctor.logs import LogFormatError, _columnar, load
+from lrdoctor.logs import LogFormatError, _columnar, _typed, load
 
 from ._damage import DAMAGES, KINDS, damage
 
@@ -29,14 +29,15 @@ pytestmark = pytest.mark.skipif(not _columnar.available(), reason="polars not in
 
 @contextlib.contextmanager
 def _fast(on: bool) -> Iterator[None]:
-    saved = _columnar.FAST_FROM, _columnar.pl
-    _columnar.FAST_FROM = 0
+    """polars on or off, msgspec off (tests/logs/test_typed.py compares that reader)."""
+    saved = _columnar.FAST_FROM, _columnar.pl, _typed.msgspec
+    _columnar.FAST_FROM, _typed.msgspec = 0, None
     if not on:
         _columnar.pl = None
     try:
         yield
     finally:
-        _columnar.FAST_FROM, _columnar.pl = saved
+        _columnar.FAST_FROM, _columnar.pl, _typed.msgspec = saved
 
 
 def _bits(a: np.ndarray) -> bytes:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from lrdoctor.errors import LogFormatError
-from lrdoctor.logs import _columnar
+from lrdoctor.logs import _columnar, _typed
 from lrdoctor.logs._columnar import Columns
 from lrdoctor.logs._model import Event, LogBuilder, TrainingLog
 from lrdoctor.logs._names import canonical
@@ -92,7 +92,8 @@ def read_json(path: Path, text: str, *, raw: bytes | None = None) -> TrainingLog
     time, :func:`lrdoctor.logs._columnar.hf_history`)."""
     with _no_gc():
         if raw is not None and len(raw) >= _columnar.FAST_FROM and b'"log_history"' in raw:
-            got = _columnar.hf_history(raw, _loads)
+            got = _typed.hf_history(raw, _loads)  # msgspec; else polars
+            got = _columnar.hf_history(raw, _loads) if got is None else got
             if got is not None:
                 rest, groups, count = got
                 return read_hf_state(path, rest, fast=(groups, count))
@@ -219,7 +220,8 @@ def read_jsonl(path: Path, text: str, *, raw: bytes | None = None) -> TrainingLo
     then read a column at a time, :func:`lrdoctor.logs._columnar.jsonl_records`)."""
     with _no_gc():
         if raw is not None and len(raw) >= _columnar.FAST_FROM:
-            lines = _columnar.jsonl_records(raw)
+            lines = _typed.jsonl_records(raw)  # msgspec; else polars
+            lines = _columnar.jsonl_records(raw) if lines is None else lines
             log = _read_lines(path, lines) if lines is not None else None
             if log is not None:
                 return log
