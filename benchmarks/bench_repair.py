@@ -81,6 +81,9 @@ class CorpusTrainer:
             rest = max(1, total - int(full["warmup_steps"] or 0))
             cfg["schedule"] = cfg["schedule"].replace("{lr}", f"{float(full['lr']):.6g}") \
                 .replace("{steps}", str(rest))
+        fam = FAMS[cfg["family"]]
+        if cfg.get("width") == fam.width:  # the family's own width: the cached runs' None
+            cfg["width"] = None
         res = cached(cfg)
         if res is None:
             self.trained += 1
@@ -96,6 +99,18 @@ class CorpusTrainer:
         return res.jsonl
 
 
+def start_config(run: Any) -> dict[str, Any]:
+    """The config repair starts from: the run's, with the family's lr, optimizer, batch size,
+    epochs and width written in (so that relative changes, ``lr`` x3 or ``width`` 'x16', have
+    a value to act on); the same cache keys as the run's own config."""
+    from _corpus import full_config
+    from _families import FAMILIES as FAMS
+
+    cfg = full_config(dict(run.config))
+    cfg["width"] = cfg["width"] or FAMS[run.family].width
+    return cfg
+
+
 def _init() -> None:
     import torch
 
@@ -105,12 +120,11 @@ def _init() -> None:
 
 def case(args: tuple[Any, dict[str, Any]]) -> dict[str, Any]:
     """One faulty run through no repair, repair and random repair."""
-    from _corpus import DEFAULTS
 
     from lrdoctor.healing import random_repair, repair
 
     run, reference = args
-    config = {**DEFAULTS, **run.config}
+    config = start_config(run)
     out: dict[str, Any] = {"family": run.family, "fault": run.fault, "variant": run.variant,
                            "error": None, "trained": 0}
     for name, fn, kw in (("doctor", repair, {}),
@@ -184,7 +198,7 @@ def _close(result: Any, reference: dict[str, float]) -> bool:
 def show(family: str, faults: list[str], every: bool = False) -> None:
     """Print what repair tried on ``family``'s first-variant faults (seed 0), round by round:
     the change, the findings after it, the metric and the keep decision (design aid)."""
-    from _corpus import DEFAULTS, FAULTS, corpus, references, run_all
+    from _corpus import FAULTS, corpus, references, run_all
 
     from lrdoctor.healing import repair
 
@@ -198,7 +212,7 @@ def show(family: str, faults: list[str], every: bool = False) -> None:
                 f for f in FAULTS if f.name == run.fault).variants[0][0]:
             continue
         trainer = CorpusTrainer()
-        result = repair(trainer, {**DEFAULTS, **run.config}, rounds=ROUNDS)
+        result = repair(trainer, start_config(run), rounds=ROUNDS)
         print(f"== {run.fault}/{run.variant}: healed={result.healed} "
               f"close={_close(trainer.results[result.best.source], ref)}")
         for r in result.history:

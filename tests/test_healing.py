@@ -63,8 +63,13 @@ def test_heals_with_the_lr_from_the_evidence_and_records_every_round(tmp_path):
 
 def test_a_healthy_run_costs_no_round():
     fn = Recorder()
-    result = repair(fn, {"lr": 0.01})
+    result = repair(fn, {"lr": 0.01}, improve=False)
     assert result.healed and result.rounds == 0 and len(fn.configs) == 1
+    # improving (the default): its accuracy still rose at the end, so lr x3 is tried; the run
+    # is the same (below lr 0.1 the fake ignores the lr): no gain, reverted, nothing else to try
+    result = repair(Recorder(), {"lr": 0.01})
+    assert result.healed and result.config == {"lr": 0.01} and result.rounds == 1
+    assert result.history[1].change == {"lr": 0.03} and not result.history[1].kept
 
 
 def test_unsupported_change_skips_to_the_next_alternative():
@@ -116,7 +121,7 @@ KNOB_VALUES = {"lr": 0.01, "schedule": "cosine({lr}, end=0, steps={steps})", "wa
                "optimizer": "adamw", "init": "kaiming", "activation": "leaky_relu",
                "dropout": 0.1, "normalize_inputs": True, "shuffle": False,
                "output_activation": "softmax", "plateau_mode": "auto",
-               "plateau_monitor": "val_accuracy", "label_smoothing": 0.1}
+               "plateau_monitor": "val_accuracy", "label_smoothing": 0.1, "width": 32}
 
 
 def test_every_knob_of_the_vocabulary_applies_to_the_example_train_fn(tmp_path):
@@ -131,12 +136,16 @@ def test_every_knob_of_the_vocabulary_applies_to_the_example_train_fn(tmp_path):
     for group in (("lr", "schedule", "warmup_steps", "weight_decay", "grad_clip"),
                   ("optimizer", "init", "activation", "dropout", "normalize_inputs"),
                   ("batch_size", "shuffle", "output_activation", "plateau_mode",
-                   "plateau_monitor", "label_smoothing", "epochs")):
+                   "plateau_monitor", "label_smoothing", "epochs", "width")):
         cfg = {**base, **{k: KNOB_VALUES[k] for k in group}}
         log = load(fn(cfg))
         assert log.has("train/loss") and log.has("val/accuracy")
+        if "width" in group:  # hidden (128, 64) scaled by 32 / 128: 64*32+32 + 32*16+16 + 170
+            assert log.meta["n_params"] == 64 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10
     with pytest.raises(UnsupportedChange, match="activation"):
         fn({**config("charlm", epochs=1), "activation": "relu"})
+    with pytest.raises(UnsupportedChange, match="width"):
+        fn({**config("charlm", epochs=1), "width": 64})
 
 
 def test_repair_example_heals_a_plateau_in_the_wrong_mode(tmp_path):
@@ -172,7 +181,7 @@ def test_a_cure_hidden_by_a_second_fault_is_kept(tmp_path):
     cfg = fault_config("digits-mlp", "plateau-min-on-accuracy", epochs=5)
     cfg["lr"] = 0.5
     result = repair(ExampleTrainer(tmp_path), cfg, rounds=3)
-    assert result.healed and len(result.history) == 3
+    assert result.healed and len(result.history) >= 3
     first, second = result.history[1], result.history[2]
     assert first.change == {"plateau_mode": "max"} and first.kept and not first.healthy
     assert second.code == "lr-too-high" and second.healthy
@@ -202,3 +211,56 @@ def test_keep_rule_a_tie_goes_to_fewer_problems_and_any_cure_counts():
     # a change made for a problem the run did not have (a random one) cures nothing
     assert not _cured(_round(("label-noise",), 0.94, "random"), base, "val/accuracy")
     assert not _better(_round(("label-noise", "oscillation"), 0.94), base, "val/accuracy")
+
+
+# ---- the improving rounds (after the run is healthy) ------------------------------------------
+def _rising(config: dict) -> TrainingLog:
+    """A healthy run whose accuracy still rises at the end: higher lr, faster (capped at 0.95)
+    and, above lr 1, a loss that blows up; ``noise`` wiggles the accuracy."""
+    steps = np.arange(200, dtype=float)
+    lr = float(config["lr"])
+    loss = 2.3 * np.exp(-steps / 30) + 0.1
+    if lr > 1:
+        loss[60:] = 40.0
+    ev = steps[19::20]
+    acc = np.minimum(0.95, 0.5 + 0.02 * lr * (ev + 1) / 20) + config.get("noise", 0.0) * \
+        np.resize([1.0, -1.0], len(ev))
+    return TrainingLog({"train/loss": Series(steps, loss),
+                        "lr": Series(steps, np.full(200, lr)),
+                        "val/accuracy": Series(ev, acc)})
+
+
+def test_a_healthy_run_still_improving_gets_the_rounds_left_kept_only_beyond_noise():
+    result = repair(_rising, {"lr": 0.3, "epochs": 4}, rounds=3)
+    first = result.history[1]
+    assert result.history[0].healthy and first.improve and first.change == {"lr": 0.9}
+    assert first.kept and first.metric > result.history[0].metric
+    # lr 2.7 blows up: not healthy, so not kept whatever its metric
+    assert result.history[2].change == {"lr": 2.7} and not result.history[2].kept
+    assert result.healed and result.config["lr"] == 0.9
+    assert "[improving]" in first.sentence() and result.to_dict()["history"][1]["improve"]
+    # improve=False: a healthy run costs no round
+    assert repair(_rising, {"lr": 0.3, "epochs": 4}, improve=False).rounds == 0
+
+
+def test_an_improving_change_within_the_runs_noise_is_reverted():
+    from lrdoctor.healing import _gained, _noise
+
+    # +-0.05 wiggle: a gain of 0.02 (0.3 -> 0.33 in lr) is within it
+    base = repair(_rising, {"lr": 0.3, "noise": 0.05}, rounds=0).history[0]
+    other = repair(_rising, {"lr": 0.33, "noise": 0.05}, rounds=0).history[0]
+    assert base.healthy and other.healthy and other.metric > base.metric
+    assert _noise(base.log, "val/accuracy") > other.metric - base.metric
+    assert not _gained(other, base, "val/accuracy")
+    quiet = repair(_rising, {"lr": 0.3}, rounds=0).history[0]
+    better = repair(_rising, {"lr": 0.33}, rounds=0).history[0]
+    assert _noise(quiet.log, "val/accuracy") < 1e-9 and _gained(better, quiet, "val/accuracy")
+
+
+def test_a_relative_width_needs_an_int_width_in_the_config():
+    from lrdoctor.healing import apply_change
+
+    assert apply_change({"width": 2}, {"width": "x16"}) == {"width": 32}
+    assert apply_change({"width": 3}, {"width": 64}) == {"width": 64}
+    with pytest.raises(UnsupportedChange, match="width"):
+        apply_change({"width": None}, {"width": "x4"})

@@ -171,7 +171,8 @@ def test_every_knob_is_a_key_of_the_example_config(name):
     from lrdoctor.examples._repair import config
 
     assert set(KNOBS) <= set(config(name))
-    assert not {"activation", "output_activation", "normalize_inputs"} & set(config("charlm"))
+    assert not {"activation", "output_activation", "normalize_inputs", "width"} \
+        & set(config("charlm"))
 
 
 def test_docs_repair_lists_every_knob_and_every_code_with_changes():
@@ -196,3 +197,36 @@ def test_diagnose_json_carries_the_changes(tmp_path):
     findings = json.loads((tmp_path / "d.json").read_text())["findings"]
     assert all("changes" in f for f in findings)
     assert any(c.get("lr") == 0.05 for f in findings for c in f["changes"])
+
+
+def test_underfitting_that_flattened_widens_the_model_by_the_params_per_example():
+    # 100 steps per epoch (2 epochs) at batch 32: 3200 examples; 150 parameters:
+    # 30 * 3200 / 150 = 640 -> 2^10, clipped to 64
+    n = 200
+    steps = np.arange(n, dtype=float)
+    loss = 1.5 + np.exp(-steps / 20)
+    log = TrainingLog({"train/loss": Series(steps, loss, epochs=np.repeat([0.0, 1.0], 100)),
+                       "batch/size": Series(steps[::50], np.full(4, 32.0)),
+                       "lr": Series(steps, np.full(n, 0.1))},
+                      meta={"optimizer": "SGD", "n_params": 150})
+    under = changes_for(_finding("underfitting", drop=0.4), Context(log))
+    assert under[0] == {"width": "x64"}
+    log.meta["n_params"] = 30_000   # 30 * 3200 / 30000 = 3.2 -> 4
+    assert changes_for(_finding("underfitting", drop=0.4), Context(log))[0] == {"width": "x4"}
+    del log.meta["n_params"]        # no count: 16
+    assert changes_for(_finding("underfitting", drop=0.4), Context(log))[0] == {"width": "x16"}
+    validate_change({"width": "x16"})
+    with pytest.raises(ValueError, match="width"):
+        validate_change({"width": "wide"})
+
+
+def test_a_larger_batch_keeps_the_number_of_optimizer_steps():
+    n = 200
+    steps = np.arange(n, dtype=float)
+    log = TrainingLog({"train/loss": Series(steps, 2.3 * np.exp(-steps / 40) + 0.1,
+                                            epochs=np.zeros(n)),
+                       "batch/size": Series(steps[::50], np.full(4, 4.0)),
+                       "lr": Series(steps, np.full(n, 0.01))}, meta={"optimizer": "SGD"})
+    changes = changes_for(_finding("batch-size", noise_scale=16.0), Context(log))
+    assert changes[0] == {"batch_size": 16, "lr": 0.04, "epochs": 4}
+    assert changes[1:] == ({"batch_size": 16, "lr": 0.04}, {"batch_size": 16})

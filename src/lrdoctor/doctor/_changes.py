@@ -18,7 +18,15 @@ docs/repair.md); a finding carries alternatives, the one expected to help most f
 - warm-up steps are ``clip(2 * spike_step, 5% of the run, 25% of the run)``: twice as long as
   it took the loss to spike, within the usual 1-25% of the steps;
 - the plateau mode is the monitored metric's natural direction (``max`` for accuracy);
-- an early-stopping epoch budget is the epoch of the best validation loss.
+- an early-stopping epoch budget is the epoch of the best validation loss;
+- a wider model for a run whose loss flattened high (underfitting that is not a crawl):
+  ``width`` times ``k = clip(2^ceil(log2(30 * n_train / n_params)), 4, 64)``, written ``"x<k>"``
+  (:func:`lrdoctor.healing.apply_change` multiplies it into the config's width): a healthy net
+  of the corpus carries 14-30 parameters per training example, and the parameter count grows
+  at least linearly with the width; ``n_train`` is the steps per epoch times the logged batch
+  size, and ``k = 16`` when the log lacks either;
+- a batch-size change that raises the batch keeps the number of optimizer steps: ``epochs``
+  times ``new / old`` batch (a run of one epoch at batch 4 becomes 4 epochs at batch 16).
 
 Pure (numpy + stdlib): no framework is imported here.
 """
@@ -36,7 +44,7 @@ import numpy as np
 from lrdoctor.doctor._context import Context, first_bad, tail
 from lrdoctor.doctor._finding import Finding
 
-__all__ = ["KNOBS", "Knob", "attach", "changes_for", "validate_change"]
+__all__ = ["KNOBS", "Knob", "attach", "changes_for", "validate_change", "width_factor"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          ("val_loss", "val_accuracy")),
     Knob("label_smoothing", "float in [0, 1)", "label smoothing of the cross-entropy loss",
          (0.0, 0.05, 0.1, 0.2)),
+    Knob("width", "int >= 1 | 'x<k>'", "units (or channels) of every hidden layer; a string "
+         "'x<k>' multiplies the config's own int width by k", (16, 64, 256)),
 )}
 
 _TYPES: dict[str, Callable[[Any], bool]] = {
@@ -107,7 +117,24 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
     "plateau_mode": lambda v: v in (None, "min", "max", "auto"),
     "plateau_monitor": lambda v: v is None or isinstance(v, str),
     "label_smoothing": lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
+    "width": lambda v: (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+    or (isinstance(v, str) and width_factor(v) is not None),
 }
+
+
+def width_factor(value: Any) -> float | None:
+    """The factor of a relative ``width`` value ``'x<k>'`` (k > 0), else None.
+
+    >>> width_factor("x16"), width_factor(64), width_factor("x0")
+    (16.0, None, None)
+    """
+    if not isinstance(value, str) or not value.startswith("x"):
+        return None
+    try:
+        k = float(value[1:])
+    except ValueError:
+        return None
+    return k if k > 0 and math.isfinite(k) else None
 
 
 def validate_change(change: dict[str, Any]) -> None:
@@ -366,15 +393,35 @@ def _over_regularization(ctx: Context, f: Finding) -> list[dict[str, Any]]:
     return [drop_fix, {"weight_decay": 0.0}, {"dropout": 0.0, "weight_decay": 0.0}]
 
 
+def _n_train(ctx: Context) -> float | None:
+    """Training examples per epoch: steps per epoch times the logged batch size (or None)."""
+    spe, log = _steps_per_epoch(ctx), ctx.log
+    if not spe or ctx.unit == "epoch" or not log.has("batch/size"):
+        return None
+    batch = float(np.median(log.get("batch/size").values))
+    return spe * batch if math.isfinite(batch) and batch >= 1 else None
+
+
+def _width_factor(ctx: Context) -> int:
+    """``clip(2^ceil(log2(30 * n_train / n_params)), 4, 64)``; 16 without both counts."""
+    n_params, n_train = ctx.meta.get("n_params"), _n_train(ctx)
+    if not isinstance(n_params, (int, float)) or n_params <= 0 or not n_train:
+        return 16
+    return int(np.clip(2 ** math.ceil(math.log2(max(30 * n_train / n_params, 1.0))), 4, 64))
+
+
 def _underfitting(ctx: Context, f: Finding) -> list[dict[str, Any]]:
-    """A loss that barely moved (fell < 5%) is a crawl first: the lr as for lr-too-low; else
-    longer training, a 3x lr, no regularization."""
+    """A loss that barely moved (fell < 5%) is a crawl first: the lr as for lr-too-low; a loss
+    that fell and flattened high is a model too small: a wider one (:func:`_width_factor`);
+    then longer training, a 3x lr, no regularization."""
     n = _epochs(ctx)
     lr = _lr_at(ctx, None)
     d = _drop(ctx, f)
     out: list[dict[str, Any]] = []
     if lr and d is not None and d < 0.05:
         out += _too_low(ctx, f)[:2]
+    else:
+        out.append({"width": f"x{_width_factor(ctx)}"})
     out += [{"epochs": 2 * n}] if n else []
     if lr:
         out.append({"lr": _sig(lr * 3)})
@@ -429,7 +476,12 @@ def _batch_size(ctx: Context, f: Finding) -> list[dict[str, Any]]:
     if target == int(batch) or target < 1:
         return []
     lr = _lr_at(ctx, None)
-    return [{"batch_size": target, **({"lr": _sig(lr * target / batch)} if lr else {})}]
+    scaled = {"batch_size": target, **({"lr": _sig(lr * target / batch)} if lr else {})}
+    n = _epochs(ctx)
+    if target > batch and n:  # keep the number of optimizer steps
+        return [{**scaled, "epochs": max(1, math.ceil(n * target / batch))}, scaled,
+                {"batch_size": target}]
+    return [scaled, {"batch_size": target}]
 
 
 _TABLE: dict[str, Callable[[Context, Finding], list[dict[str, Any]]]] = {

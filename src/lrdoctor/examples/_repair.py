@@ -1,7 +1,9 @@
 """A ``train_fn`` for :func:`lrdoctor.repair` on the example tasks, and faults to inject.
 
 A run is a config dict keyed by the repair vocabulary (docs/repair.md) plus a few keys that
-only inject faults (``input_scale``, ``label_noise``, ``data_order``, ``hidden``);
+only inject faults (``input_scale``, ``label_noise``, ``data_order``, ``hidden``); ``width`` (the
+classifiers') is the first hidden layer's units or channels, and every hidden layer scales with
+it (charlm has none: a ``width`` change raises ``UnsupportedChange`` there);
 :func:`config` gives a task's healthy config, :data:`FAULTS` the overrides of each fault kind.
 :class:`ExampleTrainer` trains one config under :class:`lrdoctor.torch.Monitor` and returns the
 path of its JSONL log (torch is imported when it trains, not when this module loads).
@@ -44,7 +46,14 @@ FAULTS: dict[str, tuple[str, Any]] = {
                      lambda c: {"activation": "sigmoid",
                                 **({"hidden": (64,) * 8} if "hidden" in c else {})}),
     "label-noise": ("40% of the training labels replaced at random", lambda c: {"label_noise": 0.4}),
+    "narrow-model": ("width 2 (the first hidden layer; the others scaled alike)",
+                     lambda c: {"width": 2}),
 }
+
+#: the width (units or channels of the first hidden layer) of each classifier's default model;
+#: a config's ``width`` scales every hidden layer by ``width / this``
+_WIDTH = {"digits-mlp": ("hidden", 128), "digits-cnn": ("channels", 16),
+          "mnist1d-conv": ("channels", 32)}
 
 
 def config(name: str, *, seed: int = 0, epochs: int | None = None) -> dict[str, Any]:
@@ -65,7 +74,7 @@ def config(name: str, *, seed: int = 0, epochs: int | None = None) -> dict[str, 
     }
     if name in _CLASSIFIERS:
         c.update({"activation": "relu", "output_activation": None, "normalize_inputs": False,
-                  "input_scale": 1.0})
+                  "input_scale": 1.0, "width": _WIDTH[name][1]})
     if name == "digits-mlp":
         c["hidden"] = tuple(MODEL_OPTIONS[name]["hidden"])
     return c
@@ -158,7 +167,27 @@ def _model_options(name: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
         opts["softmax_output"] = cfg["output_activation"] == "softmax"
     if "hidden" in cfg:
         opts["hidden"] = tuple(cfg["hidden"])
+    if name in _WIDTH:
+        opts.update(_scaled(name, cfg["width"], opts))
     return opts
+
+
+def _scaled(name: str, width: Any, opts: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's width options scaled by ``width / default`` (each layer at least 1)."""
+    from lrdoctor.examples import MODEL_OPTIONS
+
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise UnsupportedChange("width", f"width must be an int >= 1 here, got {width!r}")
+    key, default = _WIDTH[name]
+    r = width / default
+
+    def scale(v: Any) -> Any:
+        return max(1, round(v * r)) if isinstance(v, int) else tuple(scale(x) for x in v)
+
+    out = {key: scale(opts.get(key, MODEL_OPTIONS[name][key]))}
+    if name == "digits-cnn":
+        out["hidden"] = scale(MODEL_OPTIONS[name]["hidden"])
+    return out
 
 
 def _data(task: Any, cfg: Mapping[str, Any]) -> tuple[np.ndarray, ...]:
