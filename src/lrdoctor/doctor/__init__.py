@@ -6,7 +6,8 @@ small function ``(Context) -> list[Finding]`` in ``_curves`` (what any log shows
 learning rate), ``_underfitting`` (a loss that stays high, and the look-alike causes the curves
 alone fit), ``_validation`` (the validation curve against its own noise), ``_training`` (how
 training was set up, seen in the curves), ``_internals`` (what
-only the live Monitor records: gradients per layer, activations, inputs, setup) or
+only the live Monitor records: gradients per layer, activations, inputs, setup),
+``_lr_cycles`` (the per-step loss's answer to a cyclic learning rate) or
 ``_signatures`` (setup faults read from per-epoch loss and accuracy alone, via the chance-level
 analysis in ``_epochs`` and the train-versus-validation analysis in ``_evalgap``, for logs without
 the Monitor's measurements). When a log lacks what a rule needs, the rule records the reason in
@@ -38,12 +39,14 @@ def _rules() -> tuple:
     from lrdoctor.doctor import (
         _curves,
         _internals,
+        _lr_cycles,
         _signatures,
         _training,
         _underfitting,
         _validation,
     )
     return (_curves.RULES + _underfitting.RULES + _validation.RULES + _training.RULES + _internals.RULES
+            + _lr_cycles.RULES
             + _signatures.RULES)
 
 

@@ -143,6 +143,18 @@ _reg("VAL_FLAT_NOISE", 2.0, (1.0, 2.0, 3.0), "plateau (curves)",
 _reg("FLAT_SHARE", 0.1, (0.05, 0.1, 0.2), "plateau (curves)",
      "validation moved by less than this share of its fall before the last third: flat",
      "as VAL_FLAT_NOISE")
+_reg("CYCLE_CORR", 0.5, (0.4, 0.5, 0.6), "oscillation (cyclic LR)",
+     "the per-step log loss, detrended over one LR cycle, correlates at least this much with "
+     "log LR (best lag of 0 to half a cycle) ...",
+     "2026-12-07 on the corpus design families (cancer-mlp, mnist1d-cnn, friedman-reg, "
+     "digits-wide, charlm-tf), seeds 0-2: cyclic lr/10..x10 and x30 runs 0.16-0.79 "
+     "(digits-wide 0.73-0.79, friedman-reg 0.58-0.67, mnist1d-cnn 0.40-0.60, charlm-tf "
+     "0.28-0.52, cancer-mlp 0.16-0.42, whose loss near 0 swings by noise); no healthy run and "
+     "no other fault's run has an LR that cycles (>= 4 turns after a 2x move), so none is scored")
+_reg("CYCLE_SWING", 0.1, (0.05, 0.1, 0.2), "oscillation (cyclic LR)",
+     "... and its std around that trend (a +-10% swing scores 0.1) at least this",
+     "2026-12-07 on the same runs: digits-wide 0.81-2.1, friedman-reg 0.17-0.27, mnist1d-cnn "
+     "lr x10 0.05-0.10 (x30: 0.004, pinned at chance: lr-too-high's), charlm-tf 0.02-0.04")
 _reg("SWING", 3.0, (2.0, 3.0, 4.0), "oscillation (curves)",
      "validation's total variation over its net trend change at least this many times: it "
      "swings back and forth (a monotone curve scores 1)",
