@@ -101,7 +101,8 @@ def test_generated_logs_read_the_same_either_way(name, seed, n):
         text = WRITERS[name](random.Random(seed), n)
         p.write_text(_no_blank_lines(text) if name.endswith(".jsonl") else text)
         _same(p)
-    assert answers[0] is not None  # these files are all for the fast path (the first read)
+    if name != "trainer_state.json":  # not routed through the typed reader (see _json.read_json)
+        assert answers[0] is not None  # these files are all for the fast path (the first read)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -160,7 +161,8 @@ def test_odd_numbers_and_keys_read_the_same_either_way(seed, hf):
         _same(p)
 
 
-@pytest.mark.parametrize("name", sorted(WRITERS))
+# trainer_state.json is not routed through the typed reader (logs/_json.py read_json says why)
+@pytest.mark.parametrize("name", sorted(n for n in WRITERS if n != "trainer_state.json"))
 @pytest.mark.parametrize("indent", [None, 2])
 def test_the_fast_path_is_taken_on_clean_logs(name, indent):
     """Not a silent fallback: the typed reader answers (NaN and Infinity included)."""
