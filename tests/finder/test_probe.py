@@ -181,6 +181,7 @@ def test_a_converged_warm_phase_keeps_the_margin_although_the_ramp_holds():
     assert r.to_dict()["converged"] is True
     res = _result()
     assert res.with_probe(r).suggestion == res.suggestion
+    assert "already converged" in res.with_probe(r).reason  # not "the loss rose below the minimum"
 
 
 def test_a_language_model_still_learning_still_moves():

@@ -146,6 +146,10 @@ class FinderResult:
             reason += (f"; then the budget probe moved it up to the min-loss lr / "
                        f"{NEAR_MARGIN:.2f} (after a quarter of the run the loss held up to lr "
                        f"{report.edge_lr:.3g}, at or past the minimum)")
+        elif report.edge_lr is not None and report.converged and \
+                report.min_loss_lr is not None and report.edge_lr >= report.min_loss_lr:
+            reason += ("; the budget probe kept it (the loss held up to the minimum, but the run "
+                       "had already converged at the suggestion)")
         elif report.edge_lr is not None:
             reason += "; the budget probe kept it (the loss rose below the minimum)"
         return dataclasses.replace(self, suggestion=suggestion, interval=interval, probe=report,
