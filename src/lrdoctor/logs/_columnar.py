@@ -140,13 +140,11 @@ def _without(raw: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray,
     return Lines(len(starts), fast, groups, slow)
 
 
-def hf_history(raw: bytes, loads: Any) -> tuple[dict, list[Columns], int] | None:
-    """A ``trainer_state.json``'s ``log_history`` array read a column at a time: the rest of
-    the document (read by ``loads``, with ``log_history`` empty), the entries' groups
-    (``Columns.at`` holds entry numbers) and how many entries there are; None when the
-    ordinary parser should read it (an entry that is not an object of numbers, a damaged file)."""
-    if pl is None:
-        return None
+
+def split_history(raw: bytes, loads: Any) -> tuple[dict, int, int] | None:
+    """A ``trainer_state.json``'s one ``log_history`` array located: the rest of the document
+    (read by ``loads`` with that array emptied) and the offsets of its ``[`` and ``]``; None when
+    the key is missing, repeated or escaped, or the rest is not the object it should be."""
     key = raw.find(b'"log_history"')
     lb = raw.find(b"[", key)
     rb = raw.find(b"]", lb)
@@ -154,13 +152,25 @@ def hf_history(raw: bytes, loads: Any) -> tuple[dict, list[Columns], int] | None
         return None
     if raw[key + len(b'"log_history"'):lb].strip() != b":":
         return None
-    rest_text = raw[:lb] + b"[]" + raw[rb + 1:]
     try:
-        rest = loads(rest_text.decode("utf-8"))
+        rest = loads((raw[:lb] + b"[]" + raw[rb + 1:]).decode("utf-8"))
     except (ValueError, RecursionError):
         return None
     if not isinstance(rest, dict) or rest.get("log_history") != []:
         return None
+    return rest, lb, rb
+
+def hf_history(raw: bytes, loads: Any) -> tuple[dict, list[Columns], int] | None:
+    """A ``trainer_state.json``'s ``log_history`` array read a column at a time: the rest of
+    the document (read by ``loads``, with ``log_history`` empty), the entries' groups
+    (``Columns.at`` holds entry numbers) and how many entries there are; None when the
+    ordinary parser should read it (an entry that is not an object of numbers, a damaged file)."""
+    if pl is None:
+        return None
+    split = split_history(raw, loads)
+    if split is None:
+        return None
+    rest, lb, rb = split
     body = raw[lb + 1:rb].strip()
     if not body.startswith(b"{") or not body.endswith(b"}"):
         return None

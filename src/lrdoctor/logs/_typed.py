@@ -32,7 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from lrdoctor.logs._columnar import _OTHER_BREAKS, _STAND_INS, _UNICODE_BREAKS, Columns, Lines
+from lrdoctor.logs._columnar import (
+    _OTHER_BREAKS,
+    _STAND_INS,
+    _UNICODE_BREAKS,
+    Columns,
+    Lines,
+    split_history,
+)
 
 try:
     import msgspec
@@ -116,19 +123,10 @@ def hf_history(raw: bytes, loads: Any) -> tuple[dict, list[Columns], int] | None
     numbers) and how many entries there are; None when another reader should read it."""
     if msgspec is None:
         return None
-    key = raw.find(b'"log_history"')
-    lb = raw.find(b"[", key)
-    rb = raw.find(b"]", lb)
-    if key < 0 or lb < 0 or rb < 0 or raw.count(b'"log_history"') != 1 or raw[key - 1:key] == b"\\":
+    split = split_history(raw, loads)
+    if split is None:
         return None
-    if raw[key + len(b'"log_history"'):lb].strip() != b":":
-        return None
-    try:
-        rest = loads((raw[:lb] + b"[]" + raw[rb + 1:]).decode("utf-8"))
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(rest, dict) or rest.get("log_history") != []:
-        return None
+    rest, lb, rb = split
     body = memoryview(raw)[lb:rb + 1]
     sample = _sample_entries(raw, lb + 1, rb)
     row = None if sample is None else _struct(sample, tagged=False)
